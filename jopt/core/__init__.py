@@ -1,0 +1,55 @@
+"""The protocol layer: transforms, composition, updates and tree helpers."""
+
+from jopt.core._base import (
+    EmptyState,
+    GradientTransformation,
+    OptState,
+    Params,
+    ScalarOrSchedule,
+    Updates,
+    apply_updates,
+    identity,
+    stateless,
+)
+from jopt.core._chain import call_update, chain, named_chain
+from jopt.core._tree import (
+    all_finite,
+    bias_correction,
+    cast,
+    cast_like,
+    global_norm,
+    map_elementwise,
+    safe_increment,
+    squared_norm,
+    state_dtype,
+    tree_sum,
+    zeros_like,
+)
+from jopt.core.errors import JoptError
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "JoptError",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "Updates",
+    "all_finite",
+    "apply_updates",
+    "bias_correction",
+    "call_update",
+    "cast",
+    "cast_like",
+    "chain",
+    "global_norm",
+    "identity",
+    "map_elementwise",
+    "named_chain",
+    "safe_increment",
+    "squared_norm",
+    "state_dtype",
+    "stateless",
+    "tree_sum",
+    "zeros_like",
+]

@@ -1,0 +1,108 @@
+"""Tree helpers.
+
+:func:`map_elementwise` is *the* way jopt applies per-array maths to a pytree. Elementwise
+transforms write their maths as a function of arrays and hand it to this helper, never to
+``jax.tree.map`` directly. The fused executor (``jopt.fused``) relies on this: it calls the same
+transforms with trees whose leaves are packed buffers, so the same per-array maths runs once
+per buffer instead of once per leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+_INT32_MAX = jnp.iinfo(jnp.int32).max
+
+
+def map_elementwise(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``fn(leaf, *matching_leaves)`` to every array leaf of ``tree``.
+
+    ``rest`` are trees with the structure of ``tree`` (or with ``tree`` as a prefix). When
+    ``fn`` returns a tuple of ``k`` arrays, the result is a tuple of ``k`` trees, each with
+    the structure of ``tree``. ``None`` leaves (masked-out parameters) stay ``None``.
+    """
+    leaves = jax.tree.leaves(tree)
+    out = jax.tree.map(fn, tree, *rest)
+    if not leaves:
+        return out
+    first = jax.tree.leaves(out, is_leaf=lambda x: isinstance(x, tuple))[0]
+    if not isinstance(first, tuple):
+        return out
+    return tuple(
+        jax.tree.map(lambda _, r, i=i: r[i], tree, out) for i in range(len(first))
+    )
+
+
+def state_dtype(x: jax.Array, dtype: Any = None) -> jnp.dtype:
+    """The dtype of an optimizer-state slot for parameter ``x``.
+
+    An explicit ``dtype`` wins. Otherwise floating parameters get at least float32 state
+    (bfloat16/float16 parameters keep float32 moments; float64 stays float64).
+    """
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    x_dtype = jnp.asarray(x).dtype
+    if jnp.issubdtype(x_dtype, jnp.floating):
+        return jnp.promote_types(x_dtype, jnp.float32)
+    return x_dtype
+
+
+def zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros with each leaf's shape, in :func:`state_dtype` (float32 for low-precision params)."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), state_dtype(x, dtype)), tree)
+
+
+def cast_like(tree: Any, like: Any) -> Any:
+    """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
+    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
+
+
+def cast(tree: Any, dtype: Any) -> Any:
+    """Cast every leaf to ``dtype`` (``None`` leaves the tree unchanged)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
+
+
+def squared_norm(tree: Any) -> jax.Array:
+    """Sum of squares of all leaves, accumulated in float32 (or wider)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    return sum(
+        jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32)))) for x in leaves
+    )
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of the whole tree, as if its leaves were concatenated."""
+    return jnp.sqrt(squared_norm(tree))
+
+
+def tree_sum(tree: Any) -> jax.Array:
+    """The sum of every element of every leaf."""
+    leaves = jax.tree.leaves(tree)
+    return sum((jnp.sum(x) for x in leaves), jnp.zeros((), jnp.float32))
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """``True`` when every element of every leaf is finite."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """``count + 1`` for an int32 step counter, saturating at the int32 maximum."""
+    return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
+
+
+def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
+    """``moment / (1 - decay**count)``, the Adam bias correction (Kingma & Ba 2015)."""
+    correction = 1 - jnp.asarray(decay, jnp.float32) ** count.astype(jnp.float32)
+    return map_elementwise(lambda m: m / correction.astype(m.dtype), moment)

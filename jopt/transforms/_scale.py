@@ -1,0 +1,69 @@
+"""Scaling by a constant, a learning rate or a schedule."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jopt.core import (
+    EmptyState,
+    GradientTransformation,
+    ScalarOrSchedule,
+    map_elementwise,
+    safe_increment,
+)
+
+
+def scale(step_size: float | jax.Array) -> GradientTransformation:
+    """Multiply every update by ``step_size``: ``u <- step_size * u``."""
+
+    def init_fn(params):
+        del params
+        return EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return map_elementwise(lambda u: (step_size * u).astype(u.dtype), updates), state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByScheduleState(NamedTuple):
+    """State of :func:`scale_by_schedule`.
+
+    Attributes:
+        count: int32 number of updates applied so far (saturating).
+    """
+
+    count: jax.Array
+
+
+def scale_by_schedule(step_size_fn) -> GradientTransformation:
+    """``u <- step_size_fn(count) * u``, where ``count`` is the number of previous updates."""
+
+    def init_fn(params):
+        del params
+        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        step_size = step_size_fn(state.count)
+        updates = map_elementwise(lambda u: (step_size * u).astype(u.dtype), updates)
+        return updates, ScaleByScheduleState(count=safe_increment(state.count))
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """``u <- -learning_rate * u`` (or ``+`` with ``flip_sign=False``).
+
+    ``learning_rate`` is a float, an array, or a schedule ``count -> value``.
+    """
+    sign = -1.0 if flip_sign else 1.0
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * learning_rate(count))
+    return scale(sign * learning_rate)
