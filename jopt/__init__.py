@@ -33,4 +33,10 @@ from jopt.transforms import (
     trace,
 )
 
+# --- combinators (issue 3) ---
+# --- /combinators ---
+
+# --- fused + bench (issue 6) ---
+# --- /fused ---
+
 __version__ = "0.1.0"
