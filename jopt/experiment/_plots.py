@@ -1,0 +1,109 @@
+"""Matplotlib figures for runs, comparisons and sweeps (Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _series(rows: list[dict], key: str, x_key: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r[x_key], r[key]) for r in rows if r.get(key) is not None and r.get(x_key) is not None]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts, strict=True)
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
+    """``loss.png``, ``accuracy.png`` (train and validation) and ``learning_rate.png``."""
+    written = []
+    for metric, log in (("loss", True), ("accuracy", False)):
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        drawn = False
+        for split in ("train", "val"):
+            x, y = _series(rows, f"{split}_{metric}")
+            if len(x):
+                ax.plot(x, y, marker="." if len(x) < 30 else None, label=split)
+                drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        if log and all(v > 0 for r in rows for k, v in r.items()
+                       if k.endswith("_loss") and isinstance(v, (int, float))):
+            ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{title} {metric}".strip())
+        ax.grid(alpha=0.3)
+        ax.legend()
+        written.append(_save(fig, os.path.join(plot_dir, f"{metric}.png")))
+    x, y = _series(rows, "learning_rate")
+    if len(x):
+        fig, ax = plt.subplots(figsize=(5.5, 3.0))
+        ax.plot(x, y, marker="." if len(x) < 30 else None)
+        ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title=title)
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, os.path.join(plot_dir, "learning_rate.png")))
+    return written
+
+
+def plot_overlay(runs: dict[str, list[dict]], metric: str, path: str,
+                 x_key: str = "epoch", title: str = "") -> str | None:
+    """One curve per run for ``metric`` against ``x_key`` (``epoch`` or ``time``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    drawn = 0
+    for label, rows in runs.items():
+        x, y = _series(rows, metric, x_key)
+        if len(x):
+            ax.plot(x, y, label=label)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    if metric.endswith("loss") and all(
+            v > 0 for rows in runs.values() for v in _series(rows, metric, x_key)[1]):
+        ax.set_yscale("log")
+    ax.set(xlabel="wall time (s)" if x_key == "time" else x_key, ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=1 + drawn // 12)
+    return _save(fig, path)
+
+
+def plot_sensitivity(groups: dict[str, dict[float, Sequence[float]]], metric: str, path: str,
+                     title: str = "") -> str | None:
+    """``metric`` (mean ± std over seeds) against learning rate, one line per group."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    drawn = 0
+    for label, by_lr in groups.items():
+        lrs = sorted(by_lr)
+        vals = [np.asarray([v for v in by_lr[lr] if v is not None], float) for lr in lrs]
+        keep = [i for i, v in enumerate(vals) if len(v)]
+        if not keep:
+            continue
+        x = np.asarray([lrs[i] for i in keep])
+        mean = np.asarray([vals[i].mean() for i in keep])
+        std = np.asarray([vals[i].std() for i in keep])
+        ax.plot(x, mean, marker="o", label=label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate", ylabel=metric, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
