@@ -19,24 +19,78 @@ from jopt.core import (
 )
 
 # --- optimizers (issue 2) ---
-from jopt.optimizers import adam, sgd
+from jopt.optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    amsgrad,
+    lamb,
+    lion,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
 
 # --- transforms (issue 2) ---
 from jopt.transforms import (
+    AddDecayedWeightsState,
+    AddNoiseState,
+    L1ProximalState,
+    ScaleByAdadeltaState,
+    ScaleByAdamaxState,
     ScaleByAdamState,
+    ScaleByLionState,
+    ScaleByRAdamState,
+    ScaleByRmsState,
+    ScaleByRssState,
     ScaleByScheduleState,
     TraceState,
+    add_decayed_weights,
+    add_l1,
+    add_l2,
+    add_noise,
+    clip,
+    clip_by_global_norm,
+    l1_proximal,
     scale,
+    scale_by_adadelta,
     scale_by_adam,
+    scale_by_adamax,
     scale_by_learning_rate,
+    scale_by_lion,
+    scale_by_radam,
+    scale_by_rms,
+    scale_by_rss,
     scale_by_schedule,
+    scale_by_sign,
+    scale_by_trust_ratio,
     trace,
 )
 
 # --- combinators (issue 3) ---
+from jopt.combinators import (
+    HparamsState,
+    HparamsTransformation,
+    MonitorState,
+    TapState,
+    get_hparams,
+    metrics,
+    monitor,
+    set_hparams,
+    tap,
+    with_hparams,
+)
+
 # --- /combinators ---
 
 # --- fused + bench (issue 6) ---
+# ``jopt.fused`` is the function; the package's other names come from ``from jopt.fused import``.
+from jopt.fused import FusedState, PackLayout, pack, pack_layout, per_leaf  # noqa: I001
+from jopt.fused import fused  # noqa: I001
+from jopt.bench import memory_report  # noqa: I001
 # --- /fused ---
 
 __version__ = "0.1.0"
