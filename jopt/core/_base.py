@@ -40,7 +40,8 @@ class TransformUpdateFn(Protocol):
 
 
 class GradientTransformation(optax.GradientTransformationExtraArgs):
-    """A pure gradient transformation: ``init(params)`` and ``update(updates, state, params, **extra)``.
+    """A pure gradient transformation: ``init(params)`` and ``update(updates, state, params,
+    **extra)``.
 
     It is a NamedTuple ``(init, update)`` and an optax ``GradientTransformationExtraArgs``, so
     optax accepts it everywhere and forwards extra arguments (``value=loss`` and the like).

@@ -32,9 +32,7 @@ def map_elementwise(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     first = jax.tree.leaves(out, is_leaf=lambda x: isinstance(x, tuple))[0]
     if not isinstance(first, tuple):
         return out
-    return tuple(
-        jax.tree.map(lambda _, r, i=i: r[i], tree, out) for i in range(len(first))
-    )
+    return tuple(jax.tree.map(lambda _, r, i=i: r[i], tree, out) for i in range(len(first)))
 
 
 def state_dtype(x: jax.Array, dtype: Any = None) -> jnp.dtype:
@@ -95,6 +93,16 @@ def all_finite(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.array(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def scalar_as(x: Any, like: jax.Array) -> jax.Array:
+    """Hyperparameter ``x`` (a Python number or a traced scalar array) in ``like``'s dtype.
+
+    Hyperparameters may arrive as float32 arrays (issue 3 keeps them in the state), and strict
+    dtype promotion forbids ``float32_array * bfloat16_array``; casting them to the dtype of
+    the array they multiply keeps every transform valid for both kinds.
+    """
+    return jnp.asarray(x).astype(jnp.asarray(like).dtype)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -11,8 +11,10 @@ from jopt.core import (
     EmptyState,
     GradientTransformation,
     ScalarOrSchedule,
+    identity,
     map_elementwise,
     safe_increment,
+    scalar_as,
 )
 
 
@@ -25,7 +27,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        return map_elementwise(lambda u: (step_size * u).astype(u.dtype), updates), state
+        return map_elementwise(lambda u: scalar_as(step_size, u) * u, updates), state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -50,19 +52,22 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         step_size = step_size_fn(state.count)
-        updates = map_elementwise(lambda u: (step_size * u).astype(u.dtype), updates)
+        updates = map_elementwise(lambda u: scalar_as(step_size, u) * u, updates)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
     return GradientTransformation(init_fn, update_fn)
 
 
 def scale_by_learning_rate(
-    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+    learning_rate: ScalarOrSchedule | None, *, flip_sign: bool = True
 ) -> GradientTransformation:
     """``u <- -learning_rate * u`` (or ``+`` with ``flip_sign=False``).
 
-    ``learning_rate`` is a float, an array, or a schedule ``count -> value``.
+    ``learning_rate`` is a float, an array (possibly traced), or a schedule ``count -> value``.
+    ``None`` means no scaling at all (the identity, as in optax; :func:`jopt.adadelta` uses it).
     """
+    if learning_rate is None:
+        return identity()
     sign = -1.0 if flip_sign else 1.0
     if callable(learning_rate):
         return scale_by_schedule(lambda count: sign * learning_rate(count))

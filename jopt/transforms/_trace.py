@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jopt.core import GradientTransformation, map_elementwise, zeros_like
+from jopt.core import GradientTransformation, map_elementwise, scalar_as, zeros_like
 
 
 class TraceState(NamedTuple):
@@ -27,7 +27,8 @@ def trace(
     .. math::
 
         m_t = \\beta m_{t-1} + g_t, \\qquad
-        u_t = m_t \\;\\text{(heavy ball)} \\quad\\text{or}\\quad u_t = g_t + \\beta m_t \\;\\text{(Nesterov)}
+        u_t = m_t \\;\\text{(heavy ball)} \\quad\\text{or}\\quad u_t = g_t + \\beta m_t
+            \\;\\text{(Nesterov)}
 
     Args:
         decay: the momentum coefficient ``beta``.
@@ -42,8 +43,9 @@ def trace(
         del params, extra_args
 
         def step(g, m):
-            m_new = (decay * m + g).astype(m.dtype)
-            u = g + decay * m_new if nesterov else m_new
+            beta, gm = scalar_as(decay, m), g.astype(m.dtype)
+            m_new = gm + beta * m
+            u = gm + beta * m_new if nesterov else m_new
             return u.astype(g.dtype), m_new
 
         updates, new_trace = map_elementwise(step, updates, state.trace)

@@ -1,0 +1,68 @@
+"""Annealed Gaussian gradient noise."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.typing
+
+from jopt.core import GradientTransformation, JoptError, map_elementwise, safe_increment
+
+
+class AddNoiseState(NamedTuple):
+    """State of :func:`add_noise`.
+
+    Attributes:
+        count: int32 number of updates so far (saturating), for the annealing.
+        rng_key: the PRNG key the next noise is drawn from.
+    """
+
+    count: jax.Array
+    rng_key: jax.Array
+
+
+def add_noise(
+    eta: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike, key: jax.Array | int | None = None
+) -> GradientTransformation:
+    """Add annealed Gaussian noise to the updates (Neelakantan et al. 2015).
+
+    .. math::
+
+        u_t \\leftarrow u_t + \\mathcal N\\!\\left(0, \\frac{\\eta}{t^\\gamma}\\right),
+        \\qquad t = 1, 2, \\dots
+
+    i.e. variance :math:`\\eta/(1+k)^\\gamma` after :math:`k` previous updates. The noise is
+    drawn from the key held in the state (split every step, one subkey per leaf), so a run is a
+    pure function of ``key``; with the same key the noise equals ``optax.add_noise``'s.
+
+    Args:
+        eta: base variance.
+        gamma: annealing exponent (0.55 in the paper).
+        key: a ``jax.random.key`` or an integer seed. Required: jopt has no global seed.
+    """
+    if key is None:
+        raise JoptError("add_noise needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    if isinstance(key, int):
+        key = jax.random.key(key)
+
+    def init_fn(params):
+        del params
+        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=key)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        std = jnp.sqrt(
+            jnp.asarray(eta, jnp.float32)
+            / count.astype(jnp.float32) ** jnp.asarray(gamma, jnp.float32)
+        )
+        rng_key, sample_key = jax.random.split(state.rng_key)
+        treedef = jax.tree.structure(updates)
+        keys = jax.tree.unflatten(treedef, list(jax.random.split(sample_key, treedef.num_leaves)))
+        noise = jax.tree.map(lambda u, k: jax.random.normal(k, u.shape, u.dtype), updates, keys)
+        updates = map_elementwise(lambda u, n: u + std.astype(u.dtype) * n, updates, noise)
+        return updates, AddNoiseState(count=count, rng_key=rng_key)
+
+    return GradientTransformation(init_fn, update_fn)
