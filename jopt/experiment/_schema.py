@@ -27,9 +27,11 @@ class AugmentationConfig:
 
 @dataclass
 class DataConfig:
-    """Which dataset, how it is split and preprocessed."""
+    """Which dataset, how it is split and preprocessed. ``seed`` drives the split (and synthetic
+    data); it is separate from the run's ``seed`` so that runs over several seeds share data."""
 
     name: str = "digits"
+    seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.25
     preprocess: str = "standardize"
@@ -179,10 +181,17 @@ class DiagnosticsConfig:
 
 @dataclass
 class DistributedConfig:
-    """Data parallelism via ``jopt.distributed``: ``data`` devices on the data axis
-    (1: off, -1: all devices)."""
+    """Data parallelism via ``jopt.distributed`` (its ``setup`` reads this section).
+
+    ``data``: devices on the data axis (1: off, -1: all devices); ``zero``: 1 shards the
+    optimizer state (ZeRO-1); the rest configures a multi-process job."""
 
     data: int = 1
+    zero: int = 0
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    local_devices: int = 0
 
 
 @dataclass

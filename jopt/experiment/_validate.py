@@ -146,6 +146,12 @@ def validate_config(config: Config) -> None:
     if config.distributed.data == 0 or config.distributed.data < -1:
         raise JoptError(f"distributed.data must be -1 (all devices) or a positive count, "
                         f"got {config.distributed.data}")
+    if config.distributed.zero not in (0, 1):
+        raise JoptError(f"distributed.zero must be 0 or 1, got {config.distributed.zero}")
+    _at_least("data.seed", d.seed, 0)
+    if config.regularization.weight_decay > 0 and "weight_decay" in config.optimizer.kwargs:
+        raise JoptError("set either regularization.weight_decay (decoupled, any optimizer) or "
+                        "optimizer.weight_decay, not both")
 
 
 def validate_sweep_keys(config: Config) -> None:

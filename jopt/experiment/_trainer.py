@@ -1,0 +1,337 @@
+"""The training loop behind ``jopt run`` and ``jopt sweep``.
+
+A *group* is K runs that differ only in values held in arrays: the seed (the PRNG key in the
+train state) and hyperparameters held in the optimizer state (``jopt.set_hparams``). Their
+states are stacked on a leading axis and the training engine's pure epoch function is
+``jax.vmap``-ed over them, so the whole group is one compiled program, compiled once. A group
+of one is a plain run (no vmap).
+
+The host loop runs once per epoch: evaluation, logging, early stopping, checkpoints and the
+progress bar. Each epoch's record is written to the member's ``metrics.jsonl`` atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jopt.core.errors import JoptError
+from jopt.experiment import _artifacts as art
+from jopt.experiment._build import Setup, build_optimizer, vmappable_values
+from jopt.experiment._checkpoint import restore_checkpoint, save_checkpoint
+from jopt.experiment._schema import Config
+
+
+@dataclasses.dataclass
+class Member:
+    """One run of a group and its bookkeeping (JSON-serialisable except ``best_vars``)."""
+
+    config: Config
+    run_dir: str | None = None
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    active: bool = True
+    best_value: float | None = None
+    best_epoch: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+    last_epoch: int = 0
+    best_vars: Any = None  # host copy of (params, model_state) at the best epoch
+    final_state: Any = None
+
+    def bookkeeping(self) -> dict:
+        return {"last_epoch": self.last_epoch, "best_value": self.best_value,
+                "best_epoch": self.best_epoch, "bad_evals": self.bad_evals,
+                "stopped_early": self.stopped_early, "active": self.active}
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _take(tree: Any, k: int) -> Any:
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def _better(metric: str, value: float, best: float | None, min_delta: float) -> bool:
+    if value is None or math.isnan(value):
+        return False
+    if best is None:
+        return True
+    if "accuracy" in metric:
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def monitor_metric(config: Config, has_val: bool) -> str:
+    """The metric that picks the best epoch: early stopping's, else validation loss."""
+    es = config.regularization.early_stopping
+    if es.patience > 0:
+        return es.metric
+    return "val_loss" if has_val else "train_loss"
+
+
+def _float(x: Any) -> float | None:
+    v = float(np.asarray(x))
+    return v if math.isfinite(v) else None
+
+
+class GroupTrainer:
+    """Train K structurally identical configs as one (vmapped when K > 1) program."""
+
+    def __init__(self, members: list[Member], setup: Setup, *, progress: bool = False,
+                 desc: str = ""):
+        from jopt.train import init_train_state, make_eval_fn, make_train_epoch
+
+        self.members, self.setup, self.K = members, setup, len(members)
+        self.progress, self.desc = progress, desc
+        base = members[0].config
+        self.base = base
+        data = setup.data
+        self.total_steps = setup.epochs * setup.steps_per_epoch
+        self.tx, self.mult = build_optimizer(base, self.total_steps, setup.steps_per_epoch)
+        self.x = jnp.asarray(data.x_train)
+        self.y = jnp.asarray(data.y_train)
+        self.splits = {}
+        for split in ("val", "test"):
+            xs, ys = data.split(split)
+            if len(ys):
+                self.splits[split] = (jnp.asarray(xs), jnp.asarray(ys))
+        if base.regularization.early_stopping.patience > 0:
+            metric = base.regularization.early_stopping.metric
+            if metric.startswith("val") and "val" not in self.splits:
+                raise JoptError(f"early stopping on {metric} needs data.val_fraction > 0")
+        self.metric = monitor_metric(base, "val" in self.splits)
+
+        states = []
+        for m in members:
+            st = init_train_state(setup.model, self.tx, self.x[:1], jax.random.key(m.config.seed))
+            states.append(self._set_hparams(st, m.config))
+        self.state = states[0] if self.K == 1 else _stack(states)
+
+        epoch_fn = make_train_epoch(setup.model, self.tx, setup.spec, setup.batching,
+                                    augment=setup.augment, kind=data.kind)
+        eval_fn = make_eval_fn(setup.model, setup.spec)
+        if self.K > 1:
+            epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
+            eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
+        self.parallel = None
+        dist = base.distributed
+        if dist.data != 1 or dist.coordinator_address:
+            self._setup_distributed(dist)
+        t0 = time.perf_counter()
+        if self.parallel is not None:
+            self.epoch = self.parallel.jit(epoch_fn, self.state)
+            self.epoch.lower(self.state, self.x, self.y)  # trace now; compiled on first call
+        else:
+            self.epoch = jax.jit(epoch_fn, donate_argnums=0).lower(
+                self.state, self.x, self.y).compile()
+        self.evals = {s: jax.jit(eval_fn).lower(self.state.params, self.state.model_state, *xy)
+                      .compile() for s, xy in self.splits.items()}
+        self.compile_s = time.perf_counter() - t0
+        self.sharpness_fn = None
+        self.train_s = 0.0
+        self.eval_s = 0.0
+
+    # -- set-up helpers ----------------------------------------------------------------------
+    def _set_hparams(self, state, config: Config):
+        import jopt
+
+        set_hparams = getattr(jopt, "set_hparams", None)
+        if set_hparams is None:
+            return state
+        return state._replace(opt_state=set_hparams(state.opt_state, **vmappable_values(config)))
+
+    def _setup_distributed(self, dist) -> None:
+        if self.K > 1:
+            raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
+        try:
+            import jopt.distributed as jd
+        except ImportError:
+            raise JoptError("the distributed section needs jopt.distributed") from None
+        self.parallel = jd.setup(dataclasses.asdict(dist))
+        self.state = self.parallel.shard_state(self.state)
+        self.x, self.y = self.parallel.shard_batch(self.x, self.y)
+
+    # -- resume ------------------------------------------------------------------------------
+    def restore(self, path: str, bookkeeping: dict) -> None:
+        """Continue a single run from a checkpoint written by :meth:`_checkpoint`."""
+        m = self.members[0]
+        like = {"state": self.state, "best": (self.state.params, self.state.model_state)}
+        tree = restore_checkpoint(path, like)
+        self.state = tree["state"]
+        for k, v in bookkeeping.items():
+            setattr(m, k, v)
+        if m.best_epoch is not None:
+            m.best_vars = jax.device_get(tree["best"])
+        m.rows = [r for r in m.rows if r["epoch"] <= m.last_epoch]
+
+    # -- the loop ----------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        return float(self.mult(jnp.asarray(step, jnp.int32))) if self.mult is not None else 1.0
+
+    def _opt_logs(self, opt_state) -> list[dict]:
+        import jopt
+
+        out: dict[str, Any] = {}
+        for prefix, name in (("opt/", "metrics"), ("hp/", "get_hparams")):
+            fn = getattr(jopt, name, None)
+            if fn is not None:
+                for k, v in dict(fn(opt_state)).items():
+                    out[prefix + k] = np.asarray(v)
+        return [{k: _float(v if self.K == 1 else v[i]) for k, v in out.items()
+                 if (v.ndim == 0 if self.K == 1 else v.ndim == 1)} for i in range(self.K)]
+
+    def run(self, start_epoch: int = 0, stop_after: int | None = None) -> None:
+        """Train from ``start_epoch`` to the configured number of epochs.
+
+        ``stop_after`` ends the session after that many epochs (as if the process were killed
+        after a checkpoint), for tests and for splitting long runs.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.base
+        epochs = self.setup.epochs
+        bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", disable=not self.progress,
+                   desc=self.desc or cfg.name, leave=False, dynamic_ncols=True)
+        t_start = time.perf_counter()
+        done = 0
+        try:
+            for epoch in range(start_epoch + 1, epochs + 1):
+                t = time.perf_counter()
+                self.state, m = self.epoch(self.state, self.x, self.y)
+                m = jax.device_get(m)
+                dt = time.perf_counter() - t
+                self.train_s += dt
+                evaluate = epoch % cfg.train.eval_every == 0 or epoch == epochs
+                ev = {}
+                if evaluate:
+                    t = time.perf_counter()
+                    for split, compiled in self.evals.items():
+                        res = jax.device_get(compiled(self.state.params, self.state.model_state,
+                                                      *self.splits[split]))
+                        ev.update({f"{split}_{k}": v for k, v in res.items()})
+                    self.eval_s += time.perf_counter() - t
+                self._record(epoch, m, ev, dt, time.perf_counter() - t_start, evaluate)
+                done += 1
+                bar.update(1)
+                last = self.members[0].rows[-1] if self.K == 1 else {}
+                bar.set_postfix({k: f"{last[k]:.4g}" for k in ("train_loss", "val_accuracy")
+                                 if last.get(k) is not None})
+                if not any(mb.active for mb in self.members):
+                    break
+                if stop_after is not None and done >= stop_after and epoch < epochs:
+                    if not self._due(epoch, force=True):
+                        raise JoptError("stop_after needs output.checkpoints: true")
+                    return
+        finally:
+            bar.close()
+        for k, mb in enumerate(self.members):
+            if mb.final_state is None:
+                mb.final_state = self.state if self.K == 1 else _take(self.state, k)
+            if mb.best_vars is not None and cfg.regularization.early_stopping.patience > 0 and \
+                    cfg.regularization.early_stopping.restore_best:
+                params, ms = mb.best_vars
+                mb.final_state = mb.final_state._replace(params=params, model_state=ms)
+
+    def _record(self, epoch: int, m: dict, ev: dict, dt: float, elapsed: float,
+                evaluated: bool) -> None:
+        cfg = self.base
+        es = cfg.regularization.early_stopping
+        step = epoch * self.setup.steps_per_epoch
+        opt_logs = self._opt_logs(self.state.opt_state)
+        diag = self._diagnostics(epoch)
+        for k, mb in enumerate(self.members):
+            if not mb.active:
+                continue
+            pick = (lambda v: v) if self.K == 1 else (lambda v, k=k: v[k])
+            row: dict[str, Any] = {"epoch": epoch, "step": step}
+            for key in ("train_loss", "train_accuracy", "penalty", "grad_norm"):
+                if key in m:
+                    row[key] = _float(pick(m[key]))
+            for key, v in ev.items():
+                row[key] = _float(pick(v))
+            row.update(opt_logs[k])
+            lr = vmappable_values(mb.config).get(f"{cfg.optimizer.name}/learning_rate")
+            row["learning_rate"] = lr * self.lr_at(step) if lr is not None else None
+            row.update(diag[k] if diag else {})
+            row["epoch_time"] = dt
+            row["time"] = elapsed
+            mb.rows.append(row)
+            mb.last_epoch = epoch
+            if evaluated and self.metric in row:
+                if _better(self.metric, row[self.metric], mb.best_value, es.min_delta):
+                    mb.best_value, mb.best_epoch, mb.bad_evals = row[self.metric], epoch, 0
+                    if es.patience > 0 and es.restore_best:
+                        st = self.state if self.K == 1 else _take(self.state, k)
+                        mb.best_vars = jax.device_get((st.params, st.model_state))
+                else:
+                    mb.bad_evals += 1
+                if es.patience > 0 and mb.bad_evals >= es.patience:
+                    mb.active, mb.stopped_early = False, True
+                    mb.final_state = jax.device_get(
+                        self.state if self.K == 1 else _take(self.state, k))
+            if mb.run_dir is not None:
+                art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
+        self._due(epoch)
+
+    def _due(self, epoch: int, force: bool = False) -> bool:
+        """Write checkpoints when the cadence says so (or ``force``); False if disabled."""
+        cfg = self.base
+        if not cfg.output.checkpoints:
+            return False
+        every = cfg.train.checkpoint_every
+        if not force and not (every and epoch % every == 0):
+            return True
+        for k, mb in enumerate(self.members):
+            if mb.run_dir is None or not mb.active:
+                continue
+            self._checkpoint(mb, epoch, self.state if self.K == 1 else _take(self.state, k))
+        return True
+
+    def _checkpoint(self, mb: Member, epoch: int, state) -> None:
+        best = mb.best_vars if mb.best_vars is not None else (state.params, state.model_state)
+        path = save_checkpoint(mb.run_dir, epoch, {"state": state, "best": best})
+        art.write_json(path + ".json", {"epoch": epoch, **mb.bookkeeping(),
+                                        "train_s": self.train_s})
+
+    def save_final(self) -> None:
+        for mb in self.members:
+            if mb.run_dir is not None and self.base.output.checkpoints:
+                st = mb.final_state
+                self._checkpoint(mb, mb.last_epoch, jax.tree.map(jnp.asarray, st))
+
+    # -- diagnostics hook (jopt.numerics) ----------------------------------------------------
+    def _diagnostics(self, epoch: int) -> list[dict] | None:
+        d = self.base.diagnostics
+        if not d.sharpness_every or epoch % d.sharpness_every:
+            return None
+        import jopt.numerics as jn
+
+        if self.sharpness_fn is None:
+            model, spec = self.setup.model, self.setup.spec
+            loss = "cross_entropy" if spec.loss == "cross_entropy" else "mse"
+            n = min(len(self.setup.data.y_train), 1024)
+            batches = jn.stack_batches(np.asarray(self.setup.data.x_train[:n]),
+                                       np.asarray(self.setup.data.y_train[:n]), batch_size=n)
+
+            def sharp(params, model_state, key):
+                fn = jn.flax_loss_fn(model, loss, model_state, train=False)
+                return jn.sharpness(fn, params, batches, key=key, num_iters=d.sharpness_iters)
+
+            self.sharpness_fn = jax.jit(sharp)
+        out = []
+        for k, mb in enumerate(self.members):
+            st = self.state if self.K == 1 else _take(self.state, k)
+            lam = _float(self.sharpness_fn(st.params, st.model_state,
+                                           jax.random.key(mb.config.seed + epoch)))
+            lr = vmappable_values(mb.config)[f"{self.base.optimizer.name}/learning_rate"]
+            lr_now = lr * self.lr_at(epoch * self.setup.steps_per_epoch)
+            out.append({"sharpness": lam, "stability_bound": 2.0 / lr_now if lr_now else None})
+        return out
