@@ -1,0 +1,29 @@
+"""Data: built-in data sets and user-file loaders, splits, preprocessing, augmentation, batching."""
+
+from jopt.data._augment import Augment, augment_batch
+from jopt.data._batching import REMAINDERS, STRATEGIES, Batching
+from jopt.data._builtin import BUILTIN
+from jopt.data._dataset import Dataset
+from jopt.data._files import load_csv, load_idx, load_npz, read_idx
+from jopt.data._load import dataset_names, load_dataset
+from jopt.data._split import PREPROCESS, apply_preprocess, fit_preprocess, split_arrays
+
+__all__ = [
+    "BUILTIN",
+    "PREPROCESS",
+    "REMAINDERS",
+    "STRATEGIES",
+    "Augment",
+    "Batching",
+    "Dataset",
+    "apply_preprocess",
+    "augment_batch",
+    "dataset_names",
+    "fit_preprocess",
+    "load_csv",
+    "load_dataset",
+    "load_idx",
+    "load_npz",
+    "read_idx",
+    "split_arrays",
+]

@@ -1,0 +1,116 @@
+"""``load_dataset``: one entry point for built-in data sets and user files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jopt.core.errors import JoptError
+from jopt.data._builtin import BUILTIN, Raw
+from jopt.data._dataset import Dataset, check_arrays, check_labels
+from jopt.data._files import load_csv, load_idx, load_npz
+from jopt.data._split import apply_preprocess, fit_preprocess, split_arrays
+
+FILE_LOADERS = {"npz": load_npz, "csv": load_csv, "idx": load_idx}
+
+
+def dataset_names() -> list[str]:
+    """Names ``load_dataset`` accepts (besides a path ending in ``.npz`` or ``.csv``)."""
+    return sorted(BUILTIN) + sorted(FILE_LOADERS)
+
+
+def _raw(name: str, seed: int, opts: dict) -> Raw:
+    lowered = name.lower()
+    if lowered.endswith(".npz") or lowered.endswith(".csv"):
+        opts = {"path": name, **opts}
+        lowered = lowered[-3:]
+    if lowered in BUILTIN:
+        try:
+            return BUILTIN[lowered](seed, **opts)
+        except TypeError as e:
+            raise JoptError(f"data set {name!r}: bad option ({e})") from None
+    if lowered in FILE_LOADERS:
+        loader = FILE_LOADERS[lowered]
+        opts = dict(opts)
+        try:
+            if lowered == "idx":
+                return loader(**opts)
+            return loader(opts.pop("path", None), **opts)
+        except TypeError as e:
+            raise JoptError(f"data loader {lowered!r}: bad option ({e})") from None
+    raise JoptError(f"unknown data set {name!r}; allowed: {', '.join(dataset_names())}")
+
+
+def load_dataset(
+    name: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.25,
+    preprocess: str | None = "standardize",
+    stratify: bool = True,
+    **opts,
+) -> Dataset:
+    """Load, validate, split and preprocess a data set.
+
+    Args:
+        name: a built-in name (``digits``, ``iris``, ``wine``, ``breast_cancer``, ``diabetes``,
+            ``mnist1d``, ``two_moons``, ``spirals``, ``linear``, ``quadratic``), a file loader
+            (``npz`` / ``csv`` with ``path=...``; ``idx`` with ``images=``, ``labels=`` and
+            optionally ``test_images=``, ``test_labels=``), or a path ending in ``.npz``/``.csv``.
+        seed: drives synthetic generation and the split; the same seed gives the same data.
+        val_fraction, test_fraction: fractions of the whole data set. Data sets with a
+            predefined test split (mnist1d, IDX with test files, ``.npz`` with ``x_test``) keep it
+            and ignore ``test_fraction``.
+        preprocess: ``"standardize"`` (z-score), ``"minmax"`` (to [0, 1]) or ``"none"``; the
+            statistics are fitted on the training split only, then applied to val and test.
+        stratify: keep class proportions in every split (classification only).
+        **opts: options of the data set (``n``, ``noise``, ``condition_number``...) or loader
+            (``path``, ``label``, ``task``, ``num_classes``).
+
+    Raises:
+        JoptError: unknown name or option, missing/malformed file, NaN/inf values, wrong shapes,
+            labels out of range.
+    """
+    raw = _raw(name, seed, opts)
+    x, y = check_arrays(raw.x, raw.y, raw.task, name)
+    xt = yt = None
+    if raw.x_test is not None:
+        xt, yt = check_arrays(raw.x_test, raw.y_test, raw.task, f"{name} (test)")
+        if xt.shape[1:] != x.shape[1:]:
+            raise JoptError(f"{name}: test inputs have shape {xt.shape[1:]}, train {x.shape[1:]}")
+    if raw.task == "classification":
+        check_labels(y, raw.num_classes, name)
+        if yt is not None:
+            check_labels(yt, raw.num_classes, f"{name} (test)")
+    parts = split_arrays(
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        stratify=stratify and raw.task == "classification",
+        x_test=xt,
+        y_test=yt,
+    )
+    x_tr, y_tr, x_va, y_va, x_te, y_te = parts
+    stats = fit_preprocess(x_tr, preprocess)
+    info = dict(raw.info)
+    info["preprocess"] = stats
+    if "condition_number" in raw.info and len(x_tr):
+        xs = apply_preprocess(x_tr, stats).astype(np.float64)
+        ev = np.linalg.eigvalsh(xs.T @ xs / len(xs))
+        info["train_condition_number"] = float(ev[-1] / max(ev[0], 1e-300))
+    return Dataset(
+        x_train=apply_preprocess(x_tr, stats),
+        y_train=y_tr,
+        x_val=apply_preprocess(x_va, stats),
+        y_val=y_va,
+        x_test=apply_preprocess(x_te, stats),
+        y_test=y_te,
+        task=raw.task,
+        num_classes=int(raw.num_classes),
+        input_shape=tuple(x.shape[1:]),
+        kind=raw.kind,
+        name=name,
+        info=info,
+    )

@@ -1,0 +1,62 @@
+"""``make_model``: build a model by name, or pass a user's own flax module through."""
+
+from __future__ import annotations
+
+import inspect
+
+import flax.linen as nn
+
+from jopt.core.errors import JoptError
+from jopt.models._cnn import CNN
+from jopt.models._layers import activation, check_norm
+from jopt.models._mlp import MLP, Linear
+
+MODELS = {"linear": Linear, "mlp": MLP, "cnn": CNN}
+
+
+def make_model(name: str | nn.Module, *, num_outputs: int, **kwargs) -> nn.Module:
+    """A flax module with ``__call__(x, train: bool)``.
+
+    Args:
+        name: ``"linear"``, ``"mlp"`` or ``"cnn"``; or a ``flax.linen.Module`` instance, which is
+            returned unchanged (it must accept ``(x, train)``; use the ``"dropout"`` RNG stream
+            and the ``"batch_stats"`` collection if it needs them).
+        num_outputs: number of classes, or of regression targets.
+        **kwargs: the model's fields (``hidden``, ``activation``, ``dropout``, ``norm``,
+            ``channels``, ``kernel_size``, ``dense``, ``pool``, ``dims``).
+
+    Raises:
+        JoptError: unknown model, unknown or invalid option.
+    """
+    if isinstance(name, nn.Module):
+        if kwargs:
+            raise JoptError(
+                "options cannot be given with a user module; configure the module itself"
+            )
+        if "train" not in inspect.signature(type(name).__call__).parameters:
+            raise JoptError(f"{type(name).__name__}.__call__ must accept a 'train' argument")
+        return name
+    if name not in MODELS:
+        raise JoptError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    cls = MODELS[name]
+    fields = set(cls.__dataclass_fields__) - {"parent", "name", "num_outputs"}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise JoptError(f"model {name!r}: unknown option(s) {unknown}; allowed: {sorted(fields)}")
+    if int(num_outputs) < 1:
+        raise JoptError(f"num_outputs must be >= 1, got {num_outputs}")
+    if "activation" in kwargs:
+        activation(kwargs["activation"])
+    if "norm" in kwargs:
+        check_norm(kwargs["norm"])
+    if not 0.0 <= float(kwargs.get("dropout", 0.0)) < 1.0:
+        raise JoptError(f"dropout must be in [0, 1), got {kwargs['dropout']}")
+    for key in ("hidden", "channels"):
+        if key in kwargs:
+            seq = kwargs[key]
+            if isinstance(seq, int):
+                seq = [seq]
+            if any(int(w) < 1 for w in seq):
+                raise JoptError(f"model {key} must be positive integers, got {kwargs[key]}")
+            kwargs[key] = tuple(int(w) for w in seq)
+    return cls(num_outputs=int(num_outputs), **kwargs)

@@ -1,0 +1,37 @@
+"""Training: losses and penalties, the train state, the scan-fused epoch, evaluation and ``fit``."""
+
+from jopt.train._eval import make_eval_fn
+from jopt.train._fit import EarlyStopping, FitResult, fit
+from jopt.train._losses import (
+    LOSSES,
+    cross_entropy,
+    default_penalty_mask,
+    huber,
+    make_loss,
+    mse,
+    one_hot_targets,
+    penalty,
+)
+from jopt.train._state import TrainState, init_train_state
+from jopt.train._step import LossSpec, apply_model, make_train_epoch, make_train_step
+
+__all__ = [
+    "LOSSES",
+    "EarlyStopping",
+    "FitResult",
+    "LossSpec",
+    "TrainState",
+    "apply_model",
+    "cross_entropy",
+    "default_penalty_mask",
+    "fit",
+    "huber",
+    "init_train_state",
+    "make_eval_fn",
+    "make_loss",
+    "make_train_epoch",
+    "make_train_step",
+    "mse",
+    "one_hot_targets",
+    "penalty",
+]

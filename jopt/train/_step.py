@@ -1,0 +1,211 @@
+"""The train step and the scan-fused epoch, both pure and un-jitted (the caller owns ``jit``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jopt.core import apply_updates, call_update, global_norm
+from jopt.core.errors import JoptError
+from jopt.data import Augment, Batching, augment_batch
+from jopt.train._losses import LOSSES, make_loss, one_hot_targets, penalty
+from jopt.train._state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """What the step minimizes: a data loss plus optional L1/L2 penalties.
+
+    Attributes:
+        task: ``"classification"`` or ``"regression"``.
+        num_classes: classes (classification) or regression outputs.
+        loss: ``cross_entropy`` (classification default), ``mse`` (regression default), ``huber``.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        huber_delta: the Huber threshold.
+        l1, l2: penalty strengths (see :mod:`jopt.train._losses` for when to use them).
+        penalty_mask: a pytree of bools like the params; default: weights only (ndim >= 2).
+    """
+
+    task: str = "classification"
+    num_classes: int = 2
+    loss: str | None = None
+    label_smoothing: float = 0.0
+    huber_delta: float = 1.0
+    l1: float = 0.0
+    l2: float = 0.0
+    penalty_mask: Any = None
+
+    def __post_init__(self):
+        if self.task not in ("classification", "regression"):
+            raise JoptError(f"unknown task {self.task!r}; allowed: classification, regression")
+        loss = self.loss or ("cross_entropy" if self.task == "classification" else "mse")
+        if loss not in LOSSES:
+            raise JoptError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+        if loss == "cross_entropy" and self.task != "classification":
+            raise JoptError("loss cross_entropy needs a classification task; use mse or huber")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise JoptError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.l1 < 0 or self.l2 < 0:
+            raise JoptError(f"l1 and l2 must be >= 0, got {self.l1}, {self.l2}")
+        object.__setattr__(self, "loss", loss)
+
+
+def _targets(spec: LossSpec, y: jax.Array) -> jax.Array:
+    if spec.loss == "cross_entropy":
+        return one_hot_targets(y, spec.num_classes, spec.label_smoothing)
+    if spec.task == "classification":  # mse/huber on one-hot targets
+        return one_hot_targets(y, spec.num_classes)
+    return y
+
+
+def apply_model(model: nn.Module, params, model_state: dict, x, *, train: bool, key=None):
+    """``(outputs, new_model_state)``; batch statistics are updated only when training."""
+    variables = {"params": params, **model_state}
+    rngs = {"dropout": key} if key is not None else None
+    if train and model_state:
+        out, new_state = model.apply(variables, x, train=True, rngs=rngs, mutable=list(model_state))
+        return out, dict(new_state)
+    return model.apply(variables, x, train=train, rngs=rngs), model_state
+
+
+def make_train_step(
+    model: nn.Module,
+    tx: Any,
+    spec: LossSpec,
+    *,
+    augment: Augment | None = None,
+    kind: str = "tabular",
+) -> Callable:
+    """A pure ``step(state, xb, yb, wb, key) -> (state, metrics)`` for one optimizer step.
+
+    ``xb``/``yb``/``wb`` have a leading micro-batch axis ``k`` (k = 1 except for
+    ``accumulate``): ``(k, b, ...)``. The gradient is ``sum_i w_i grad l_i / sum_i w_i`` over all
+    k*b examples, plus the penalty's gradient: exact gradient accumulation.
+    """
+    loss_fn = make_loss(spec.loss, huber_delta=spec.huber_delta)
+    augment = augment or Augment()
+    augment.check(kind)
+    use_penalty = bool(spec.l1 or spec.l2)
+    classification = spec.task == "classification"
+
+    def micro(params, model_state, x, y, w, key):
+        k_aug, k_drop = jax.random.split(key)
+        targets = _targets(spec, y)
+        if augment.active:
+            x, targets = augment_batch(augment, k_aug, x, targets, kind)
+
+        def objective(p):
+            out, new_ms = apply_model(model, p, model_state, x, train=True, key=k_drop)
+            return jnp.sum(w * loss_fn(out, targets)), (out, new_ms)
+
+        (lsum, (out, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
+        if classification:
+            hit = (jnp.argmax(out, -1) == y).astype(jnp.float32)
+            correct = jnp.sum(w * hit)
+        else:
+            correct = jnp.zeros((), jnp.float32)
+        return g, lsum, correct, new_ms
+
+    def step(state: TrainState, xb, yb, wb, key):
+        k = xb.shape[0]
+        keys = jax.random.split(key, k)
+        if k == 1:
+            g, lsum, correct, ms = micro(
+                state.params, state.model_state, xb[0], yb[0], wb[0], keys[0]
+            )
+        else:
+
+            def body(carry, inp):
+                g_acc, l_acc, c_acc, ms = carry
+                g, lsum, correct, ms = micro(state.params, ms, *inp)
+                g_acc = jax.tree.map(jnp.add, g_acc, g)
+                return (g_acc, l_acc + lsum, c_acc + correct, ms), None
+
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            init = (
+                zeros,
+                jnp.zeros((), jnp.float32),
+                jnp.zeros((), jnp.float32),
+                state.model_state,
+            )
+            (g, lsum, correct, ms), _ = jax.lax.scan(body, init, (xb, yb, wb, keys))
+        count = jnp.sum(wb)
+        denom = jnp.maximum(count, 1.0)
+        grads = jax.tree.map(lambda a: (a / denom).astype(a.dtype), g)
+        loss = lsum / denom
+        if use_penalty:
+            pen, pen_grads = jax.value_and_grad(
+                lambda p: penalty(p, l1=spec.l1, l2=spec.l2, mask=spec.penalty_mask)
+            )(state.params)
+            grads = jax.tree.map(jnp.add, grads, pen_grads)
+        else:
+            pen = jnp.zeros((), jnp.float32)
+        updates, opt_state = call_update(tx, grads, state.opt_state, state.params, value=loss + pen)
+        params = apply_updates(state.params, updates)
+        new_state = state._replace(
+            params=params, opt_state=opt_state, step=state.step + 1, model_state=ms
+        )
+        metrics = {
+            "loss": loss,
+            "penalty": pen,
+            "correct": correct,
+            "count": count,
+            "grad_norm": global_norm(grads),
+        }
+        return new_state, metrics
+
+    return step
+
+
+def make_train_epoch(
+    model: nn.Module,
+    tx: Any,
+    spec: LossSpec,
+    batching: Batching,
+    *,
+    augment: Augment | None = None,
+    kind: str = "tabular",
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A pure, un-jitted ``epoch_fn(state, x, y) -> (state, metrics)``: one whole epoch.
+
+    Shuffling (``jax.random.permutation``) and batching happen on device and every step runs
+    under one ``lax.scan``, so a jitted epoch is a single dispatch. Pure, so sweeps can ``vmap``
+    it (over states, with ``x``/``y`` broadcast) and the distributed layer can ``jit`` it with
+    shardings. The state's key is split once per epoch; each step derives its dropout and
+    augmentation keys with ``fold_in(step_key, i)``.
+
+    ``metrics``: ``train_loss`` (weighted mean data loss over the epoch's steps, with dropout and
+    augmentation on), ``train_accuracy`` (classification), ``penalty`` and ``grad_norm`` (last
+    step), ``step_loss`` and ``step_grad_norm`` (per-step arrays of length ``steps``).
+    """
+    step = make_train_step(model, tx, spec, augment=augment, kind=kind)
+
+    def epoch_fn(state: TrainState, x: jax.Array, y: jax.Array):
+        n = x.shape[0]
+        key, k_perm, k_steps = jax.random.split(state.key, 3)
+        idx, w = batching.plan(k_perm, n)
+
+        def body(st, inp):
+            i, idx_s, w_s = inp
+            return step(st, x[idx_s], y[idx_s], w_s, jax.random.fold_in(k_steps, i))
+
+        steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
+        state, m = jax.lax.scan(body, state._replace(key=key), (steps, idx, w))
+        total = jnp.maximum(jnp.sum(m["count"]), 1.0)
+        metrics = {
+            "train_loss": jnp.sum(m["loss"] * m["count"]) / total,
+            "penalty": m["penalty"][-1],
+            "grad_norm": m["grad_norm"][-1],
+            "step_loss": m["loss"],
+            "step_grad_norm": m["grad_norm"],
+        }
+        if spec.task == "classification":
+            metrics["train_accuracy"] = jnp.sum(m["correct"]) / total
+        return state, metrics
+
+    return epoch_fn
