@@ -72,16 +72,34 @@ from jopt.transforms import (
 
 # --- combinators (issue 3) ---
 from jopt.combinators import (
+    AccumulateState,
+    EmaState,
+    GroupsState,
+    GroupsTransformation,
     HparamsState,
     HparamsTransformation,
+    LookaheadState,
     MonitorState,
+    NonFiniteError,
+    SkipState,
     TapState,
+    accumulate,
+    check_state,
+    coverage,
+    describe,
+    ema,
+    ema_params,
     get_hparams,
+    groups,
+    lookahead,
     metrics,
     monitor,
+    reset,
     set_hparams,
+    skip_nonfinite,
     tap,
     with_hparams,
+    with_precision,
 )
 
 # --- /combinators ---

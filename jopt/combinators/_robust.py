@@ -1,0 +1,206 @@
+"""Robust steps: gradient accumulation and the non-finite guard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jopt.combinators._walk import combinator_state, nodes
+from jopt.core import (
+    GradientTransformation,
+    JoptError,
+    all_finite,
+    call_update,
+    map_elementwise,
+    safe_increment,
+    zeros_like,
+)
+
+
+def _no_step(updates: Any) -> Any:
+    # -0.0 is the additive identity for every float (-0.0 included), so params stay bitwise.
+    return map_elementwise(lambda u: jnp.full(jnp.shape(u), -0.0, u.dtype), updates)
+
+
+def _like(new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+
+
+@combinator_state(meta=("k", "mode"))
+class AccumulateState:
+    """State of :func:`accumulate`.
+
+    Attributes:
+        micro_step: int32 number of micro-batches in the buffer (0 right after a real step).
+        acc: the one accumulation buffer (sum of the gradients since the last real step).
+        inner_state: the wrapped transformation's state, changed only on real steps.
+        applied: bool, whether the last call made a real step.
+        k, mode: static; the number of micro-steps and ``"mean"`` or ``"sum"``.
+    """
+
+    micro_step: jax.Array
+    acc: Any
+    inner_state: Any
+    applied: jax.Array
+    k: int = 1
+    mode: str = "mean"
+
+    def _metrics(self) -> dict[str, jax.Array]:
+        return {"accumulate/applied": self.applied, "accumulate/micro_step": self.micro_step}
+
+
+def accumulate(
+    tx: Any, k: int, mode: str = "mean", accumulator_dtype: Any = None
+) -> GradientTransformation:
+    """Accumulate gradients over ``k`` micro-steps, then make one step of ``tx``.
+
+    .. math::
+
+        a \\leftarrow a + g_i \\; (i = 1..k), \\qquad
+        \\text{step with } \\bar g = a / k \\;(\\text{mean})\\ \\text{or}\\ a \\;(\\text{sum})
+
+    With equal micro-batches of a mean loss, ``mode="mean"`` equals one step on the
+    concatenated batch. Between real steps the updates are zero and ``tx``'s state does not
+    move. One buffer only, in ``accumulator_dtype`` (float32 or wider by default). Under
+    ``jit`` the inner step runs in a ``lax.cond`` branch.
+
+    Args:
+        tx: the optimizer to step every ``k`` calls.
+        k: micro-steps per real step, an int >= 1.
+        mode: ``"mean"`` or ``"sum"``.
+        accumulator_dtype: dtype of the buffer.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise JoptError(f"accumulate: k must be an integer >= 1, got {k!r}")
+    if mode not in ("mean", "sum"):
+        raise JoptError(f"accumulate: mode must be 'mean' or 'sum', got {mode!r}")
+    k = int(k)
+
+    def init_fn(params):
+        return AccumulateState(
+            jnp.zeros([], jnp.int32),
+            zeros_like(params, accumulator_dtype),
+            tx.init(params),
+            jnp.array(False),
+            k,
+            mode,
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        acc = map_elementwise(
+            lambda a, g: (a + g.astype(a.dtype)).astype(a.dtype), state.acc, updates
+        )
+        micro = state.micro_step + 1
+        apply = micro >= k
+
+        def step(_):
+            grads = acc if mode == "sum" else map_elementwise(lambda a: a / k, acc)
+            new, inner = call_update(
+                tx, _like(grads, updates), state.inner_state, params, **extra_args
+            )
+            return _like(new, updates), inner, zeros_like(acc), jnp.zeros([], jnp.int32)
+
+        def wait(_):
+            return _no_step(updates), state.inner_state, acc, micro
+
+        new_updates, inner, acc, micro = jax.lax.cond(apply, step, wait, None)
+        return new_updates, AccumulateState(micro, acc, inner, apply, k, mode)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+@combinator_state(meta=("max_consecutive",))
+class SkipState:
+    """State of :func:`skip_nonfinite`.
+
+    Attributes:
+        inner_state: the wrapped transformation's state (unchanged on skipped steps).
+        consecutive: int32 skips in a row; reset to 0 by the next finite step.
+        total: int32 skips since the start (saturating).
+        skipped: bool, whether the last step was skipped.
+        max_consecutive: static; the limit :func:`check_state` enforces (``None``: none).
+    """
+
+    inner_state: Any
+    consecutive: jax.Array
+    total: jax.Array
+    skipped: jax.Array
+    max_consecutive: int | None = None
+
+    def _metrics(self) -> dict[str, jax.Array]:
+        return {
+            "skip/consecutive": self.consecutive,
+            "skip/total": self.total,
+            "skip/skipped": self.skipped,
+        }
+
+
+class NonFiniteError(JoptError):
+    """Training produced non-finite gradients more times in a row than allowed."""
+
+
+def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTransformation:
+    """Skip steps whose gradients hold a NaN or an Inf.
+
+    On such a step the updates are zero (the parameters stay bitwise unchanged), ``tx``'s
+    state is left as it was, and the counters ``consecutive`` and ``total`` grow. A finite
+    step resets ``consecutive`` to 0. NaN is never applied, whatever the limit: the limit is
+    enforced on the host by :func:`check_state`, which the training loop calls.
+
+    Args:
+        tx: the optimizer to guard.
+        max_consecutive: raise (in :func:`check_state`) once more than this many steps in a
+            row were skipped; ``None`` for no limit.
+    """
+    if max_consecutive is not None and (
+        isinstance(max_consecutive, bool)
+        or not isinstance(max_consecutive, int)
+        or max_consecutive < 0
+    ):
+        raise JoptError(
+            f"skip_nonfinite: max_consecutive must be None or an int >= 0, got {max_consecutive!r}"
+        )
+
+    def init_fn(params):
+        zero = jnp.zeros([], jnp.int32)
+        return SkipState(tx.init(params), zero, zero, jnp.array(False), max_consecutive)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        finite = all_finite(updates)
+
+        def step(_):
+            new, inner = call_update(tx, updates, state.inner_state, params, **extra_args)
+            return _like(new, updates), inner
+
+        def skip(_):
+            return _no_step(updates), state.inner_state
+
+        new_updates, inner = jax.lax.cond(finite, step, skip, None)
+        consecutive = jnp.where(finite, 0, safe_increment(state.consecutive)).astype(jnp.int32)
+        total = jnp.where(finite, state.total, safe_increment(state.total)).astype(jnp.int32)
+        return new_updates, SkipState(inner, consecutive, total, ~finite, state.max_consecutive)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def check_state(state: Any) -> None:
+    """Raise on the host when a guard in ``state`` passed its limit of consecutive skips.
+
+    Call it after each (logged) step or epoch; it reads a few scalars from the device.
+
+    Raises:
+        NonFiniteError: (a ``JoptError``) naming the guard, the count and the limit.
+    """
+    for prefix, node in nodes(state):
+        if isinstance(node, SkipState) and node.max_consecutive is not None:
+            worst = int(np.max(np.asarray(node.consecutive)))
+            if worst > node.max_consecutive:
+                where = f" in {prefix.rstrip('/')}" if prefix else ""
+                raise NonFiniteError(
+                    f"{worst} consecutive steps had non-finite gradients{where} "
+                    f"(limit max_consecutive={node.max_consecutive}); lower the learning rate, "
+                    "clip gradients or check the data"
+                )
