@@ -1,0 +1,210 @@
+"""Tests for ``jopt.distributed``.
+
+Checks that need several devices run in subprocesses (``test_distributed_worker.py``), because
+this pytest process started JAX with one CPU device: one subprocess with 8 fake CPU devices runs
+every single-process check once, and two more form a 2-process job on loopback. They start
+together (module fixture) and the tests below assert on the numbers they report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jopt
+from jopt import distributed as jd
+
+WORKER = Path(__file__).with_name("test_distributed_worker.py")
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 600
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int | None:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    except OSError:
+        return None
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"worker failed (rc={proc.returncode}):\n{out[-4000:]}"
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Start the 8-device checks and the 2-process job together; collect their reports."""
+    tmp = tmp_path_factory.mktemp("distributed")
+    popen = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    checks = subprocess.Popen(
+        [sys.executable, str(WORKER), "checks", str(tmp / "checks")],
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+        **popen,
+    )
+    port = _free_port()
+    procs = []
+    if port is not None:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(WORKER), "process", str(pid), "2", str(port), str(tmp / "mp")],
+                env=_env(),
+                **popen,
+            )
+            for pid in range(2)
+        ]
+    try:
+        result = {"checks": _result(checks), "tmp": tmp, "port": port}
+        result["processes"] = [_result(p) for p in procs]
+    finally:
+        for p in [checks, *procs]:
+            if p.poll() is None:
+                p.kill()
+    return result
+
+
+# --- 8 fake devices, one process -----------------------------------------------------------------
+
+
+def test_data_parallel_matches_single_device(runs):
+    c = runs["checks"]
+    assert c["devices"] == 8
+    assert c["dp_param_diff"] <= 1e-5 and c["dp_opt_diff"] <= 1e-5
+    assert c["dp_loss_diff"] <= 1e-5
+    first, last = c["dp_loss_first_last"]
+    assert last < 0.5 * first  # it really trains over the 20 steps
+    assert c["dp_params_replicated"]
+    # The batch is split 8 ways (32 rows -> 4 per device) and XLA averages gradients itself.
+    assert c["batch_spec"] == "P('data',)" and c["batch_shard_rows"] == [4]
+    assert c["dp_has_all_reduce"]
+
+
+def test_zero1_state_is_sharded_and_matches(runs):
+    c = runs["checks"]
+    assert c["zero_mu_spec"] == "P('data', None)"
+    assert c["zero_mu_shard_shape"] == [8, 64]  # a (64, 64) moment, one eighth per device
+    assert c["zero_state_spec_after"] == "P('data', None)"  # still sharded after 20 steps
+    (per_device,) = c["zero_opt_bytes_per_device"]
+    assert per_device <= c["zero_opt_bytes_total"] / 8 + 64  # only the scalar step count is whole
+    assert c["dp_opt_bytes_per_device"] == [c["zero_opt_bytes_total"]]
+    assert c["zero_coverage"] > 0.99
+    assert c["zero_has_all_gather"]  # sharded updates are gathered into the replicated params
+    assert c["zero_param_diff"] <= 1e-5 and c["zero_opt_diff"] <= 1e-5
+
+
+@pytest.mark.parametrize("n", [4, 1])
+def test_checkpoint_saved_on_8_restores_on_fewer(runs, n):
+    c = runs["checks"]
+    assert c[f"restore{n}_diff"] == 0.0
+    assert c[f"restore{n}_key_equal"]
+    assert c[f"restore{n}_devices"] == n
+    assert c[f"restore{n}_mu_spec"] == ("P('data', None)" if n > 1 else "P()")
+    assert c[f"restore{n}_next_step_diff"] <= 1e-5
+
+
+def test_indivisible_batch_is_a_clear_error(runs):
+    c = runs["checks"]
+    for key in ("indivisible_error", "indivisible_shard_error"):
+        msg = c[key]
+        assert msg is not None and "\n" not in msg
+        assert "30" in msg and "data-axis size 8" in msg and "multiple of 8" in msg
+
+
+# --- two processes on loopback ------------------------------------------------------------------
+
+
+def test_two_processes_train_on_loopback(runs):
+    if runs["port"] is None:
+        pytest.skip("cannot bind a localhost TCP port for the coordinator on this platform")
+    p0, p1 = sorted(runs["processes"], key=lambda r: r["pid"])
+    for r in (p0, p1):
+        assert r["process_count"] == 2 and r["global_devices"] == 4 and r["local_devices"] == 2
+        assert r["local_rows"] == 16  # each process loads half of each 32-row batch
+        assert r["param_diff"] <= 1e-5  # equals single-device training on the whole batches
+        assert r["checkpoint_exists"]
+    assert p0["is_main"] and not p1["is_main"]
+    assert p0["loss"] == p1["loss"]
+    written = json.loads((runs["tmp"] / "mp" / "process0.json").read_text())
+    assert written["pid"] == 0  # only process 0 wrote its report
+    assert not (runs["tmp"] / "mp" / "process1.json").exists()
+
+
+# --- in-process: config, mesh and sharding rules ------------------------------------------------
+
+
+def test_parse_defaults_and_env():
+    spec = jd.parse_distributed(None, environ={})
+    assert spec == jd.DistributedSpec() and not spec.multi_process
+    env = {
+        jd._config.ENV_COORDINATOR: "10.0.0.1:1234",
+        jd._config.ENV_NUM_PROCESSES: "4",
+        jd._config.ENV_PROCESS_ID: "3",
+    }
+    spec = jd.parse_distributed({"data": -1, "zero": 1}, environ=env)
+    assert spec.multi_process and spec.num_processes == 4 and spec.process_id == 3
+    assert spec.coordinator_address == "10.0.0.1:1234" and spec.zero == 1
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ({"data": 0}, "distributed.data"),
+        ({"data": -2}, "distributed.data"),
+        ({"data": "many"}, "integer"),
+        ({"zero": 3}, "distributed.zero"),
+        ({"tensor": 2}, "unknown key"),
+        ({"coordinator_address": "nohost"}, "host:port"),
+        ({"coordinator_address": "h:1", "num_processes": 2}, "process_id"),
+        ({"coordinator_address": "h:1", "num_processes": 2, "process_id": 2}, "0..1"),
+        ([1, 2], "mapping"),
+    ],
+)
+def test_parse_rejects_bad_input(section, words):
+    with pytest.raises(jopt.JoptError, match=words) as e:
+        jd.parse_distributed(section, environ={})
+    assert "\n" not in str(e.value)
+
+
+def test_mesh_needs_enough_devices():
+    mesh = jd.make_data_mesh(-1)
+    assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
+    with pytest.raises(jopt.JoptError, match="only 1 cpu device"):
+        jd.make_data_mesh(jax.device_count() + 1)
+
+
+def test_zero1_splits_largest_divisible_axis():
+    devices = [jax.devices()[0]] * 1
+    mesh = jd.make_data_mesh(1, devices)
+    # On one device everything is whole; the axis rule itself is checked on shapes.
+    assert jd.zero1_sharding(np.zeros((64, 8)), mesh).spec == jax.sharding.PartitionSpec()
+    rule = jd._zero._shard_axis
+    assert rule((64, 16), 8) == 0
+    assert rule((10, 16), 8) == 1  # 10 does not split 8 ways
+    assert rule((3,), 8) is None and rule((), 8) is None
+    assert rule((16, 16), 8) == 0  # ties go to the first axis
+
+
+def test_check_divisible():
+    jd.check_divisible(32, 8)
+    with pytest.raises(jopt.JoptError, match=r"batch size 33 .* multiple of 8"):
+        jd.check_divisible(33, 8)
