@@ -95,7 +95,8 @@ def load_csv(path, *, label: str | None = None, task=None, num_classes=None, del
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (optionally gzipped), e.g. ``train-images-idx3-ubyte[.gz]``."""
     p = _exists(path)
-    data = (gzip.open if p.suffix == ".gz" else open)(p, "rb").read()
+    with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as f:
+        data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise JoptError(f"{p}: not an IDX file (bad magic number)")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
