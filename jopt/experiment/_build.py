@@ -106,7 +106,7 @@ def schedule_multiplier(config: Config, total_steps: int, steps_per_epoch: int):
     if s.name == "warmup":
         return schedules.linear(0.0, 1.0, max(warm, 1)) if warm else None
     if s.name == "step":
-        bounds = {max(1, int(round(b * total))): s.decay_rate for b in s.boundaries}
+        bounds = {max(1, round(b * total)): s.decay_rate for b in s.boundaries}
         return schedules.piecewise_constant(1.0, bounds)
     if s.name == "exponential":
         return schedules.exponential_decay(1.0, max(steps_per_epoch, 1), s.decay_rate)

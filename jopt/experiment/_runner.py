@@ -58,12 +58,13 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
     }
 
 
-def finish(member: Member, trainer: GroupTrainer, wall_s: float, status: str) -> dict:
+def finish(member: Member, trainer: GroupTrainer, wall_s: float, status: str,
+           plots: bool = True) -> dict:
     """Write ``summary.json`` and the plots of one member; return the summary."""
     summary = summarize(member, trainer, wall_s, status)
     if member.run_dir is not None:
         art.write_json(os.path.join(member.run_dir, "summary.json"), summary)
-        if member.config.output.plots and member.rows:
+        if plots and member.config.output.plots and member.rows:
             plot_run(member.rows, os.path.join(member.run_dir, "plots"), member.config.name)
     return summary
 

@@ -51,10 +51,6 @@ class Member:
                 "stopped_early": self.stopped_early, "active": self.active}
 
 
-def _stack(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def _take(tree: Any, k: int) -> Any:
     return jax.tree.map(lambda x: x[k], tree)
 
@@ -109,11 +105,24 @@ class GroupTrainer:
                 raise JoptError(f"early stopping on {metric} needs data.val_fraction > 0")
         self.metric = monitor_metric(base, "val" in self.splits)
 
-        states = []
-        for m in members:
-            st = init_train_state(setup.model, self.tx, self.x[:1], jax.random.key(m.config.seed))
-            states.append(self._set_hparams(st, m.config))
-        self.state = states[0] if self.K == 1 else _stack(states)
+        import jopt
+
+        set_hparams = getattr(jopt, "set_hparams", None)
+        sample = self.x[:1]
+
+        def init_one(seed, hparams):
+            st = init_train_state(setup.model, self.tx, sample, jax.random.key(seed))
+            if set_hparams is not None:
+                st = st._replace(opt_state=set_hparams(st.opt_state, **hparams))
+            return st
+
+        values = [vmappable_values(m.config) for m in members]
+        if self.K == 1:
+            self.state = init_one(members[0].config.seed, values[0])
+        else:  # one traced init for the whole group instead of K eager ones
+            seeds = jnp.asarray([m.config.seed for m in members], jnp.uint32)
+            hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
+            self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
 
         epoch_fn = make_train_epoch(setup.model, self.tx, setup.spec, setup.batching,
                                     augment=setup.augment, kind=data.kind)
@@ -140,14 +149,6 @@ class GroupTrainer:
         self.eval_s = 0.0
 
     # -- set-up helpers ----------------------------------------------------------------------
-    def _set_hparams(self, state, config: Config):
-        import jopt
-
-        set_hparams = getattr(jopt, "set_hparams", None)
-        if set_hparams is None:
-            return state
-        return state._replace(opt_state=set_hparams(state.opt_state, **vmappable_values(config)))
-
     def _setup_distributed(self, dist) -> None:
         if self.K > 1:
             raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")

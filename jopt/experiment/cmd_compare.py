@@ -1,0 +1,82 @@
+"""``jopt compare RUN_OR_SWEEP_DIR ...``: one table (markdown + CSV) and overlaid curves.
+
+Run directories give one row each (metrics at the best epoch). Sweep directories give one row
+per grid point (mean ± std over seeds) and a learning-rate sensitivity plot when the grid
+varies ``optimizer.learning_rate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
+    parser.add_argument("--out", default=None,
+                        help="where to write compare.md/.csv and plots "
+                             "(default: a new directory under runs/)")
+    parser.add_argument("--x", choices=("epoch", "time"), default="epoch",
+                        help="x axis of the curves: epoch or wall time")
+
+
+def _rows_and_curves(path: str):
+    from jopt.core.errors import JoptError
+    from jopt.experiment import _artifacts as art
+
+    name = os.path.basename(os.path.normpath(path))
+    sweep_file = os.path.join(path, "sweep.json")
+    if os.path.exists(sweep_file):
+        info = art.read_json(sweep_file)
+        rows = [{**r, "point": f"{name}: {r['point']}"} for r in info["results"]]
+        curves = {f"{name}/{m['dir']}": art.read_jsonl(os.path.join(path, m["dir"],
+                                                                     "metrics.jsonl"))
+                  for m in info["members"]}
+        return rows, curves, info
+    art.check_run_dir(path)
+    summary_file = os.path.join(path, "summary.json")
+    if not os.path.exists(summary_file):
+        raise JoptError(f"{path} has no summary.json (did the run finish?)")
+    summary = art.read_json(summary_file)
+    row = {"point": name, "seeds": 1, "epochs": summary["epochs_run"]}
+    for m in ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+        row[m] = summary["best"].get(m, summary["final"].get(m))
+        row[f"{m}_std"] = None
+    return [row], {name: art.read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
+
+
+def main(args: argparse.Namespace) -> int:
+    from jopt.core.errors import JoptError
+    from jopt.experiment import _artifacts as art
+    from jopt.experiment._plots import plot_overlay, plot_sensitivity
+    from jopt.experiment._sweep import markdown_table, write_tables
+
+    rows, curves, sweeps = [], {}, []
+    for path in args.dirs:
+        if not os.path.isdir(path):
+            raise JoptError(f"not a directory: {path}")
+        r, c, info = _rows_and_curves(path)
+        rows += r
+        curves.update(c)
+        if info is not None:
+            sweeps.append((os.path.basename(os.path.normpath(path)), info))
+    out = args.out or art.make_run_dir("runs", "compare")
+    os.makedirs(out, exist_ok=True)
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "point", k))
+    write_tables([{k: r.get(k) for k in keys} for r in rows], out, "compare")
+    for metric in ("train_loss", "val_loss", "val_accuracy"):
+        plot_overlay(curves, metric, os.path.join(out, f"{metric}_vs_{args.x}.png"), args.x)
+    lr_key = "optimizer.learning_rate"
+    for metric in ("val_loss", "val_accuracy"):
+        groups: dict[str, dict[float, list]] = {}
+        for name, info in sweeps:
+            for r in info["results"]:
+                if lr_key in r:
+                    label = name + "".join(f", {k.split('.')[-1]}={r[k]}" for k in info["grid"]
+                                           if k != lr_key)
+                    groups.setdefault(label, {}).setdefault(r[lr_key], []).append(r.get(metric))
+        if groups:
+            plot_sensitivity(groups, metric, os.path.join(out, f"lr_sensitivity_{metric}.png"))
+    print(markdown_table(rows))
+    print(f"table and plots in {out}")
+    return 0
