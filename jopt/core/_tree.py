@@ -45,7 +45,8 @@ def state_dtype(x: jax.Array, dtype: Any = None) -> jnp.dtype:
         return jnp.dtype(dtype)
     x_dtype = jnp.asarray(x).dtype
     if jnp.issubdtype(x_dtype, jnp.floating):
-        return jnp.promote_types(x_dtype, jnp.float32)
+        # Not jnp.promote_types: under strict promotion bfloat16/float32 has no promotion.
+        return x_dtype if x_dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
     return x_dtype
 
 
@@ -71,9 +72,7 @@ def squared_norm(tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    return sum(
-        jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32)))) for x in leaves
-    )
+    return sum(jnp.sum(jnp.square(x.astype(state_dtype(x)))) for x in leaves)
 
 
 def global_norm(tree: Any) -> jax.Array:

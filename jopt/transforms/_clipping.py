@@ -6,7 +6,14 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import EmptyState, GradientTransformation, global_norm, map_elementwise, scalar_as
+from jopt.core import (
+    EmptyState,
+    GradientTransformation,
+    global_norm,
+    map_elementwise,
+    scalar_as,
+    state_dtype,
+)
 
 
 def _empty(params):
@@ -91,7 +98,7 @@ def scale_by_trust_ratio(
             )
 
         def fn(u, p):
-            u32 = u.astype(jnp.promote_types(u.dtype, jnp.float32))
+            u32 = u.astype(state_dtype(u))
             p32 = p.astype(u32.dtype)
             floor = scalar_as(min_norm, u32)
             p_norm, u_norm = _safe_norm(p32, floor), _safe_norm(u32, floor)

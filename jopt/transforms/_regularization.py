@@ -22,6 +22,7 @@ from jopt.core import (
     map_elementwise,
     safe_increment,
     scalar_as,
+    state_dtype,
 )
 
 Mask = Any | Callable[[Any], Any] | None
@@ -178,7 +179,7 @@ def l1_proximal(
         threshold = jnp.asarray(lr, jnp.float32) * jnp.asarray(strength, jnp.float32)
 
         def fn(u, p):
-            dt = jnp.promote_types(p.dtype, jnp.float32)
+            dt = state_dtype(p)
             z = p.astype(dt) + u.astype(dt)
             shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - threshold.astype(dt), 0.0)
             # w + (w+ - w) is exactly 0 when w+ = 0, so the zeros survive apply_updates.

@@ -1,0 +1,105 @@
+"""The contract every registered optimizer meets (see ``tests/registry.py``).
+
+For each entry: it converges on an ill-conditioned quadratic and on 2-D Rosenbrock (steps run
+under one ``lax.scan``, jitted once), it runs under ``jax.jit``, keeps float32 and bfloat16
+parameter dtypes and its state dtypes, accepts unknown extra arguments, gives finite updates
+for zero gradients, and is traced only once over repeated jitted calls.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from helpers import TraceCounter
+from registry import REGISTRY
+
+import jopt
+
+CASES = list(REGISTRY.values())
+
+# f(w) = 1/2 sum a_i (w_i - c_i)^2, curvatures 1..10 (condition number 10), w0 = 0.
+_A = {"b": jnp.array(3.0), "w": jnp.array([1.0, 2.0, 5.0, 10.0])}
+_C = {"b": jnp.array(-1.0), "w": jnp.array([1.0, -2.0, 0.5, 3.0])}
+
+
+def quadratic(p):
+    terms = jax.tree.map(lambda a, x, c: jnp.sum(0.5 * a * (x - c) ** 2), _A, p, _C)
+    return sum(jax.tree.leaves(terms))
+
+
+def rosenbrock(p):
+    x, y = p["xy"][0], p["xy"][1]
+    return (1 - x) ** 2 + 100 * (y - x * x) ** 2
+
+
+def _minimise(tx, loss, params, steps):
+    def step(carry, _):
+        p, s = carry
+        u, s = tx.update(jax.grad(loss)(p), s, p)
+        return (jopt.apply_updates(p, u), s), None
+
+    (p, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return p
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_converges(case):
+    (qkw, qsteps, qtol), (rkw, rsteps, rtol) = case.quadratic, case.rosenbrock
+    q0 = jax.tree.map(jnp.zeros_like, _C)
+    r0 = {"xy": jnp.array([-1.2, 1.0])}  # the classical start, f = 24.2
+
+    @jax.jit
+    def both():
+        q = _minimise(case.factory(**qkw), quadratic, q0, qsteps)
+        r = _minimise(case.factory(**rkw), rosenbrock, r0, rsteps)
+        return quadratic(q) / quadratic(q0), jnp.linalg.norm(r["xy"] - 1.0)
+
+    q_ratio, r_dist = (float(x) for x in both())
+    assert q_ratio <= qtol, f"quadratic: loss ratio {q_ratio:.2e} > {qtol:.0e}"
+    assert r_dist <= rtol, f"rosenbrock: distance to (1, 1) {r_dist:.2e} > {rtol:.0e}"
+
+
+def _params(dtype):
+    return {
+        "w": jnp.linspace(-1.0, 1.0, 5).astype(dtype),
+        "m": {"k": jnp.full((2, 3), 0.5).astype(dtype)},
+    }
+
+
+def _dtypes(tree):
+    return [jnp.asarray(x).dtype for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_jit_dtypes_extra_args_single_trace(case, dtype):
+    tx = case.factory(**case.quadratic[0])
+
+    def loss(p):
+        return sum(jnp.sum(jnp.square(x.astype(jnp.float32) - 2.0)) for x in jax.tree.leaves(p))
+
+    def step(params, state, grad_scale):
+        value, grads = jax.value_and_grad(loss)(params)
+        grads = jax.tree.map(lambda g: g * grad_scale.astype(g.dtype), grads)
+        # Unknown extra arguments must be accepted and ignored.
+        updates, state = tx.update(grads, state, params, value=value, not_a_real_arg=3)
+        return jopt.apply_updates(params, updates), state, updates
+
+    counter = TraceCounter(step)
+    jstep = jax.jit(counter)
+    params = _params(dtype)
+    state0 = tx.init(params)
+    state = state0
+    # Zero gradients first (fresh moments: 0/0 hazards), then real ones; a float32 array
+    # scale keeps one trace for both.
+    for scale in (0.0, 0.0, 1.0, 1.0, 1.0):
+        params, state, updates = jstep(params, state, jnp.asarray(scale, jnp.float32))
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((params, state)))
+    assert counter.count == 1, f"traced {counter.count} times"
+    assert _dtypes(params) == [jnp.dtype(dtype)] * 2
+    assert _dtypes(updates) == [jnp.dtype(dtype)] * 2
+    assert _dtypes(state) == _dtypes(state0)
+    # Floating state slots are float32 or wider, even for bfloat16 params.
+    assert all(d.itemsize >= 4 for d in _dtypes(state) if jnp.issubdtype(d, jnp.floating))
+    assert float(loss(params)) < float(loss(_params(dtype))), "no progress in 3 steps"
