@@ -280,3 +280,75 @@ def resolve(kwargs: dict[str, Any], side: str) -> dict[str, Any]:
 
 
 # --- entries from other areas (issue 3 combinators, ...) go below this line ---
+
+# Issue 3 combinators: each wraps a registered optimizer, so it must meet the same contract
+# (and, where it should not change the maths, match optax's own wrapper or optimizer).
+
+
+def _with_hparams_adam(**kw):
+    return jopt.with_hparams(jopt.adam)(**kw)
+
+
+def _groups_adam(learning_rate, **kw):
+    # Two groups (the rule matches "w" only) that both run Adam; "w" through an override.
+    base = jopt.with_hparams(jopt.adam)(learning_rate, **kw)
+    return jopt.groups([("w", "w", {"lr_mult": 1.0})], default=base)
+
+
+for _case in (
+    OptimizerCase(
+        "with_hparams(adam)",
+        _with_hparams_adam,
+        quadratic=(dict(learning_rate=0.05), 400, 1e-4),
+        rosenbrock=(dict(learning_rate=0.02), 3000, 1e-2),
+        optax_factory=lambda **kw: optax.inject_hyperparams(optax.adam)(**kw),
+        parity=(
+            dict(learning_rate=LR),
+            dict(learning_rate="sched", b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-8),
+        ),
+        signature_compatible=False,
+    ),
+    OptimizerCase(
+        "groups(adam)",
+        _groups_adam,
+        quadratic=(dict(learning_rate=0.05), 400, 1e-4),
+        rosenbrock=(dict(learning_rate=0.02), 3000, 1e-2),
+        # Array hyperparameters round 1 - b1 in float32, as optax's own wrapper does.
+        optax_factory=lambda **kw: optax.inject_hyperparams(optax.adam)(**kw),
+        parity=(dict(learning_rate=LR),),
+        signature_compatible=False,
+    ),
+    OptimizerCase(
+        "accumulate(sgd, 2)",
+        lambda **kw: jopt.accumulate(jopt.sgd(**kw), 2),
+        quadratic=(dict(learning_rate=0.05), 400, 1e-6),
+        rosenbrock=(dict(learning_rate=1e-3, momentum=0.9), 8000, 1e-2),
+        signature_compatible=False,
+    ),
+    OptimizerCase(
+        "skip_nonfinite(adam)",
+        lambda **kw: jopt.skip_nonfinite(jopt.adam(**kw), max_consecutive=3),
+        quadratic=(dict(learning_rate=0.05), 400, 1e-4),
+        rosenbrock=(dict(learning_rate=0.02), 3000, 1e-2),
+        optax_factory=lambda **kw: optax.apply_if_finite(optax.adam(**kw), 3),
+        parity=(dict(learning_rate=LR),),
+        signature_compatible=False,
+    ),
+    OptimizerCase(
+        "lookahead(sgd)",
+        lambda **kw: jopt.lookahead(jopt.sgd(**kw), sync_period=5, slow_step_size=0.5),
+        quadratic=(dict(learning_rate=0.05), 400, 1e-6),
+        rosenbrock=(dict(learning_rate=1e-3, momentum=0.9), 8000, 1e-2),
+        signature_compatible=False,
+    ),
+    OptimizerCase(
+        "monitor(ema(adam))",
+        lambda **kw: jopt.monitor(jopt.ema(jopt.adam(**kw), decay=0.9)),
+        quadratic=(dict(learning_rate=0.05), 400, 1e-4),
+        rosenbrock=(dict(learning_rate=0.02), 3000, 1e-2),
+        optax_factory=optax.adam,
+        parity=(dict(learning_rate=LR),),
+        signature_compatible=False,
+    ),
+):
+    register(_case)

@@ -175,6 +175,11 @@ def groups(
         out = [jnp.full(jnp.shape(u), -0.0, jnp.asarray(u).dtype) for u in leaves]
         new_states = {}
         for g, t in trained(labels).items():
+            if g not in labels:
+                # A group that covers no parameter makes no step (and its transform is not
+                # asked to map over an empty tree).
+                new_states[g] = state.states[g]
+                continue
             sub_params = None if params is None else _mask(params, labels, g)
             sub_updates, new_states[g] = call_update(
                 t, _mask(updates, labels, g), state.states[g], sub_params, **extra_args
