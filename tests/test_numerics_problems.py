@@ -1,0 +1,97 @@
+"""Classical test problems: values at known minima, the runner, the path plot."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jopt
+from jopt import numerics as nm
+from jopt.numerics import problems
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "beale", "booth", "himmelblau"])
+def test_known_minima(name):
+    p = nm.get_problem(name)
+    minima = {
+        "himmelblau": [
+            [3.0, 2.0],
+            [-2.805118, 3.131312],
+            [-3.779310, -3.283186],
+            [3.584428, -1.848126],
+        ]
+    }.get(name, [p.x_star])
+    for x in minima:
+        x = jnp.asarray(x, jnp.float32)
+        assert float(p.fn(x)) == pytest.approx(p.f_star, abs=1e-8)
+        assert float(jnp.linalg.norm(jax.grad(p.fn)(x))) < 1e-3
+    assert float(p.fn(jnp.asarray(p.x0))) > p.f_star + 1.0
+
+
+def test_rosenbrock_nd_and_quadratic_spectra():
+    p = nm.get_problem("rosenbrock", dim=5)
+    np.testing.assert_allclose(p.x0, [-1.2, 1.0, -1.2, 1.0, -1.2], rtol=1e-6)
+    assert float(p.fn(jnp.ones(5))) == 0.0
+    q = nm.get_problem("quadratic", eigenvalues=[1.0, 2.0, 50.0], seed=1)
+    np.testing.assert_allclose(np.linalg.eigvalsh(q.hessian), [1, 2, 50], rtol=1e-5)
+    np.testing.assert_allclose(jax.hessian(q.fn)(jnp.ones(3)), q.hessian, rtol=1e-5, atol=1e-5)
+    d = nm.get_problem("quadratic_deep")
+    eig = np.linalg.eigvalsh(d.hessian.astype(np.float64))
+    assert d.dim == 100 and np.sum(eig < 1) == 90 and np.sum((eig > 30) & (eig < 60)) == 10
+
+
+def test_noisy_quadratic_gradient_is_unbiased():
+    p = nm.get_problem("noisy_quadratic", noise=0.5)
+    x = jnp.ones(100)
+    keys = jax.random.split(jax.random.key(0), 400)
+    g = jax.vmap(jax.grad(p.sample), in_axes=(None, 0))(x, keys).mean(0)
+    exact = jax.grad(p.fn)(x)
+    assert float(jnp.linalg.norm(g - exact) / jnp.linalg.norm(exact)) < 0.1
+    path = nm.run_problem(p, jopt.sgd(0.01), 200, key=jax.random.key(1))
+    assert path.shape == (201, 100)
+    assert float(p.fn(path[-1])) < 0.2 * float(p.fn(path[0]))  # progress despite the noise
+
+
+@pytest.fixture(scope="module")
+def rosenbrock_paths():
+    p = nm.get_problem("rosenbrock")
+    steps = 25_000
+    return p, {
+        "GD lr=1e-3": nm.run_problem(p, jopt.sgd(1e-3), steps),
+        "momentum 0.9 lr=1e-3": nm.run_problem(p, jopt.sgd(1e-3, momentum=0.9), steps),
+    }
+
+
+def test_momentum_reaches_1e_8_far_sooner_than_gd_on_rosenbrock(rosenbrock_paths, tmp_path):
+    p, paths = rosenbrock_paths
+    np.testing.assert_allclose(paths["GD lr=1e-3"][0], [-1.2, 1.0])
+    gd = problems.steps_to_reach(p, paths["GD lr=1e-3"], 1e-8)
+    mom = problems.steps_to_reach(p, paths["momentum 0.9 lr=1e-3"], 1e-8)
+    # Measured: GD 20 799 steps, momentum 1 940 (float32, CPU). Heavy ball with μ = 0.9
+    # multiplies the effective step along the flat valley by 1/(1 − μ) = 10.
+    assert gd is not None and mom is not None
+    assert 15_000 < gd < 25_000 and mom < 3_000
+    assert mom * 5 < gd
+    out = tmp_path / "rosenbrock_paths.png"
+    nm.plot_paths(p, paths, str(out))
+    assert out.stat().st_size > 10_000
+
+
+def test_problem_bad_input():
+    with pytest.raises(jopt.JoptError, match="unknown test problem 'rosenbrok'; choose from"):
+        nm.get_problem("rosenbrok")
+    with pytest.raises(jopt.JoptError, match="bad options"):
+        nm.get_problem("beale", dim=3)
+    with pytest.raises(jopt.JoptError, match="dim must be"):
+        nm.get_problem("rosenbrock", dim=1)
+    with pytest.raises(jopt.JoptError, match="eigenvalues"):
+        nm.get_problem("quadratic", eigenvalues=[1.0, -1.0])
+    p = nm.get_problem("booth")
+    with pytest.raises(jopt.JoptError, match="x0 must have shape"):
+        nm.run_problem(p, jopt.sgd(0.1), 3, x0=[1.0, 2.0, 3.0])
+    with pytest.raises(jopt.JoptError, match="steps"):
+        nm.run_problem(p, jopt.sgd(0.1), -1)
+    with pytest.raises(jopt.JoptError, match="stochastic"):
+        nm.run_problem(nm.get_problem("noisy_quadratic"), jopt.sgd(0.1), 3)
+    with pytest.raises(jopt.JoptError, match="2-D"):
+        nm.plot_paths(nm.get_problem("rosenbrock", dim=3), {})
