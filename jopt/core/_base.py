@@ -92,7 +92,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     def add(p, u):
         if p is None:
             return None
-        p = jnp.asarray(p)
-        return (p + u).astype(p.dtype)
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        # Add in the wider of the two dtypes, written out because strict dtype promotion
+        # refuses bfloat16 + float32.
+        wide = p.dtype if p.dtype.itemsize >= u.dtype.itemsize else u.dtype
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
     return jax.tree.map(add, params, updates, is_leaf=lambda x: x is None)

@@ -7,6 +7,7 @@ from typing import Any
 import optax
 
 from jopt.core._base import GradientTransformation, OptState, Params, Updates
+from jopt.core.errors import JoptError
 
 
 def call_update(
@@ -24,7 +25,7 @@ def call_update(
 
 def _check(tx: Any) -> None:
     if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise TypeError(f"expected a gradient transformation with init/update, got {tx!r}")
+        raise JoptError(f"expected a gradient transformation with init/update, got {tx!r}")
 
 
 def chain(*transforms: Any) -> GradientTransformation:
@@ -64,10 +65,10 @@ def named_chain(*named_transforms: tuple[str, Any]) -> GradientTransformation:
     names = [n for n, _ in named_transforms]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"named_chain: duplicate names {dupes}; each name must be unique")
+        raise JoptError(f"named_chain: duplicate names {dupes}; each name must be unique")
     for name, t in named_transforms:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"named_chain: names must be non-empty strings, got {name!r}")
+            raise JoptError(f"named_chain: names must be non-empty strings, got {name!r}")
         _check(t)
 
     def init_fn(params):
