@@ -88,11 +88,10 @@ def runs(tmp_path_factory):
 
 def test_data_parallel_matches_single_device(runs):
     c = runs["checks"]
-    assert c["devices"] == 8
+    assert c["devices"] == 8 and c["steps"] == 20
     assert c["dp_param_diff"] <= 1e-5 and c["dp_opt_diff"] <= 1e-5
     assert c["dp_loss_diff"] <= 1e-5
-    first, last = c["dp_loss_first_last"]
-    assert last < 0.5 * first  # it really trains over the 20 steps
+    assert c["ref_train_loss"] < 0.75 * np.log(10)  # it really trains over the 20 steps
     assert c["dp_params_replicated"]
     # The batch is split 8 ways (32 rows -> 4 per device) and XLA averages gradients itself.
     assert c["batch_spec"] == "P('data',)" and c["batch_shard_rows"] == [4]
@@ -101,14 +100,20 @@ def test_data_parallel_matches_single_device(runs):
 
 def test_zero1_state_is_sharded_and_matches(runs):
     c = runs["checks"]
-    assert c["zero_mu_spec"] == "P('data', None)"
-    assert c["zero_mu_shard_shape"] == [8, 64]  # a (64, 64) moment, one eighth per device
-    assert c["zero_state_spec_after"] == "P('data', None)"  # still sharded after 20 steps
+    # Adam's first moment of the (64, 32) kernel: split along its 64 rows, 8 per device.
+    assert c["zero_mu_shape"] == [64, 32]
+    assert c["zero_mu_spec"].startswith("P('data'")
+    assert c["zero_mu_shard_shape"] == [8, 32]
+    # Per-device optimizer bytes: about 1/8 (the 10-wide head bias and the step count stay
+    # whole), against the full state on every device without ZeRO.
+    total = c["zero_opt_bytes_total"]
+    assert c["dp_opt_bytes_per_device"] == [total]
+    assert c["zero_init_opt_bytes"] == c["zero_opt_bytes_per_device"]  # still sharded after
     (per_device,) = c["zero_opt_bytes_per_device"]
-    assert per_device <= c["zero_opt_bytes_total"] / 8 + 64  # only the scalar step count is whole
-    assert c["dp_opt_bytes_per_device"] == [c["zero_opt_bytes_total"]]
+    assert total / 8 <= per_device <= total / 8 + 200
     assert c["zero_coverage"] > 0.99
-    assert c["zero_has_all_gather"]  # sharded updates are gathered into the replicated params
+    assert c["zero_has_all_gather"]  # per-shard updates are gathered into replicated params
+    assert c["zero_params_replicated"]
     assert c["zero_param_diff"] <= 1e-5 and c["zero_opt_diff"] <= 1e-5
 
 
@@ -118,8 +123,11 @@ def test_checkpoint_saved_on_8_restores_on_fewer(runs, n):
     assert c[f"restore{n}_diff"] == 0.0
     assert c[f"restore{n}_key_equal"]
     assert c[f"restore{n}_devices"] == n
-    assert c[f"restore{n}_mu_spec"] == ("P('data', None)" if n > 1 else "P()")
-    assert c[f"restore{n}_next_step_diff"] <= 1e-5
+    if n > 1:
+        assert c[f"restore{n}_mu_spec"].startswith("P('data'")
+        assert c["restore4_next_epoch_diff"] <= 1e-5  # and training goes on, matching 1 device
+    else:
+        assert c[f"restore{n}_mu_spec"] == "P()"
 
 
 def test_indivisible_batch_is_a_clear_error(runs):
@@ -141,6 +149,7 @@ def test_two_processes_train_on_loopback(runs):
         assert r["process_count"] == 2 and r["global_devices"] == 4 and r["local_devices"] == 2
         assert r["local_rows"] == 16  # each process loads half of each 32-row batch
         assert r["param_diff"] <= 1e-5  # equals single-device training on the whole batches
+        assert r["mu_spec"].startswith("P('data'") and r["mu_local_shards"] == 2  # ZeRO-1
         assert r["checkpoint_exists"]
     assert p0["is_main"] and not p1["is_main"]
     assert p0["loss"] == p1["loss"]

@@ -8,6 +8,7 @@ engine's pure step/epoch functions with in/out shardings. See ``docs/distributed
 from jopt.distributed._checkpoint import restore_checkpoint, save_checkpoint
 from jopt.distributed._config import DATA_AXIS, DistributedSpec, parse_distributed
 from jopt.distributed._data_parallel import DataParallel, ShardedStep, from_spec, setup
+from jopt.distributed._engine import ShardedModel, check_batching, place_dataset
 from jopt.distributed._mesh import (
     batch_sharding,
     make_data_mesh,
@@ -23,6 +24,7 @@ from jopt.distributed._multihost import (
 )
 from jopt.distributed._zero import (
     bytes_per_device,
+    zero1,
     zero1_coverage,
     zero1_sharding,
     zero1_shardings,
@@ -32,9 +34,11 @@ __all__ = [
     "DATA_AXIS",
     "DataParallel",
     "DistributedSpec",
+    "ShardedModel",
     "ShardedStep",
     "batch_sharding",
     "bytes_per_device",
+    "check_batching",
     "check_divisible",
     "from_spec",
     "global_array",
@@ -42,12 +46,14 @@ __all__ = [
     "is_main_process",
     "make_data_mesh",
     "parse_distributed",
+    "place_dataset",
     "process_rows",
     "replicated_sharding",
     "request_cpu_devices",
     "restore_checkpoint",
     "save_checkpoint",
     "setup",
+    "zero1",
     "zero1_coverage",
     "zero1_sharding",
     "zero1_shardings",

@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from jopt.core.errors import JoptError
 from jopt.distributed._config import DATA_AXIS, DistributedSpec, parse_distributed
+from jopt.distributed._engine import ShardedModel, check_batching, place_dataset
 from jopt.distributed._mesh import (
     batch_sharding,
     make_data_mesh,
@@ -39,7 +40,7 @@ from jopt.distributed._multihost import (
     is_main_process,
     process_rows,
 )
-from jopt.distributed._zero import zero1_shardings
+from jopt.distributed._zero import zero1, zero1_shardings
 
 OPT_STATE_FIELD = "opt_state"
 """The field of a train state that holds the optimizer state (what ZeRO-1 shards)."""
@@ -163,6 +164,46 @@ class DataParallel:
             jax.tree.map(lambda a: global_array(self.batch, a, global_rows), a) for a in arrays
         )
         return out[0] if len(out) == 1 else out
+
+    # -- the training engine's fit -------------------------------------------------------------
+    def prepare_fit(
+        self,
+        model: Any,
+        tx: Any,
+        data: Any,
+        *,
+        key: Any = 0,
+        batching: Any = None,
+        state: Any = None,
+    ) -> tuple[ShardedModel, Any, Any, Any]:
+        """``(model, tx, data, state)`` to hand to ``jopt.train.fit`` for data-parallel training.
+
+        Checks that the batch splits over the data axis, wraps ``model`` so its batches are
+        split (:class:`ShardedModel`), wraps ``tx`` for ZeRO-1 when ``zero=1``
+        (:meth:`optimizer`), replicates the data splits on the mesh and builds (or places) the
+        train state with :meth:`state_shardings`. Pass the four on:
+        ``fit(model, tx, data, state=state, batching=batching, ...)``.
+        """
+        from jopt.data import Batching
+        from jopt.train import init_train_state
+
+        batching = batching or Batching()
+        check_batching(batching, len(data.y_train), self.size)
+        wrapped = ShardedModel(model, self.batch)
+        tx = self.optimizer(tx)
+        data = place_dataset(data, self.replicated)
+        if state is None:
+            if isinstance(key, int):
+                key = jax.random.key(key)
+            sample = data.x_train[:1]
+            state = self.init_state(lambda k: init_train_state(wrapped, tx, sample, k), key)
+        else:
+            state = self.shard_state(state)
+        return wrapped, tx, data, state
+
+    def optimizer(self, tx: Any) -> Any:
+        """``tx`` itself, or under ``zero=1`` ``tx`` wrapped by :func:`jopt.distributed.zero1`."""
+        return zero1(tx, self.mesh) if self.zero else tx
 
     # -- compile -------------------------------------------------------------------------------
     def jit(
