@@ -226,3 +226,48 @@ def test_reset_parameter_copies_need_init_state():
     np.testing.assert_array_equal(
         out.ema["params"]["encoder"]["kernel"], state.ema["params"]["encoder"]["kernel"]
     )
+
+
+def test_multiplied_schedule_is_the_reported_effective_rate():
+    base = jopt.with_hparams(jopt.sgd)(lambda c: 1.0 / (1.0 + c.astype(jnp.float32)))
+    tx = jopt.groups([("slow", "encoder/**", {"lr_mult": 0.1})], default=base)
+    params = _params()
+    state = tx.init(params)
+    g = _grads(params)
+    for step in range(2):
+        updates, state = tx.update(g, state, params)
+        m = jopt.metrics(state)
+        rate = 1.0 / (1.0 + step)
+        assert float(m["groups/default/sgd/learning_rate"]) == pytest.approx(rate)
+        assert float(m["groups/slow/sgd/learning_rate"]) == pytest.approx(0.1 * rate)
+        np.testing.assert_allclose(
+            updates["params"]["encoder"]["kernel"],
+            -0.1 * rate * g["params"]["encoder"]["kernel"],
+            rtol=1e-6,
+        )
+
+
+def test_optax_transforms_inside_groups():
+    import optax
+
+    params = _params()
+    tx = jopt.groups(
+        [
+            ("b", "*/bias", optax.adam(0.1)),
+            ("e", "encoder/kernel", jopt.with_hparams(optax.sgd, name="osgd")(0.5, momentum=0.9)),
+        ],
+        default=optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1)),
+    )
+    with jax.numpy_dtype_promotion("standard"):  # optax itself is not strict-promotion clean
+        updates, state = jax.jit(tx.update)(_grads(params), tx.init(params), params)
+    g = _grads(params)
+    np.testing.assert_allclose(
+        updates["params"]["encoder"]["kernel"], -0.5 * g["params"]["encoder"]["kernel"], rtol=1e-6
+    )
+    assert set(jopt.get_hparams(state)) == {"groups/e/osgd/learning_rate", "groups/e/osgd/momentum"}
+
+
+def test_describe_a_plain_transform():
+    params = _params()
+    (row,) = jopt.coverage(jopt.sgd(0.1, momentum=0.9), params)
+    assert row == {"group": "all", "leaves": 5, "params": 41, "state_bytes": 41 * 4}

@@ -207,3 +207,17 @@ def test_contract(name, dtype):
     assert all(jnp.shape(v) == () for v in jopt.metrics(state).values())
     if name != "with_precision":  # default policy: float32 slots, also for bfloat16 params
         assert all(d.itemsize >= 4 for d in dtypes if jnp.issubdtype(d, jnp.floating))
+
+
+def test_bad_arguments_raise_one_line_errors():
+    cases = [
+        (lambda: jopt.lookahead(jopt.sgd(0.1), sync_period=0), "sync_period"),
+        (lambda: jopt.lookahead(jopt.sgd(0.1), slow_step_size=2.0), "slow_step_size"),
+        (lambda: jopt.tap(""), "tap: name"),
+        (lambda: jopt.ema(jopt.sgd(0.1)).update(_P0, jopt.ema(jopt.sgd(0.1)).init(_P0)), "params"),
+        (lambda: jopt.with_precision(jopt.sgd(0.1), accumulator_dtype="nonsense"), "not a dtype"),
+    ]
+    for make, match in cases:
+        with pytest.raises(jopt.JoptError, match=match) as e:
+            make()
+        assert "\n" not in str(e.value)
