@@ -165,6 +165,19 @@ class DataParallel:
         )
         return out[0] if len(out) == 1 else out
 
+    def replicate(self, *arrays: Any) -> Any:
+        """Full copies of ``arrays`` on every device (for data an epoch function gathers from)."""
+        out = tuple(jax.device_put(a, self.replicated) for a in arrays)
+        return out[0] if len(out) == 1 else out
+
+    def model(self, model: Any) -> ShardedModel:
+        """``model`` wrapped so that the batches it sees are split over the data axis."""
+        return model if isinstance(model, ShardedModel) else ShardedModel(model, self.batch)
+
+    def check_batching(self, batching: Any, num_train: int) -> None:
+        """Raise :class:`jopt.JoptError` unless ``batching``'s batches split over the data axis."""
+        check_batching(batching, num_train, self.size)
+
     # -- the training engine's fit -------------------------------------------------------------
     def prepare_fit(
         self,
@@ -188,8 +201,8 @@ class DataParallel:
         from jopt.train import init_train_state
 
         batching = batching or Batching()
-        check_batching(batching, len(data.y_train), self.size)
-        wrapped = ShardedModel(model, self.batch)
+        self.check_batching(batching, len(data.y_train))
+        wrapped = self.model(model)
         tx = self.optimizer(tx)
         data = place_dataset(data, self.replicated)
         if state is None:
@@ -236,6 +249,16 @@ class DataParallel:
             donate_argnums=(0,) if donate else (),
         )
         return ShardedStep(jitted, self, num_data_args)
+
+    def jit_epoch(self, epoch_fn: Callable[..., tuple[Any, Any]], state: Any) -> ShardedStep:
+        """:meth:`jit` for ``jopt.train.make_train_epoch``'s ``epoch_fn(state, x, y)``.
+
+        The whole training set ``x, y`` is replicated (pass :meth:`replicate` d arrays): the
+        epoch shuffles and gathers each minibatch itself, and the minibatch is split over the
+        data axis by the model wrapper (:meth:`model`), so build ``epoch_fn`` with
+        ``dp.model(model)`` and ``dp.optimizer(tx)``.
+        """
+        return self.jit(epoch_fn, state, num_data_args=0, num_other_args=2)
 
 
 @dataclasses.dataclass(frozen=True)
