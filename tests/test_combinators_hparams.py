@@ -153,3 +153,16 @@ def test_monitor_and_tap_metrics():
     assert "clipsgd/learning_rate" in m
     assert all(jnp.shape(v) == () for v in m.values())
     assert set(jax.jit(jopt.metrics)(state)) == set(m)
+
+
+def test_clipping_norm_and_default_names():
+    def clipped_sgd(max_norm, learning_rate):
+        return jopt.chain(jopt.clip_by_global_norm(max_norm), jopt.sgd(learning_rate))
+
+    tx = jopt.with_hparams(clipped_sgd)(1.0, 0.1)
+    params = {"w": jnp.full((4,), 10.0, jnp.float32)}
+    state = jopt.set_hparams(tx.init(params), **{"clipped_sgd/max_norm": 2.0})
+    updates, _ = jax.jit(tx.update)(params, state, params)
+    np.testing.assert_allclose(jopt.global_norm(updates), 0.2, rtol=1e-6)
+    lam = jopt.with_hparams(lambda learning_rate: jopt.sgd(learning_rate))(0.1)
+    assert list(jopt.get_hparams(lam.init(params))) == ["opt/learning_rate"]

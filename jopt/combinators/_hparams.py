@@ -135,7 +135,8 @@ def with_hparams(
     Args:
         factory: returns a gradient transformation; it must accept array (traced) scalars
             for the hyperparameters, as jopt's and optax's factories do.
-        name: the prefix of the names; by default the factory's ``__name__``.
+        name: the prefix of the names; by default the factory's ``__name__`` (``opt`` for a
+            lambda).
         static: argument names to keep fixed even though they are floats or callables.
 
     Example:
@@ -146,7 +147,11 @@ def with_hparams(
         >>> float(jopt.get_hparams(state)["adam/learning_rate"])  # doctest: +ELLIPSIS
         0.0003...
     """
-    name = name or getattr(factory, "__name__", "opt")
+    if name is None:
+        # functools.partial -> its function's name; lambdas and other callables -> "opt".
+        base = getattr(factory, "func", factory)
+        name = getattr(base, "__name__", "opt")
+        name = name if name.isidentifier() else "opt"
     if not isinstance(name, str) or not name or "/" in name:
         raise JoptError(f"with_hparams: name must be a non-empty string without '/', got {name!r}")
     try:
