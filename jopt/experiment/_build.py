@@ -57,8 +57,14 @@ def load_data(config: Config):
     from jopt.data import load_dataset
 
     d = config.data
-    return load_dataset(d.name, seed=d.seed, val_fraction=d.val_fraction,
-                        test_fraction=d.test_fraction, preprocess=d.preprocess, **d.options)
+    return load_dataset(
+        d.name,
+        seed=d.seed,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        preprocess=d.preprocess,
+        **d.options,
+    )
 
 
 def setup(config: Config, data: Any = None) -> Setup:
@@ -67,21 +73,31 @@ def setup(config: Config, data: Any = None) -> Setup:
     from jopt.train import LossSpec
 
     data = load_data(config) if data is None else data
-    model = reg.make_model(config.model.name, num_outputs=data.num_outputs,
-                           **model_kwargs(config))
+    model = reg.make_model(config.model.name, num_outputs=data.num_outputs, **model_kwargs(config))
     b = config.batching
-    batching = Batching(strategy=b.strategy, batch_size=b.batch_size,
-                        accumulate_steps=b.accumulate_steps, remainder=b.remainder,
-                        shuffle=b.shuffle)
+    batching = Batching(
+        strategy=b.strategy,
+        batch_size=b.batch_size,
+        accumulate_steps=b.accumulate_steps,
+        remainder=b.remainder,
+        shuffle=b.shuffle,
+    )
     loss = config.loss.name
     if data.task == "regression" and loss == "cross_entropy":
         loss = "mse"  # the default loss adapts to the task
     r = config.regularization
-    spec = LossSpec(task=data.task, num_classes=data.num_classes, loss=loss,
-                    label_smoothing=config.loss.label_smoothing, l1=r.l1, l2=r.l2)
+    spec = LossSpec(
+        task=data.task,
+        num_classes=data.num_classes,
+        loss=loss,
+        label_smoothing=config.loss.label_smoothing,
+        l1=r.l1,
+        l2=r.l2,
+    )
     a = config.data.augmentation
-    augment = Augment(noise_std=a.noise_std, max_shift=a.max_shift, flip=a.flip,
-                      mixup_alpha=a.mixup_alpha)
+    augment = Augment(
+        noise_std=a.noise_std, max_shift=a.max_shift, flip=a.flip, mixup_alpha=a.mixup_alpha
+    )
     augment.check(data.kind)
     steps_per_epoch = batching.steps_per_epoch(len(data.y_train))
     epochs = config.train.epochs
@@ -120,8 +136,10 @@ def _decoupled(factory):
 
     def optimizer(learning_rate, decoupled_weight_decay=0.0, **kwargs):
         mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
-        return chain(factory(learning_rate=learning_rate, **kwargs),
-                     add_decayed_weights(-learning_rate * decoupled_weight_decay, mask=mask))
+        return chain(
+            factory(learning_rate=learning_rate, **kwargs),
+            add_decayed_weights(-learning_rate * decoupled_weight_decay, mask=mask),
+        )
 
     optimizer.__name__ = factory.__name__
     return optimizer
@@ -160,7 +178,8 @@ def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
         main = factory(learning_rate=opt.learning_rate, **kwargs)
     else:
         main = with_hparams(factory, name=hparam_prefix(config))(
-            learning_rate=float(opt.learning_rate), **kwargs)
+            learning_rate=float(opt.learning_rate), **kwargs
+        )
     parts = []
     for t in opt.chain:
         try:

@@ -87,5 +87,6 @@ def restore_checkpoint(path: str, like: Any) -> Any:
 
     restored = jax.tree.map(rewrap, like, restored)
     # restored leaves may be numpy; put them on the default device like the originals
-    return jax.tree.map(lambda x: jax.numpy.asarray(x) if isinstance(x, np.ndarray) else x,
-                        restored)
+    return jax.tree.map(
+        lambda x: jax.numpy.asarray(x) if isinstance(x, np.ndarray) else x, restored
+    )

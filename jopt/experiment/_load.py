@@ -42,8 +42,13 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
     if origin is dict:
         return "a mapping"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true/false",
-            type(None): "null"}.get(tp, str(tp))
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        type(None): "null",
+    }.get(tp, str(tp))
 
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
@@ -118,8 +123,9 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         elif open_section:
             extra[key] = value
         else:
-            raise JoptError(f"unknown key {where!r}{_closest(key, names)} "
-                            f"(allowed: {', '.join(names)})")
+            raise JoptError(
+                f"unknown key {where!r}{_closest(key, names)} (allowed: {', '.join(names)})"
+            )
     if open_section:
         kwargs["kwargs"] = extra
     return cls(**kwargs)
@@ -161,8 +167,9 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise JoptError(f"bad override {item!r}: expected KEY=VALUE, e.g. "
-                            "optimizer.learning_rate=3e-3")
+            raise JoptError(
+                f"bad override {item!r}: expected KEY=VALUE, e.g. optimizer.learning_rate=3e-3"
+            )
         out.append((key.strip(), parse_value(text.strip())))
     return out
 
@@ -186,13 +193,15 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if raw is None:
         raise JoptError(f"config file is empty: {path}")
     if not isinstance(raw, dict):
-        raise JoptError(f"config file {path} must hold a mapping of sections, "
-                        f"got {type(raw).__name__}")
+        raise JoptError(
+            f"config file {path} must hold a mapping of sections, got {type(raw).__name__}"
+        )
     return raw
 
 
-def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),
-                     *, validate: bool = True) -> Config:
+def config_from_dict(
+    raw: dict, overrides: list[str] | tuple[str, ...] = (), *, validate: bool = True
+) -> Config:
     """Build a :class:`Config` from a plain dict plus ``KEY=VALUE`` overrides."""
     raw = copy.deepcopy(raw)
     for key, value in parse_overrides(overrides):
@@ -205,8 +214,9 @@ def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = (),
     return config
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (),
-                *, validate: bool = True) -> Config:
+def load_config(
+    path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), *, validate: bool = True
+) -> Config:
     """Load a YAML experiment config, apply dotted overrides and check it.
 
     Example:

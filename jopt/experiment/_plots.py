@@ -43,8 +43,12 @@ def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
         if not drawn:
             plt.close(fig)
             continue
-        if log and all(v > 0 for r in rows for k, v in r.items()
-                       if k.endswith("_loss") and isinstance(v, (int, float))):
+        if log and all(
+            v > 0
+            for r in rows
+            for k, v in r.items()
+            if k.endswith("_loss") and isinstance(v, (int, float))
+        ):
             ax.set_yscale("log")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{title} {metric}".strip())
         ax.grid(alpha=0.3)
@@ -60,8 +64,9 @@ def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
     return written
 
 
-def plot_overlay(runs: dict[str, list[dict]], metric: str, path: str,
-                 x_key: str = "epoch", title: str = "") -> str | None:
+def plot_overlay(
+    runs: dict[str, list[dict]], metric: str, path: str, x_key: str = "epoch", title: str = ""
+) -> str | None:
     """One curve per run for ``metric`` against ``x_key`` (``epoch`` or ``time``)."""
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     drawn = 0
@@ -74,7 +79,8 @@ def plot_overlay(runs: dict[str, list[dict]], metric: str, path: str,
         plt.close(fig)
         return None
     if metric.endswith("loss") and all(
-            v > 0 for rows in runs.values() for v in _series(rows, metric, x_key)[1]):
+        v > 0 for rows in runs.values() for v in _series(rows, metric, x_key)[1]
+    ):
         ax.set_yscale("log")
     ax.set(xlabel="wall time (s)" if x_key == "time" else x_key, ylabel=metric, title=title)
     ax.grid(alpha=0.3)
@@ -82,8 +88,9 @@ def plot_overlay(runs: dict[str, list[dict]], metric: str, path: str,
     return _save(fig, path)
 
 
-def plot_sensitivity(groups: dict[str, dict[float, Sequence[float]]], metric: str, path: str,
-                     title: str = "") -> str | None:
+def plot_sensitivity(
+    groups: dict[str, dict[float, Sequence[float]]], metric: str, path: str, title: str = ""
+) -> str | None:
     """``metric`` (mean ± std over seeds) against learning rate, one line per group."""
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     drawn = 0

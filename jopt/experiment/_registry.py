@@ -63,8 +63,10 @@ def transform_factory(name: str) -> Callable[..., Any]:
         obj = getattr(module, name, None) if module is not None else None
         if callable(obj) and not name.startswith("_"):
             return obj
-    raise JoptError(f"unknown transform {name!r} in optimizer.chain; allowed: "
-                    f"{', '.join(transform_names())} (or any optax transform)")
+    raise JoptError(
+        f"unknown transform {name!r} in optimizer.chain; allowed: "
+        f"{', '.join(transform_names())} (or any optax transform)"
+    )
 
 
 def transform_names() -> list[str]:
@@ -112,8 +114,11 @@ def preprocess_names() -> list[str]:
 def signature_params(fn: Callable[..., Any]) -> tuple[list[str], bool]:
     """Keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
     sig = inspect.signature(fn)
-    names = [p.name for p in sig.parameters.values()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     var = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     return names, var
 

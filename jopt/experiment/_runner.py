@@ -58,8 +58,9 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
     }
 
 
-def finish(member: Member, trainer: GroupTrainer, wall_s: float, status: str,
-           plots: bool = True) -> dict:
+def finish(
+    member: Member, trainer: GroupTrainer, wall_s: float, status: str, plots: bool = True
+) -> dict:
     """Write ``summary.json`` and the plots of one member; return the summary."""
     summary = summarize(member, trainer, wall_s, status)
     if member.run_dir is not None:
@@ -73,12 +74,19 @@ def _problem_guard(config: Config) -> None:
     from jopt.experiment._registry import problem_names
 
     if config.data.name in problem_names():
-        raise JoptError(f"data.name {config.data.name!r} is a numerics test problem; "
-                        "run it with jopt.numerics.run_problem (no model or dataset to train)")
+        raise JoptError(
+            f"data.name {config.data.name!r} is a numerics test problem; "
+            "run it with jopt.numerics.run_problem (no model or dataset to train)"
+        )
 
 
-def run(config: Config, *, progress: bool | None = None, stop_after: int | None = None,
-        quiet: bool = True) -> str:
+def run(
+    config: Config,
+    *,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    quiet: bool = True,
+) -> str:
     """Train ``config`` and write its run directory; return the directory's path.
 
     Everything that can be checked is checked before the directory is created, so a bad
@@ -97,13 +105,22 @@ def run(config: Config, *, progress: bool | None = None, stop_after: int | None 
     return _train(trainer, member, t0, 0, stop_after, quiet)
 
 
-def _train(trainer: GroupTrainer, member: Member, t0: float, start: int,
-           stop_after: int | None, quiet: bool) -> str:
+def _train(
+    trainer: GroupTrainer,
+    member: Member,
+    t0: float,
+    start: int,
+    stop_after: int | None,
+    quiet: bool,
+) -> str:
     status = "running"
     try:
         trainer.run(start_epoch=start, stop_after=stop_after)
-        status = "stopped" if member.last_epoch < trainer.setup.epochs and \
-            not member.stopped_early else "completed"
+        status = (
+            "stopped"
+            if member.last_epoch < trainer.setup.epochs and not member.stopped_early
+            else "completed"
+        )
         if status == "completed":
             trainer.save_final()
     except KeyboardInterrupt:
@@ -118,8 +135,9 @@ def _train(trainer: GroupTrainer, member: Member, t0: float, start: int,
     return member.run_dir
 
 
-def resume(run_dir: str, *, progress: bool | None = None, stop_after: int | None = None,
-           quiet: bool = True) -> str:
+def resume(
+    run_dir: str, *, progress: bool | None = None, stop_after: int | None = None, quiet: bool = True
+) -> str:
     """Continue a stopped run from its latest checkpoint, in the same directory.
 
     The restored state holds the parameters, optimizer state, step and PRNG key, so the
@@ -129,41 +147,72 @@ def resume(run_dir: str, *, progress: bool | None = None, stop_after: int | None
     config = load_config(os.path.join(run_dir, "config.yaml"))
     found = list_checkpoints(run_dir)
     if not found:
-        raise JoptError(f"{run_dir} has no checkpoint to resume from "
-                        "(set train.checkpoint_every to checkpoint during training)")
+        raise JoptError(
+            f"{run_dir} has no checkpoint to resume from "
+            "(set train.checkpoint_every to checkpoint during training)"
+        )
     epoch, path = found[-1]
     book = art.read_json(path + ".json")
     st = make_setup(config)
     if epoch >= st.epochs:
         raise JoptError(f"{run_dir} already finished all {st.epochs} epochs")
     t0 = time.perf_counter()
-    member = Member(config, run_dir=run_dir,
-                    rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl")))
+    member = Member(
+        config, run_dir=run_dir, rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+    )
     progress = config.output.progress if progress is None else progress
     trainer = GroupTrainer([member], st, progress=progress)
-    trainer.restore(path, {k: book[k] for k in ("last_epoch", "best_value", "best_epoch",
-                                                 "bad_evals", "stopped_early", "active")})
+    trainer.restore(
+        path,
+        {
+            k: book[k]
+            for k in (
+                "last_epoch",
+                "best_value",
+                "best_epoch",
+                "bad_evals",
+                "stopped_early",
+                "active",
+            )
+        },
+    )
     trainer.train_s = float(book.get("train_s", 0.0))
     return _train(trainer, member, t0, epoch, stop_after, quiet)
 
 
 def format_summary(summary: dict, run_dir: str | None) -> str:
     """The results block printed at the end of ``jopt run``."""
+
     def fmt(v):
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    lines = [f"run {summary['name']}: {summary['status']} after {summary['epochs_run']} epochs "
-             f"({summary['steps']} steps)"]
-    keys = [k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                        "test_loss", "test_accuracy") if k in summary["final"]]
+    lines = [
+        f"run {summary['name']}: {summary['status']} after {summary['epochs_run']} epochs "
+        f"({summary['steps']} steps)"
+    ]
+    keys = [
+        k
+        for k in (
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "test_loss",
+            "test_accuracy",
+        )
+        if k in summary["final"]
+    ]
     width = max((len(k) for k in keys), default=10)
     lines.append(f"  {'metric':<{width}}  {'final':>8}  {'best':>8}")
     for k in keys:
-        lines.append(f"  {k:<{width}}  {fmt(summary['final'].get(k)):>8}  "
-                     f"{fmt(summary['best'].get(k)):>8}")
-    lines.append(f"  best epoch {summary['best_epoch']} by {summary['monitor']}; "
-                 f"compile {summary['compile_time']:.2f} s, train {summary['train_time']:.2f} s, "
-                 f"{summary['steps_per_s'] or 0:.0f} steps/s, wall {summary['wall_time']:.1f} s")
+        lines.append(
+            f"  {k:<{width}}  {fmt(summary['final'].get(k)):>8}  {fmt(summary['best'].get(k)):>8}"
+        )
+    lines.append(
+        f"  best epoch {summary['best_epoch']} by {summary['monitor']}; "
+        f"compile {summary['compile_time']:.2f} s, train {summary['train_time']:.2f} s, "
+        f"{summary['steps_per_s'] or 0:.0f} steps/s, wall {summary['wall_time']:.1f} s"
+    )
     if run_dir:
         lines.append(f"  results in {run_dir}")
     return "\n".join(lines)

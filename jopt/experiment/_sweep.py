@@ -47,8 +47,9 @@ def point_label(point: dict[str, Any]) -> str:
     return ",".join(f"{k.split('.')[-1]}={_fmt_value(v)}" for k, v in point.items()) or "base"
 
 
-def expand(config: Config, seeds: int | None = None,
-           grid: dict[str, list] | None = None) -> list[tuple[dict, Config]]:
+def expand(
+    config: Config, seeds: int | None = None, grid: dict[str, list] | None = None
+) -> list[tuple[dict, Config]]:
     """Every ``(grid point, member config)`` of the sweep, grid-major then seed."""
     grid = config.sweep.grid if grid is None else grid
     seeds = config.sweep.seeds if seeds is None else seeds
@@ -87,8 +88,14 @@ def group_members(configs: list[Config]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_members(configs: list[Config], parent: str | None, labels: list[str], *,
-                progress: bool = False, vmap: bool = True) -> tuple[list[dict], list[dict]]:
+def run_members(
+    configs: list[Config],
+    parent: str | None,
+    labels: list[str],
+    *,
+    progress: bool = False,
+    vmap: bool = True,
+) -> tuple[list[dict], list[dict]]:
     """Train ``configs`` group by group; write each member's run directory under ``parent``.
 
     Returns the members' summaries and one record per group (size, compile and train time).
@@ -109,8 +116,9 @@ def run_members(configs: list[Config], parent: str | None, labels: list[str], *,
             data_cache[dkey] = load_data(first)
         st = setup(first, data_cache[dkey])
         members = [Member(configs[i]) for i in idx]
-        trainer = GroupTrainer(members, st, progress=progress,
-                               desc=f"group {g + 1}/{len(groups)} ({len(idx)} runs)")
+        trainer = GroupTrainer(
+            members, st, progress=progress, desc=f"group {g + 1}/{len(groups)} ({len(idx)} runs)"
+        )
         if parent is not None:
             for i, mb in zip(idx, members, strict=True):
                 mb.run_dir = os.path.join(parent, f"{i:03d}-{labels[i]}")
@@ -122,9 +130,16 @@ def run_members(configs: list[Config], parent: str | None, labels: list[str], *,
         for i, mb in zip(idx, members, strict=True):
             # per-member plots only for single runs; a sweep draws overlays instead
             summaries[i] = finish(mb, trainer, wall, "completed", plots=len(configs) == 1)
-        group_records.append({"members": idx, "size": len(idx), "vmapped": len(idx) > 1,
-                              "compile_time": trainer.compile_s, "train_time": trainer.train_s,
-                              "wall_time": wall})
+        group_records.append(
+            {
+                "members": idx,
+                "size": len(idx),
+                "vmapped": len(idx) > 1,
+                "compile_time": trainer.compile_s,
+                "train_time": trainer.train_s,
+                "wall_time": wall,
+            }
+        )
     return summaries, group_records  # type: ignore[return-value]
 
 
@@ -148,8 +163,9 @@ def aggregate(points: list[dict], summaries: list[dict]) -> list[dict]:
     """One row per grid point: mean ± std over seeds of the metrics at each run's best epoch."""
     by_point: dict[str, tuple[dict, list[dict]]] = {}
     for point, summary in zip(points, summaries, strict=True):
-        by_point.setdefault(json.dumps(point, sort_keys=True, default=str),
-                            (point, []))[1].append(summary)
+        by_point.setdefault(json.dumps(point, sort_keys=True, default=str), (point, []))[1].append(
+            summary
+        )
     rows = []
     for point, group in by_point.values():
         row: dict[str, Any] = {"point": point_label(point), **point, "seeds": len(group)}
@@ -189,15 +205,22 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _sweep_plots(directory: str, config: Config, points: list[dict], summaries: list[dict],
-                 member_dirs: list[str]) -> None:
+def _sweep_plots(
+    directory: str,
+    config: Config,
+    points: list[dict],
+    summaries: list[dict],
+    member_dirs: list[str],
+) -> None:
     if not config.output.plots:
         return
-    runs = {os.path.basename(d): art.read_jsonl(os.path.join(d, "metrics.jsonl"))
-            for d in member_dirs}
+    runs = {
+        os.path.basename(d): art.read_jsonl(os.path.join(d, "metrics.jsonl")) for d in member_dirs
+    }
     for metric in ("val_loss", "train_loss", "val_accuracy"):
-        plot_overlay(runs, metric, os.path.join(directory, "plots", f"{metric}.png"),
-                     title=config.name)
+        plot_overlay(
+            runs, metric, os.path.join(directory, "plots", f"{metric}.png"), title=config.name
+        )
     lr_key = "optimizer.learning_rate"
     if any(lr_key in p for p in points):
         for metric in ("val_loss", "val_accuracy"):
@@ -205,14 +228,24 @@ def _sweep_plots(directory: str, config: Config, points: list[dict], summaries: 
             for p, s in zip(points, summaries, strict=True):
                 rest = point_label({k: v for k, v in p.items() if k != lr_key})
                 groups.setdefault(rest, {}).setdefault(p[lr_key], []).append(_metric(s, metric))
-            plot_sensitivity(groups, metric, os.path.join(directory, "plots",
-                                                          f"lr_sensitivity_{metric}.png"),
-                             title=f"{config.name}: best-epoch {metric} vs learning rate")
+            plot_sensitivity(
+                groups,
+                metric,
+                os.path.join(directory, "plots", f"lr_sensitivity_{metric}.png"),
+                title=f"{config.name}: best-epoch {metric} vs learning rate",
+            )
 
 
-def sweep(config: Config, *, progress: bool = False, vmap: bool = True,
-          seeds: int | None = None, grid: dict | None = None, parent: str | None = None,
-          tag: str = "sweep") -> str:
+def sweep(
+    config: Config,
+    *,
+    progress: bool = False,
+    vmap: bool = True,
+    seeds: int | None = None,
+    grid: dict | None = None,
+    parent: str | None = None,
+    tag: str = "sweep",
+) -> str:
     """Run the sweep in ``config.sweep`` and return the sweep directory."""
     validate_config(config)
     expanded = expand(config, seeds, grid)
@@ -231,14 +264,23 @@ def sweep(config: Config, *, progress: bool = False, vmap: bool = True,
     rows = aggregate(points, summaries)
     write_tables(rows, directory)
     _sweep_plots(directory, config, points, summaries, dirs)
-    art.write_json(os.path.join(directory, "sweep.json"), {
-        "name": config.name, "kind": tag, "grid": grid if grid is not None else config.sweep.grid,
-        "seeds": seeds if seeds is not None else config.sweep.seeds,
-        "members": [{"dir": os.path.basename(d), "point": p, "seed": c.seed}
-                    for d, p, c in zip(dirs, points, configs, strict=True)],
-        "groups": groups, "num_compiled_groups": len(groups),
-        "wall_time": time.perf_counter() - t0, "results": rows,
-    })
+    art.write_json(
+        os.path.join(directory, "sweep.json"),
+        {
+            "name": config.name,
+            "kind": tag,
+            "grid": grid if grid is not None else config.sweep.grid,
+            "seeds": seeds if seeds is not None else config.sweep.seeds,
+            "members": [
+                {"dir": os.path.basename(d), "point": p, "seed": c.seed}
+                for d, p, c in zip(dirs, points, configs, strict=True)
+            ],
+            "groups": groups,
+            "num_compiled_groups": len(groups),
+            "wall_time": time.perf_counter() - t0,
+            "results": rows,
+        },
+    )
     return directory
 
 
@@ -248,8 +290,7 @@ def protocol(config: Config, *, progress: bool = False) -> tuple[str, dict]:
     if not config.sweep.grid:
         raise JoptError("sweep --protocol needs sweep.grid (e.g. optimizer.learning_rate)")
     directory = art.make_run_dir(config.output.runs_dir, f"{config.name}-protocol")
-    tune = sweep(config, progress=progress, seeds=1, tag="tune",
-                 parent=_child(directory, "1-tune"))
+    tune = sweep(config, progress=progress, seeds=1, tag="tune", parent=_child(directory, "1-tune"))
     rows = art.read_json(os.path.join(tune, "sweep.json"))["results"]
     better = max if "accuracy" in p.metric else min
     scored = [r for r in rows if r.get(p.metric) is not None]
@@ -258,17 +299,37 @@ def protocol(config: Config, *, progress: bool = False) -> tuple[str, dict]:
     best = better(scored, key=lambda r: r[p.metric])
     best_point = {k: best[k] for k in config.sweep.grid}
     final_cfg = replace_dotted(config, best_point)
-    final = sweep(final_cfg, progress=progress, seeds=p.seeds, grid={}, tag="final",
-                  parent=_child(directory, "2-final"))
+    final = sweep(
+        final_cfg,
+        progress=progress,
+        seeds=p.seeds,
+        grid={},
+        tag="final",
+        parent=_child(directory, "2-final"),
+    )
     final_rows = art.read_json(os.path.join(final, "sweep.json"))["results"]
-    result = {"metric": p.metric, "best_point": best_point, "seeds": p.seeds,
-              "tuning": rows, "final": final_rows[0]}
+    result = {
+        "metric": p.metric,
+        "best_point": best_point,
+        "seeds": p.seeds,
+        "tuning": rows,
+        "final": final_rows[0],
+    }
     art.write_json(os.path.join(directory, "protocol.json"), result)
-    md = [f"# {config.name}: tuning protocol", "",
-          f"Grid tuned with seed {config.seed}, best by {p.metric}: {point_label(best_point)}.",
-          "", "## Tuning grid (1 seed)", "", markdown_table(rows), "",
-          f"## Best setting re-run with {p.seeds} seeds (mean ± std)", "",
-          markdown_table(final_rows), ""]
+    md = [
+        f"# {config.name}: tuning protocol",
+        "",
+        f"Grid tuned with seed {config.seed}, best by {p.metric}: {point_label(best_point)}.",
+        "",
+        "## Tuning grid (1 seed)",
+        "",
+        markdown_table(rows),
+        "",
+        f"## Best setting re-run with {p.seeds} seeds (mean ± std)",
+        "",
+        markdown_table(final_rows),
+        "",
+    ]
     art.atomic_write(os.path.join(directory, "protocol.md"), "\n".join(md))
     return directory, result
 

@@ -46,9 +46,14 @@ class Member:
     final_state: Any = None
 
     def bookkeeping(self) -> dict:
-        return {"last_epoch": self.last_epoch, "best_value": self.best_value,
-                "best_epoch": self.best_epoch, "bad_evals": self.bad_evals,
-                "stopped_early": self.stopped_early, "active": self.active}
+        return {
+            "last_epoch": self.last_epoch,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "bad_evals": self.bad_evals,
+            "stopped_early": self.stopped_early,
+            "active": self.active,
+        }
 
 
 def _take(tree: Any, k: int) -> Any:
@@ -81,8 +86,9 @@ def _float(x: Any) -> float | None:
 class GroupTrainer:
     """Train K structurally identical configs as one (vmapped when K > 1) program."""
 
-    def __init__(self, members: list[Member], setup: Setup, *, progress: bool = False,
-                 desc: str = ""):
+    def __init__(
+        self, members: list[Member], setup: Setup, *, progress: bool = False, desc: str = ""
+    ):
         from jopt.train import init_train_state, make_eval_fn, make_train_epoch
 
         self.members, self.setup, self.K = members, setup, len(members)
@@ -116,16 +122,18 @@ class GroupTrainer:
                 st = st._replace(opt_state=set_hparams(st.opt_state, **hparams))
             return st
 
+        # one jitted init (for the whole group) instead of many small eager dispatches
         values = [vmappable_values(m.config) for m in members]
+        seeds = jnp.asarray([m.config.seed for m in members], jnp.uint32)
+        hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
         if self.K == 1:
-            self.state = init_one(members[0].config.seed, values[0])
-        else:  # one traced init for the whole group instead of K eager ones
-            seeds = jnp.asarray([m.config.seed for m in members], jnp.uint32)
-            hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
+            self.state = jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()})
+        else:
             self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
 
-        epoch_fn = make_train_epoch(setup.model, self.tx, setup.spec, setup.batching,
-                                    augment=setup.augment, kind=data.kind)
+        epoch_fn = make_train_epoch(
+            setup.model, self.tx, setup.spec, setup.batching, augment=setup.augment, kind=data.kind
+        )
         eval_fn = make_eval_fn(setup.model, setup.spec)
         if self.K > 1:
             epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
@@ -139,10 +147,19 @@ class GroupTrainer:
             self.epoch = self.parallel.jit(epoch_fn, self.state)
             self.epoch.lower(self.state, self.x, self.y)  # trace now; compiled on first call
         else:
-            self.epoch = jax.jit(epoch_fn, donate_argnums=0).lower(
-                self.state, self.x, self.y).compile()
-        self.evals = {s: jax.jit(eval_fn).lower(self.state.params, self.state.model_state, *xy)
-                      .compile() for s, xy in self.splits.items()}
+            self.epoch = (
+                jax.jit(epoch_fn, donate_argnums=0).lower(self.state, self.x, self.y).compile()
+            )
+
+        def eval_all(params, model_state, splits):
+            return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
+
+        # every split in one program: one compile instead of one per split size
+        self.evaluate = (
+            jax.jit(eval_all)
+            .lower(self.state.params, self.state.model_state, self.splits)
+            .compile()
+        )
         self.compile_s = time.perf_counter() - t0
         self.sharpness_fn = None
         self.train_s = 0.0
@@ -169,7 +186,8 @@ class GroupTrainer:
         self.state = tree["state"]
         for k, v in bookkeeping.items():
             setattr(m, k, v)
-        if m.best_epoch is not None:
+        es = self.base.regularization.early_stopping
+        if m.best_epoch is not None and es.patience > 0 and es.restore_best:
             m.best_vars = jax.device_get(tree["best"])
         m.rows = [r for r in m.rows if r["epoch"] <= m.last_epoch]
 
@@ -186,8 +204,14 @@ class GroupTrainer:
             if fn is not None:
                 for k, v in dict(fn(opt_state)).items():
                     out[prefix + k] = np.asarray(v)
-        return [{k: _float(v if self.K == 1 else v[i]) for k, v in out.items()
-                 if (v.ndim == 0 if self.K == 1 else v.ndim == 1)} for i in range(self.K)]
+        return [
+            {
+                k: _float(v if self.K == 1 else v[i])
+                for k, v in out.items()
+                if (v.ndim == 0 if self.K == 1 else v.ndim == 1)
+            }
+            for i in range(self.K)
+        ]
 
     def run(self, start_epoch: int = 0, stop_after: int | None = None) -> None:
         """Train from ``start_epoch`` to the configured number of epochs.
@@ -199,8 +223,15 @@ class GroupTrainer:
 
         cfg = self.base
         epochs = self.setup.epochs
-        bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", disable=not self.progress,
-                   desc=self.desc or cfg.name, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=epochs,
+            initial=start_epoch,
+            unit="epoch",
+            disable=not self.progress,
+            desc=self.desc or cfg.name,
+            leave=False,
+            dynamic_ncols=True,
+        )
         t_start = time.perf_counter()
         done = 0
         try:
@@ -212,19 +243,24 @@ class GroupTrainer:
                 self.train_s += dt
                 evaluate = epoch % cfg.train.eval_every == 0 or epoch == epochs
                 ev = {}
-                if evaluate:
+                if evaluate and self.splits:
                     t = time.perf_counter()
-                    for split, compiled in self.evals.items():
-                        res = jax.device_get(compiled(self.state.params, self.state.model_state,
-                                                      *self.splits[split]))
-                        ev.update({f"{split}_{k}": v for k, v in res.items()})
+                    res = jax.device_get(
+                        self.evaluate(self.state.params, self.state.model_state, self.splits)
+                    )
+                    ev = {f"{split}_{k}": v for split, r in res.items() for k, v in r.items()}
                     self.eval_s += time.perf_counter() - t
                 self._record(epoch, m, ev, dt, time.perf_counter() - t_start, evaluate)
                 done += 1
                 bar.update(1)
                 last = self.members[0].rows[-1] if self.K == 1 else {}
-                bar.set_postfix({k: f"{last[k]:.4g}" for k in ("train_loss", "val_accuracy")
-                                 if last.get(k) is not None})
+                bar.set_postfix(
+                    {
+                        k: f"{last[k]:.4g}"
+                        for k in ("train_loss", "val_accuracy")
+                        if last.get(k) is not None
+                    }
+                )
                 if not any(mb.active for mb in self.members):
                     break
                 if stop_after is not None and done >= stop_after and epoch < epochs:
@@ -236,13 +272,17 @@ class GroupTrainer:
         for k, mb in enumerate(self.members):
             if mb.final_state is None:
                 mb.final_state = self.state if self.K == 1 else _take(self.state, k)
-            if mb.best_vars is not None and cfg.regularization.early_stopping.patience > 0 and \
-                    cfg.regularization.early_stopping.restore_best:
+            if (
+                mb.best_vars is not None
+                and cfg.regularization.early_stopping.patience > 0
+                and cfg.regularization.early_stopping.restore_best
+            ):
                 params, ms = mb.best_vars
                 mb.final_state = mb.final_state._replace(params=params, model_state=ms)
 
-    def _record(self, epoch: int, m: dict, ev: dict, dt: float, elapsed: float,
-                evaluated: bool) -> None:
+    def _record(
+        self, epoch: int, m: dict, ev: dict, dt: float, elapsed: float, evaluated: bool
+    ) -> None:
         cfg = self.base
         es = cfg.regularization.early_stopping
         step = epoch * self.setup.steps_per_epoch
@@ -277,7 +317,8 @@ class GroupTrainer:
                 if es.patience > 0 and mb.bad_evals >= es.patience:
                     mb.active, mb.stopped_early = False, True
                     mb.final_state = jax.device_get(
-                        self.state if self.K == 1 else _take(self.state, k))
+                        self.state if self.K == 1 else _take(self.state, k)
+                    )
             if mb.run_dir is not None:
                 art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
         self._due(epoch)
@@ -299,8 +340,9 @@ class GroupTrainer:
     def _checkpoint(self, mb: Member, epoch: int, state) -> None:
         best = mb.best_vars if mb.best_vars is not None else (state.params, state.model_state)
         path = save_checkpoint(mb.run_dir, epoch, {"state": state, "best": best})
-        art.write_json(path + ".json", {"epoch": epoch, **mb.bookkeeping(),
-                                        "train_s": self.train_s})
+        art.write_json(
+            path + ".json", {"epoch": epoch, **mb.bookkeeping(), "train_s": self.train_s}
+        )
 
     def save_final(self) -> None:
         for mb in self.members:
@@ -319,8 +361,11 @@ class GroupTrainer:
             model, spec = self.setup.model, self.setup.spec
             loss = "cross_entropy" if spec.loss == "cross_entropy" else "mse"
             n = min(len(self.setup.data.y_train), 1024)
-            batches = jn.stack_batches(np.asarray(self.setup.data.x_train[:n]),
-                                       np.asarray(self.setup.data.y_train[:n]), batch_size=n)
+            batches = jn.stack_batches(
+                np.asarray(self.setup.data.x_train[:n]),
+                np.asarray(self.setup.data.y_train[:n]),
+                batch_size=n,
+            )
 
             def sharp(params, model_state, key):
                 fn = jn.flax_loss_fn(model, loss, model_state, train=False)
@@ -330,8 +375,9 @@ class GroupTrainer:
         out = []
         for k, mb in enumerate(self.members):
             st = self.state if self.K == 1 else _take(self.state, k)
-            lam = _float(self.sharpness_fn(st.params, st.model_state,
-                                           jax.random.key(mb.config.seed + epoch)))
+            lam = _float(
+                self.sharpness_fn(st.params, st.model_state, jax.random.key(mb.config.seed + epoch))
+            )
             lr = vmappable_values(mb.config)[f"{self.base.optimizer.name}/learning_rate"]
             lr_now = lr * self.lr_at(epoch * self.setup.steps_per_epoch)
             out.append({"sharpness": lam, "stability_bound": 2.0 / lr_now if lr_now else None})

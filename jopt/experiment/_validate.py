@@ -18,8 +18,10 @@ def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: st
     # An empty registry means the owning layer has not landed; don't block on it.
     if allowed and value not in allowed:
         what = what or key.split(".")[-1]
-        raise JoptError(f"{key}: unknown {what} {value!r}{_closest(value, list(allowed))}"
-                        f" (allowed: {', '.join(allowed)})")
+        raise JoptError(
+            f"{key}: unknown {what} {value!r}{_closest(value, list(allowed))}"
+            f" (allowed: {', '.join(allowed)})"
+        )
 
 
 def _at_least(key: str, value: float | int | None, low: float, what: str = "") -> None:
@@ -35,8 +37,10 @@ def _check_kwargs(where: str, fn, given: dict, reserved: tuple[str, ...] = ()) -
         if key in reserved:
             continue
         if key not in allowed and not var:
-            raise JoptError(f"unknown key '{where}.{key}'{_closest(key, allowed)} "
-                            f"(allowed here: {', '.join(allowed) or 'none'})")
+            raise JoptError(
+                f"unknown key '{where}.{key}'{_closest(key, allowed)} "
+                f"(allowed here: {', '.join(allowed) or 'none'})"
+            )
 
 
 def validate_optimizer(config: Config) -> None:
@@ -52,8 +56,12 @@ def validate_optimizer(config: Config) -> None:
         raise JoptError(f"optimizer {opt.name!r} takes no learning_rate; it cannot be configured")
     _at_least("optimizer.learning_rate", opt.learning_rate, 0)
     for key, value in opt.kwargs.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 and \
-                key not in ("momentum_dtype",):
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and value < 0
+            and key not in ("momentum_dtype",)
+        ):
             raise JoptError(f"optimizer.{key} must be non-negative, got {value!r}")
     for i, t in enumerate(opt.chain):
         fn = reg.transform_factory(t.name)
@@ -73,14 +81,17 @@ def validate_config(config: Config) -> None:
         if not 0.0 <= value < 1.0:
             raise JoptError(f"data.{key} must be in [0, 1), got {value!r}")
     if d.val_fraction + d.test_fraction >= 1.0:
-        raise JoptError("data.val_fraction + data.test_fraction must be < 1 "
-                        f"(got {d.val_fraction} + {d.test_fraction})")
+        raise JoptError(
+            "data.val_fraction + data.test_fraction must be < 1 "
+            f"(got {d.val_fraction} + {d.test_fraction})"
+        )
     _one_of("data.preprocess", d.preprocess, reg.preprocess_names())
     _at_least("data.augmentation.noise_std", d.augmentation.noise_std, 0)
     _at_least("data.augmentation.mixup_alpha", d.augmentation.mixup_alpha, 0)
     if d.augmentation.max_shift not in (0, 1, 2):
-        raise JoptError(f"data.augmentation.max_shift must be 0, 1 or 2, "
-                        f"got {d.augmentation.max_shift}")
+        raise JoptError(
+            f"data.augmentation.max_shift must be 0, 1 or 2, got {d.augmentation.max_shift}"
+        )
 
     m = config.model
     if d.name not in reg.problem_names():
@@ -99,7 +110,8 @@ def validate_config(config: Config) -> None:
     _one_of("loss.name", config.loss.name, reg.loss_names(), "loss")
     if not 0.0 <= config.loss.label_smoothing < 1.0:
         raise JoptError(
-            f"loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}")
+            f"loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}"
+        )
 
     validate_optimizer(config)
 
@@ -110,7 +122,8 @@ def validate_config(config: Config) -> None:
     _at_least("schedule.decay_rate", s.decay_rate, 0)
     if any(not 0.0 < b < 1.0 for b in s.boundaries):
         raise JoptError(
-            f"schedule.boundaries are fractions of training in (0, 1), got {s.boundaries}")
+            f"schedule.boundaries are fractions of training in (0, 1), got {s.boundaries}"
+        )
 
     b = config.batching
     _one_of("batching.strategy", b.strategy, reg.BATCHING)
@@ -141,17 +154,22 @@ def validate_config(config: Config) -> None:
     validate_sweep_keys(config)
 
     _at_least("diagnostics.sharpness_every", config.diagnostics.sharpness_every, 0)
-    _at_least("diagnostics.sharpness_iters", config.diagnostics.sharpness_iters, 1,
-              "a positive integer")
+    _at_least(
+        "diagnostics.sharpness_iters", config.diagnostics.sharpness_iters, 1, "a positive integer"
+    )
     if config.distributed.data == 0 or config.distributed.data < -1:
-        raise JoptError(f"distributed.data must be -1 (all devices) or a positive count, "
-                        f"got {config.distributed.data}")
+        raise JoptError(
+            f"distributed.data must be -1 (all devices) or a positive count, "
+            f"got {config.distributed.data}"
+        )
     if config.distributed.zero not in (0, 1):
         raise JoptError(f"distributed.zero must be 0 or 1, got {config.distributed.zero}")
     _at_least("data.seed", d.seed, 0)
     if config.regularization.weight_decay > 0 and "weight_decay" in config.optimizer.kwargs:
-        raise JoptError("set either regularization.weight_decay (decoupled, any optimizer) or "
-                        "optimizer.weight_decay, not both")
+        raise JoptError(
+            "set either regularization.weight_decay (decoupled, any optimizer) or "
+            "optimizer.weight_decay, not both"
+        )
 
 
 def validate_sweep_keys(config: Config) -> None:
@@ -181,8 +199,9 @@ def _check_key_exists(base: dict, key: str) -> None:
     parts = key.split(".")
     for i, part in enumerate(parts):
         if not isinstance(node, dict):
-            raise JoptError(f"sweep.grid: {'.'.join(parts[:i])!r} is not a section, cannot sweep "
-                            f"over {key!r}")
+            raise JoptError(
+                f"sweep.grid: {'.'.join(parts[:i])!r} is not a section, cannot sweep over {key!r}"
+            )
         if part not in node:
             # optimizer hyperparameters are open keys checked against the factory signature
             if parts[:i] == ["optimizer"] and i == len(parts) - 1:
@@ -191,6 +210,8 @@ def _check_key_exists(base: dict, key: str) -> None:
                     return
                 raise JoptError(f"sweep.grid: unknown key {key!r}{_closest(part, names)}")
             options = list(node)
-            raise JoptError(f"sweep.grid: unknown key {key!r}{_closest(part, options)} "
-                            f"(allowed here: {', '.join(options)})")
+            raise JoptError(
+                f"sweep.grid: unknown key {key!r}{_closest(part, options)} "
+                f"(allowed here: {', '.join(options)})"
+            )
         node = node[part]

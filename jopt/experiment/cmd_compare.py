@@ -13,11 +13,17 @@ import os
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
-    parser.add_argument("--out", default=None,
-                        help="where to write compare.md/.csv and plots "
-                             "(default: a new directory under runs/)")
-    parser.add_argument("--x", choices=("epoch", "time"), default="epoch",
-                        help="x axis of the curves: epoch or wall time")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to write compare.md/.csv and plots (default: a new directory under runs/)",
+    )
+    parser.add_argument(
+        "--x",
+        choices=("epoch", "time"),
+        default="epoch",
+        help="x axis of the curves: epoch or wall time",
+    )
 
 
 def _rows_and_curves(path: str):
@@ -29,9 +35,10 @@ def _rows_and_curves(path: str):
     if os.path.exists(sweep_file):
         info = art.read_json(sweep_file)
         rows = [{**r, "point": f"{name}: {r['point']}"} for r in info["results"]]
-        curves = {f"{name}/{m['dir']}": art.read_jsonl(os.path.join(path, m["dir"],
-                                                                     "metrics.jsonl"))
-                  for m in info["members"]}
+        curves = {
+            f"{name}/{m['dir']}": art.read_jsonl(os.path.join(path, m["dir"], "metrics.jsonl"))
+            for m in info["members"]
+        }
         return rows, curves, info
     art.check_run_dir(path)
     summary_file = os.path.join(path, "summary.json")
@@ -72,8 +79,9 @@ def main(args: argparse.Namespace) -> int:
         for name, info in sweeps:
             for r in info["results"]:
                 if lr_key in r:
-                    label = name + "".join(f", {k.split('.')[-1]}={r[k]}" for k in info["grid"]
-                                           if k != lr_key)
+                    label = name + "".join(
+                        f", {k.split('.')[-1]}={r[k]}" for k in info["grid"] if k != lr_key
+                    )
                     groups.setdefault(label, {}).setdefault(r[lr_key], []).append(r.get(metric))
         if groups:
             plot_sensitivity(groups, metric, os.path.join(out, f"lr_sensitivity_{metric}.png"))

@@ -9,8 +9,12 @@ from jopt.experiment._registry import listing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", default=None,
-                        help="one category (optimizers, schedules, datasets, models, ...)")
+    parser.add_argument(
+        "what",
+        nargs="?",
+        default=None,
+        help="one category (optimizers, schedules, datasets, models, ...)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -20,8 +24,10 @@ def main(args: argparse.Namespace) -> int:
     if args.what is not None:
         matches = [k for k in everything if k.startswith(args.what.lower())]
         if not matches:
-            raise JoptError(f"unknown category {args.what!r}; allowed: "
-                            f"{', '.join(k.split()[0] for k in everything)}")
+            raise JoptError(
+                f"unknown category {args.what!r}; allowed: "
+                f"{', '.join(k.split()[0] for k in everything)}"
+            )
         everything = {k: everything[k] for k in matches}
     for category, names in everything.items():
         body = ", ".join(names) if names else "(none available yet)"

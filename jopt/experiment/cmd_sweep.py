@@ -8,13 +8,23 @@ import os
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file with a sweep section")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. sweep.seeds=3 train.epochs=5")
-    parser.add_argument("--protocol", action="store_true",
-                        help="tune on the grid with one seed, then re-run the best setting "
-                             "with sweep.protocol.seeds seeds (mean ± std)")
-    parser.add_argument("--sequential", action="store_true",
-                        help="run every member on its own instead of vmapping groups")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. sweep.seeds=3 train.epochs=5",
+    )
+    parser.add_argument(
+        "--protocol",
+        action="store_true",
+        help="tune on the grid with one seed, then re-run the best setting "
+        "with sweep.protocol.seeds seeds (mean ± std)",
+    )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run every member on its own instead of vmapping groups",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -34,7 +44,9 @@ def main(args: argparse.Namespace) -> int:
         info = art.read_json(os.path.join(directory, "sweep.json"))
         with open(os.path.join(directory, "results.md"), encoding="utf-8") as f:
             print(f.read())
-        print(f"{len(info['members'])} runs in {info['num_compiled_groups']} compiled group(s), "
-              f"wall {info['wall_time']:.1f} s")
+        print(
+            f"{len(info['members'])} runs in {info['num_compiled_groups']} compiled group(s), "
+            f"wall {info['wall_time']:.1f} s"
+        )
     print(f"results in {directory}")
     return 0

@@ -8,8 +8,12 @@ from jopt.experiment._load import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("items", nargs="+", metavar="CONFIG_OR_KEY=VALUE",
-                        help="YAML config file(s), then dotted overrides applied to each")
+    parser.add_argument(
+        "items",
+        nargs="+",
+        metavar="CONFIG_OR_KEY=VALUE",
+        help="YAML config file(s), then dotted overrides applied to each",
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -23,6 +27,8 @@ def main(args: argparse.Namespace) -> int:
     for path in paths:
         config = load_config(path, overrides)
         if not args.quiet:
-            print(f"{path}: ok ({config.name}: {config.data.name} / {config.model.name} / "
-                  f"{config.optimizer.name})")
+            print(
+                f"{path}: ok ({config.name}: {config.data.name} / {config.model.name} / "
+                f"{config.optimizer.name})"
+            )
     return 0
