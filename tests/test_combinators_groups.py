@@ -271,3 +271,19 @@ def test_describe_a_plain_transform():
     params = _params()
     (row,) = jopt.coverage(jopt.sgd(0.1, momentum=0.9), params)
     assert row == {"group": "all", "leaves": 5, "params": 41, "state_bytes": 41 * 4}
+
+
+def test_rules_in_config_form():
+    base = jopt.with_hparams(jopt.sgd)(0.1)
+    rules = [
+        {"name": "emb", "pattern": "embed/**", "freeze": True},
+        {"pattern": "*/bias", "lr_mult": 0.5},
+    ]
+    tx = jopt.groups(rules, default=base)
+    state = tx.init(_params())
+    assert set(state.states) == {"rule1", "default"}
+    assert float(jopt.get_hparams(state)["groups/rule1/sgd/learning_rate"]) == pytest.approx(0.05)
+    with pytest.raises(jopt.JoptError, match="needs a 'pattern'"):
+        jopt.groups([{"name": "x"}], default=base)
+    with pytest.raises(jopt.JoptError, match="freezes"):
+        jopt.groups([{"pattern": "x", "freeze": True, "lr_mult": 0.1}], default=base)

@@ -84,11 +84,26 @@ def _mask(tree: Any, labels: list[str], group: str) -> Any:
     )
 
 
+def _rule_from_mapping(i: int, rule: Mapping[str, Any]) -> tuple[str, str, Any]:
+    # The config form: {pattern, name?, freeze?: true, <overrides>...}.
+    rule = dict(rule)
+    if "pattern" not in rule:
+        raise JoptError(f"groups: rule {i} needs a 'pattern' key, got keys {sorted(rule)}")
+    pattern, name = rule.pop("pattern"), rule.pop("name", f"rule{i}")
+    if rule.pop("freeze", False):
+        if rule:
+            raise JoptError(f"groups: rule {name!r} freezes, so it takes no {sorted(rule)}")
+        return name, pattern, FREEZE
+    return name, pattern, rule
+
+
 def _normalize_rules(rules: Any) -> list[tuple[str, str, Any]]:
     if isinstance(rules, Mapping):
         rules = [(name, *spec) for name, spec in rules.items()]
     out = []
     for i, rule in enumerate(rules):
+        if isinstance(rule, Mapping):
+            rule = _rule_from_mapping(i, rule)
         if not isinstance(rule, tuple | list) or len(rule) not in (2, 3):
             raise JoptError(
                 f"groups: rule {i} must be (pattern, spec) or (name, pattern, spec), got {rule!r}"
@@ -113,8 +128,10 @@ def groups(
 ) -> GroupsTransformation:
     """Optimize parameter groups chosen by path rules, each its own way.
 
-    Each rule is ``(pattern, spec)`` or ``(name, pattern, spec)`` (a mapping
-    ``{name: (pattern, spec)}`` works too); unnamed rules are called ``rule0``, ``rule1``...
+    Each rule is ``(pattern, spec)`` or ``(name, pattern, spec)``, or (the form a config file
+    gives) a dict ``{"pattern": ..., "name": ..., "freeze": True}`` or
+    ``{"pattern": ..., "lr_mult": 0.1, ...}`` whose other keys are overrides; a mapping
+    ``{name: (pattern, spec)}`` works too. Unnamed rules are called ``rule0``, ``rule1``...
     A pattern is a glob over ``/``-joined parameter paths (``*``, ``**``, ``|``; see
     :mod:`jopt.combinators._paths`). The spec is
 
