@@ -5,6 +5,7 @@ The experiment runner calls :func:`setup` with the config's ``distributed`` sect
 engine's pure step/epoch functions with in/out shardings. See ``docs/distributed.md``.
 """
 
+from jopt.distributed._bench import bench_data_parallel
 from jopt.distributed._checkpoint import restore_checkpoint, save_checkpoint
 from jopt.distributed._config import DATA_AXIS, DistributedSpec, parse_distributed
 from jopt.distributed._data_parallel import DataParallel, ShardedStep, from_spec, setup
@@ -37,6 +38,7 @@ __all__ = [
     "ShardedModel",
     "ShardedStep",
     "batch_sharding",
+    "bench_data_parallel",
     "bytes_per_device",
     "check_batching",
     "check_divisible",

@@ -1,0 +1,84 @@
+"""Data-parallel train-step throughput on 1, 2, 4, ... devices, side by side in one process.
+
+Each device count gets its own mesh over the first ``n`` devices, the same model, data and
+batching, and the training engine's epoch function compiled with :meth:`DataParallel.jit_epoch`.
+Compile time is measured apart; the step rate is the median over ``repeats`` timed epochs after
+a warm-up epoch. On fake CPU devices (``--xla_force_host_platform_device_count``) every "device"
+shares the same cores, so the numbers show the partitioning overhead, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from jopt.core.errors import JoptError
+
+
+def bench_data_parallel(
+    devices: Sequence[int] = (1, 2, 4, 8),
+    *,
+    dataset: str = "digits",
+    hidden: Sequence[int] = (128,),
+    batch_size: int = 64,
+    zero: int = 0,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Steps per second of data-parallel training for each device count in ``devices``.
+
+    Returns ``{"platform", "device_kind", "dataset", "batch_size", "steps_per_epoch", "zero",
+    "results": [{"devices", "steps_per_s", "compile_s", "speedup_vs_first"}]}``.
+    """
+    import jopt
+    from jopt import distributed as jd
+    from jopt.data import Batching, load_dataset
+    from jopt.models import make_model
+    from jopt.train import LossSpec, make_train_epoch
+
+    available = jax.devices()
+    if max(devices) > len(available):
+        raise JoptError(
+            f"bench asks for {max(devices)} devices but {len(available)} exist; on CPU run it "
+            "as `python -m jopt.distributed.bench` (it requests host devices) or set XLA_FLAGS"
+        )
+    data = load_dataset(dataset, seed=seed, val_fraction=0.0, test_fraction=0.0)
+    model = make_model("mlp", num_outputs=data.num_outputs, hidden=list(hidden))
+    tx = jopt.adam(1e-3)
+    batching = Batching("minibatch", batch_size)
+    spec = LossSpec(task=data.task, num_classes=data.num_classes)
+    rows = []
+    for n in devices:
+        dp = jd.DataParallel(jd.make_data_mesh(n, available[:n]), zero=zero)
+        m, t, d, state = dp.prepare_fit(model, tx, data, key=seed, batching=batching)
+        epoch = dp.jit_epoch(make_train_epoch(m, t, spec, batching), state)
+        t0 = time.perf_counter()
+        compiled = epoch.jitted.lower(state, d.x_train, d.y_train).compile()
+        compile_s = time.perf_counter() - t0
+        state, metrics = compiled(state, d.x_train, d.y_train)  # warm-up
+        jax.block_until_ready(metrics)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            state, metrics = compiled(state, d.x_train, d.y_train)
+            jax.block_until_ready(metrics)
+            times.append(time.perf_counter() - t0)
+        steps = batching.shape(len(data.y_train))[0]
+        rows.append(
+            {"devices": n, "steps_per_s": steps / statistics.median(times), "compile_s": compile_s}
+        )
+    for r in rows:
+        r["speedup_vs_first"] = r["steps_per_s"] / rows[0]["steps_per_s"]
+    return {
+        "platform": available[0].platform,
+        "device_kind": available[0].device_kind,
+        "dataset": dataset,
+        "batch_size": batch_size,
+        "steps_per_epoch": batching.shape(len(data.y_train))[0],
+        "zero": zero,
+        "results": rows,
+    }

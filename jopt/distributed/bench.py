@@ -1,0 +1,60 @@
+"""``python -m jopt.distributed.bench [--devices 1 2 4 8] [--zero 1] [--json out.json]``.
+
+Requests enough host devices before JAX starts (so it runs on a laptop), then prints a table of
+data-parallel steps per second per device count (see :func:`bench_data_parallel`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jopt.distributed.bench")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128])
+    parser.add_argument("--zero", type=int, default=0, choices=(0, 1))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the report to this file")
+    args = parser.parse_args(argv)
+
+    from jopt.core.errors import JoptError
+    from jopt.distributed import request_cpu_devices
+    from jopt.distributed._bench import bench_data_parallel
+
+    request_cpu_devices(max(args.devices))
+    try:
+        report = bench_data_parallel(
+            args.devices,
+            dataset=args.dataset,
+            hidden=args.hidden,
+            batch_size=args.batch_size,
+            zero=args.zero,
+            repeats=args.repeats,
+        )
+    except JoptError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{report['platform']} ({report['device_kind']}), {report['dataset']}, "
+        f"batch {report['batch_size']}, {report['steps_per_epoch']} steps/epoch, "
+        f"zero={report['zero']}"
+    )
+    print(f"{'devices':>8} {'steps/s':>10} {'vs first':>9} {'compile s':>10}")
+    for r in report["results"]:
+        print(
+            f"{r['devices']:>8} {r['steps_per_s']:>10.1f} {r['speedup_vs_first']:>9.2f} "
+            f"{r['compile_s']:>10.2f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
