@@ -45,10 +45,17 @@ def spec():
     return LossSpec(task="classification", num_classes=3)
 
 
+@pytest.fixture(scope="module")
+def evaluate(mlp, spec):
+    """One jitted evaluation shared by the tests (val and test have the same shape)."""
+    return jax.jit(make_eval_fn(mlp, spec))
+
+
 def _state(model, tx, ds, seed=0):
     return init_train_state(model, tx, ds.x_train[:1], jax.random.key(seed))
 
 
+@jax.jit(static_argnums=0)
 def _ref_grad(model, params, x, y):
     """Full-batch gradient computed independently with optax's cross-entropy."""
 
@@ -82,9 +89,10 @@ def test_steps_per_epoch(iris, mlp, spec, strategy, b, k, rem, expected):
     batching = Batching(strategy, batch_size=b, accumulate_steps=k, remainder=rem)
     assert batching.steps_per_epoch(n) == expected(n)
     tx = jopt.sgd(0.1)
-    epoch = jax.jit(make_train_epoch(mlp, tx, spec, batching))
-    state, m = epoch(_state(mlp, tx, iris), iris.x_train, iris.y_train)
-    assert int(state.step) == expected(n) and m["step_loss"].shape == (expected(n),)
+    # Tracing (no compile) shows the scan length: one per-step loss per optimizer step.
+    epoch = make_train_epoch(mlp, tx, spec, batching)
+    m = jax.eval_shape(epoch, _state(mlp, tx, iris), iris.x_train, iris.y_train)[1]
+    assert m["step_loss"].shape == (expected(n),)
     # every example is used at most once per epoch; with full / pad / stochastic exactly once
     idx, w = batching.plan(jax.random.key(1), n)
     used = np.asarray(idx)[np.asarray(w) > 0]
@@ -127,7 +135,12 @@ def test_accumulate_equals_minibatch_with_k_times_the_batch(iris, mlp, spec, rem
     big = make_train_epoch(mlp, tx, spec, Batching("minibatch", k * b, 1, remainder))
     s_acc, m_acc = jax.jit(acc)(_state(mlp, tx, iris), iris.x_train, iris.y_train)
     s_big, m_big = jax.jit(big)(_state(mlp, tx, iris), iris.x_train, iris.y_train)
-    assert int(s_acc.step) == int(s_big.step)
+    n = len(iris.y_train)
+    assert (
+        int(s_acc.step)
+        == int(s_big.step)
+        == Batching("minibatch", k * b, 1, remainder).steps_per_epoch(n)
+    )
     _close(s_acc.params, s_big.params, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(m_acc["step_loss"], m_big["step_loss"], rtol=1e-5)
 
@@ -162,11 +175,14 @@ def test_penalty_value_mask_and_gradient_in_the_step(iris, mlp):
     plain = LossSpec(task="classification", num_classes=3)
     reg = dataclasses.replace(plain, l2=0.5)
     x, y, w = iris.x_train[None, :16], iris.y_train[None, :16], jnp.ones((1, 16))
-    outs = []
-    for s in (plain, reg):
-        st = _state(mlp, jopt.sgd(0.1), iris)
-        st, _ = make_train_step(mlp, jopt.sgd(0.1), s)(st, x, y, w, jax.random.key(0))
-        outs.append(st.params)
+    st = _state(mlp, jopt.sgd(0.1), iris)
+
+    @jax.jit
+    def both(st):
+        steps = [make_train_step(mlp, jopt.sgd(0.1), s) for s in (plain, reg)]
+        return [f(st, x, y, w, jax.random.key(0))[0].params for f in steps]
+
+    outs = both(st)
     diff = jax.tree.map(jnp.subtract, outs[0], outs[1])
     np.testing.assert_allclose(diff["dense_0"]["kernel"], 0.1 * 0.5 * w0, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(diff["dense_0"]["bias"], 0.0, atol=1e-7)
@@ -187,16 +203,21 @@ def test_losses_match_optax(key):
 # ----- fit: early stopping, augmentation isolation, dropout, logging ----------------------
 
 
-def test_early_stopping_restores_the_best_epoch(iris, mlp):
+def test_early_stopping_restores_the_best_epoch(iris, mlp, evaluate):
     # "max" on a loss that keeps falling makes epoch 1 the best: patience 2 then stops at 3.
     es = EarlyStopping(metric="val_loss", patience=2, mode="max")
     r = fit(
-        mlp, jopt.adam(1e-2), iris, epochs=10, batching=Batching("minibatch", 30), early_stopping=es
+        mlp,
+        jopt.adam(1e-2),
+        iris,
+        epochs=10,
+        batching=Batching("minibatch", 30),
+        early_stopping=es,
+        eval_splits=("val",),
     )
     assert r.stopped_early and r.best_epoch == 1 and len(r.history) == 3
     assert r.history[2]["val_loss"] < r.history[0]["val_loss"]
-    ev = jax.jit(make_eval_fn(mlp, LossSpec(task="classification", num_classes=3)))
-    restored = ev(r.state.params, r.state.model_state, iris.x_val, iris.y_val)
+    restored = evaluate(r.state.params, r.state.model_state, iris.x_val, iris.y_val)
     np.testing.assert_allclose(restored["loss"], r.history[0]["val_loss"], rtol=1e-6)
 
 
@@ -211,13 +232,14 @@ def test_early_stopping_patience_on_a_natural_minimum():
         epochs=60,
         batching=Batching("full"),
         early_stopping=EarlyStopping("val_loss", patience=5),
+        eval_splits=("val",),
     )
     losses = [h["val_loss"] for h in r.history]
     assert r.best_epoch == int(np.argmin(losses)) + 1
     assert r.stopped_early and len(r.history) == r.best_epoch + 5
 
 
-def test_augmentation_never_touches_eval_data(iris, mlp):
+def test_augmentation_never_touches_eval_data(iris, mlp, evaluate):
     x_val, x_test = iris.x_val.copy(), iris.x_test.copy()
     seen = []
     r = fit(
@@ -228,30 +250,27 @@ def test_augmentation_never_touches_eval_data(iris, mlp):
         batching=Batching("minibatch", 30),
         augment=Augment(noise_std=3.0, mixup_alpha=0.4),
         on_epoch=lambda e, rec, st: seen.append(rec["epoch"]),
+        eval_splits=("test",),
     )
     assert seen == [1, 2]
     np.testing.assert_array_equal(iris.x_val, x_val)
     np.testing.assert_array_equal(iris.x_test, x_test)
     # the logged test metrics are those of the clean test data under the final params
-    ev = jax.jit(make_eval_fn(mlp, LossSpec(task="classification", num_classes=3)))
-    clean = ev(r.state.params, r.state.model_state, iris.x_test, iris.y_test)
+    clean = evaluate(r.state.params, r.state.model_state, iris.x_test, iris.y_test)
     np.testing.assert_allclose(clean["loss"], r.history[-1]["test_loss"], rtol=1e-6)
     np.testing.assert_allclose(clean["accuracy"], r.history[-1]["test_accuracy"], rtol=1e-6)
 
 
-def test_dropout_is_off_at_evaluation(iris, spec):
-    drop = make_model("mlp", num_outputs=3, hidden=[16], dropout=0.5)
-    plain = make_model("mlp", num_outputs=3, hidden=[16])
-    state = _state(drop, jopt.sgd(0.1), iris)
-    ev_drop, ev_plain = make_eval_fn(drop, spec), make_eval_fn(plain, spec)
-    a = ev_drop(state.params, {}, iris.x_val, iris.y_val)
-    b = ev_plain(state.params, {}, iris.x_val, iris.y_val)
+def test_dropout_is_off_at_evaluation(iris, mlp, spec, evaluate):
+    drop = make_model("mlp", num_outputs=3, hidden=[8], dropout=0.5)
+    params = _state(drop, jopt.sgd(0.1), iris).params  # same structure as the plain mlp's
+    a = jax.jit(make_eval_fn(drop, spec))(params, {}, iris.x_val, iris.y_val)
+    b = evaluate(params, {}, iris.x_val, iris.y_val)  # the same weights without dropout
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+    np.testing.assert_allclose(a["accuracy"], b["accuracy"])
     # while training, dropout does change the outputs
-    t1 = drop.apply(
-        {"params": state.params}, iris.x_val, train=True, rngs={"dropout": jax.random.key(1)}
-    )
-    assert not np.allclose(t1, plain.apply({"params": state.params}, iris.x_val))
+    t1 = drop.apply({"params": params}, iris.x_val, train=True, rngs={"dropout": jax.random.key(1)})
+    assert not np.allclose(t1, mlp.apply({"params": params}, iris.x_val))
 
 
 def test_fit_logs_optimizer_hparams_and_regression_learns():
@@ -265,6 +284,7 @@ def test_fit_logs_optimizer_hparams_and_regression_learns():
         epochs=8,
         batching=Batching("minibatch", 16),
         loss=LossSpec(task="regression", num_classes=1, loss="huber"),
+        eval_splits=("val",),
     )
     assert r.history[-1]["hp/adam/learning_rate"] == pytest.approx(0.05)
     assert r.history[-1]["val_mse"] < 0.2 * r.history[0]["val_mse"]
