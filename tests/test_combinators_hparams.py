@@ -166,3 +166,13 @@ def test_clipping_norm_and_default_names():
     np.testing.assert_allclose(jopt.global_norm(updates), 0.2, rtol=1e-6)
     lam = jopt.with_hparams(lambda learning_rate: jopt.sgd(learning_rate))(0.1)
     assert list(jopt.get_hparams(lam.init(params))) == ["opt/learning_rate"]
+
+
+def test_strong_stored_values_stay_strong():
+    # A state restored from a checkpoint holds strong float32 scalars; set/schedule keep them.
+    tx = jopt.with_hparams(jopt.sgd)(lambda c: 0.1 + 0.0 * c.astype(jnp.float32), momentum=0.9)
+    params = _params()
+    state = jax.tree.map(lambda x: jnp.array(np.asarray(x)), tx.init(params))
+    state = jopt.set_hparams(state, **{"sgd/momentum": 0.5})
+    _, state = tx.update(_quadratic_grads(params), state, params)
+    assert not any(v.weak_type for v in jopt.get_hparams(state).values())

@@ -43,6 +43,22 @@ def _weak(x: Any) -> jax.Array:
     return _convert(x, jnp.dtype(jnp.float32), weak_type=True)
 
 
+def _is_weak(x: Any) -> bool:
+    aval = getattr(x, "aval", None)  # tracers and arrays carry the flag on their aval
+    return bool(getattr(aval, "weak_type", getattr(x, "weak_type", False)))
+
+
+def _as_stored(value: Any, stored: jax.Array) -> jax.Array:
+    """``value`` with the type of the stored scalar it replaces (weak or strong float32).
+
+    States restored from a checkpoint may hold strong scalars; keeping whatever is stored
+    keeps ``lax.scan`` carries and jit cache keys unchanged.
+    """
+    if _is_weak(stored):
+        return _weak(value)
+    return jnp.asarray(value).astype(jnp.asarray(stored).dtype)
+
+
 @combinator_state(meta=("name", "scheduled"))
 class HparamsState:
     """State of a :func:`with_hparams` transformation.
@@ -204,7 +220,7 @@ def with_hparams(
         def update_fn(updates, state, params=None, **extra_args):
             hparams = dict(state.hparams)
             for k, f in schedules.items():
-                hparams[k] = _weak(f(state.count))
+                hparams[k] = _as_stored(f(state.count), hparams[k])
             updates, inner = call_update(
                 make(hparams), updates, state.inner_state, params, **extra_args
             )
@@ -277,8 +293,8 @@ def set_hparams(state: Any, values: Mapping[str, Any] | None = None, /, **kwargs
             )
     by_base: dict[str, dict[str, Any]] = {}
     for key, value in new.items():
-        base, _, k = valid[key]
-        by_base.setdefault(base, {})[k] = _weak(value)
+        base, node, k = valid[key]
+        by_base.setdefault(base, {})[k] = _as_stored(value, node.hparams[k])
     unique = UniqueNames()
 
     def replace(node, prefix):
