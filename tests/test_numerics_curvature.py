@@ -46,7 +46,7 @@ def test_top_eigenvalues_quadratic_deep(deep):
 def test_lanczos_survives_krylov_breakdown():
     # Only 3 distinct eigenvalues in 12 dims: the Krylov space is exhausted after 3 steps.
     eig = np.repeat([1.0, 4.0, 9.0], 4)
-    p = nm.get_problem("quadratic", eigenvalues=eig.tolist(), rotate=True)
+    p = nm.get_problem("ill_conditioned_quadratic", eigenvalues=eig.tolist(), rotate=True)
     pairs = jax.jit(lambda x, k: nm.top_eigenvalues(p.fn, x, key=k, k=5, num_iters=12))(
         jnp.ones(12), jax.random.key(1)
     )
@@ -58,7 +58,7 @@ def test_hutchinson_trace_within_5_percent():
     # Rotated spectrum uniform in [1, 10]: off-diagonal mass makes the estimator noisy
     # (per-probe sd ≈ 90 against a trace of 550); 200 probes give a standard error ≈ 1 %.
     eig = np.linspace(1.0, 10.0, 100)
-    p = nm.get_problem("quadratic", eigenvalues=eig.tolist(), seed=3)
+    p = nm.get_problem("ill_conditioned_quadratic", eigenvalues=eig.tolist(), seed=3)
     est = jax.jit(lambda x, k: nm.hutchinson_trace(p.fn, x, key=k, num_probes=200))(
         jnp.ones(100), jax.random.key(2)
     )

@@ -32,7 +32,7 @@ def test_rosenbrock_nd_and_quadratic_spectra():
     p = nm.get_problem("rosenbrock", dim=5)
     np.testing.assert_allclose(p.x0, [-1.2, 1.0, -1.2, 1.0, -1.2], rtol=1e-6)
     assert float(p.fn(jnp.ones(5))) == 0.0
-    q = nm.get_problem("quadratic", eigenvalues=[1.0, 2.0, 50.0], seed=1)
+    q = nm.get_problem("ill_conditioned_quadratic", eigenvalues=[1.0, 2.0, 50.0], seed=1)
     np.testing.assert_allclose(np.linalg.eigvalsh(q.hessian), [1, 2, 50], rtol=1e-5)
     np.testing.assert_allclose(jax.hessian(q.fn)(jnp.ones(3)), q.hessian, rtol=1e-5, atol=1e-5)
     d = nm.get_problem("quadratic_deep")
@@ -85,7 +85,7 @@ def test_problem_bad_input():
     with pytest.raises(jopt.JoptError, match="dim must be"):
         nm.get_problem("rosenbrock", dim=1)
     with pytest.raises(jopt.JoptError, match="eigenvalues"):
-        nm.get_problem("quadratic", eigenvalues=[1.0, -1.0])
+        nm.get_problem("ill_conditioned_quadratic", eigenvalues=[1.0, -1.0])
     p = nm.get_problem("booth")
     with pytest.raises(jopt.JoptError, match="x0 must have shape"):
         nm.run_problem(p, jopt.sgd(0.1), 3, x0=[1.0, 2.0, 3.0])

@@ -92,7 +92,7 @@ def test_gd_converges_below_2_over_lambda_max_and_diverges_above():
     # A rotated quadratic with spectrum log-spaced in [1, 10]: every mode contracts by at
     # most max(|1 - 1.9 λ/λ_max|) = 0.9 per step at lr = 1.9/λ_max; at 2.1/λ_max the top
     # mode grows by 1.1 per step.
-    p = nm.get_problem("quadratic", dim=20, condition_number=10.0, seed=5)
+    p = nm.get_problem("ill_conditioned_quadratic", dim=20, condition_number=10.0, seed=5)
     lam = float(nm.sharpness(p.fn, jnp.ones(20), key=jax.random.key(0), num_iters=20))
     exact = np.linalg.eigvalsh(p.hessian.astype(np.float64))
     assert lam == pytest.approx(exact[-1], rel=1e-5)

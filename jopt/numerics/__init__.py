@@ -42,9 +42,19 @@ from jopt.numerics._lr_find import (
 )
 from jopt.numerics._plots import plot_sharpness, plot_spectral_density
 from jopt.numerics._stability import gd_contraction, max_stable_lr, stability_bound
-from jopt.numerics.problems import Problem, get_problem, list_problems, plot_paths, run_problem
+from jopt.numerics.problems import (
+    PROBLEMS,
+    Problem,
+    get_problem,
+    list_problems,
+    path_rows,
+    plot_paths,
+    run_problem,
+    steps_to_reach,
+)
 
 __all__ = [
+    "PROBLEMS",
     "Eigenpairs",
     "GradCheckResult",
     "LRFindResult",
@@ -68,6 +78,7 @@ __all__ = [
     "list_problems",
     "lr_find",
     "max_stable_lr",
+    "path_rows",
     "plot_interpolation",
     "plot_lr_find",
     "plot_paths",
@@ -80,6 +91,7 @@ __all__ = [
     "spectral_density",
     "stability_bound",
     "stack_batches",
+    "steps_to_reach",
     "surface_2d",
     "top_eigenvalues",
     "write_lr_find",

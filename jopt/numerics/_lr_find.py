@@ -2,10 +2,10 @@
 
 Train for ``T`` steps while the learning rate grows exponentially,
 ``η_t = η_min (η_max/η_min)^{t/(T−1)}``, and record the training loss. The loss first stays
-flat (η too small), then falls, then blows up. The curve is smoothed with a bias-corrected
-EMA, cut at divergence (smoothed loss > ``diverge ×`` its running minimum, or non-finite), and
-the suggestion is the learning rate where the smoothed loss falls fastest against ``log η``
-before its minimum ("steepest descent before the minimum").
+flat (η too small), then falls, then blows up. The curve is cut at divergence (the
+bias-corrected EMA of the loss exceeds ``diverge ×`` its running minimum, or a loss is not
+finite), smoothed without lag, and the suggestion is the learning rate where the smoothed
+loss falls fastest against ``log η`` before its minimum ("steepest descent before the minimum").
 """
 
 from __future__ import annotations
@@ -83,32 +83,48 @@ def lr_find_run(
     return jax.jit(run)(params, xs)
 
 
+def _ema(x: np.ndarray, beta: float) -> np.ndarray:
+    """Bias-corrected exponential moving average (causal)."""
+    out, avg = np.empty_like(x), 0.0
+    for t, v in enumerate(x):
+        avg = beta * avg + (1 - beta) * v
+        out[t] = avg / (1 - beta ** (t + 1))
+    return out
+
+
 def analyse_lr_curve(
-    lrs: Any, losses: Any, *, beta: float = 0.98, diverge: float = 4.0
+    lrs: Any, losses: Any, *, beta: float = 0.9, diverge: float = 4.0
 ) -> LRFindResult:
-    """Smooth, cut at divergence and pick the suggestion (see the module docstring)."""
+    """Cut at divergence, smooth and pick the suggestion (see the module docstring).
+
+    Divergence is detected on the causal EMA (as it would be online). The curve used for
+    the suggestion is smoothed forwards *and* backwards (the mean of a causal and an
+    anti-causal EMA), which has no lag: a causal EMA alone shifts the whole curve to larger
+    learning rates. The first 10 % of the steps are not candidates, since the smoothed slope
+    there rests on a handful of noisy losses.
+    """
     lrs = np.asarray(lrs, np.float64)
     losses = np.asarray(losses, np.float64)
     if lrs.shape != losses.shape or lrs.ndim != 1 or lrs.size < 5:
         raise JoptError("lr and loss curves must be 1-D, of equal length >= 5")
-    smoothed = np.empty_like(losses)
-    avg, stop = 0.0, losses.size
-    for t, loss in enumerate(losses):
-        if not np.isfinite(loss):
-            stop = t
-            break
-        avg = beta * avg + (1 - beta) * loss
-        smoothed[t] = avg / (1 - beta ** (t + 1))
-        if t > 0 and smoothed[t] > diverge * np.min(smoothed[:t]):
-            stop = t + 1
-            break
-    diverged_at = stop if stop < losses.size or not np.isfinite(losses[-1]) else None
-    if stop < 3:
+    if not 0.0 <= beta < 1.0:
+        raise JoptError(f"beta must be in [0, 1), got {beta!r}")
+    finite = np.isfinite(losses)
+    stop = int(np.argmin(finite)) if not finite.all() else losses.size
+    causal = _ema(losses[:stop], beta)
+    running_min = np.minimum.accumulate(causal)
+    blown = np.nonzero(causal[1:] > diverge * running_min[:-1])[0]
+    if blown.size:
+        stop = int(blown[0]) + 2  # keep the first diverged point for the plot
+    diverged_at = stop if stop < losses.size else None
+    if stop < 5:
         raise JoptError("the loss diverged within the first steps; lower min_lr")
-    lrs, losses, smoothed = lrs[:stop], losses[:stop], smoothed[:stop]
+    lrs, losses = lrs[:stop], losses[:stop]
+    smoothed = 0.5 * (_ema(losses, beta) + _ema(losses[::-1], beta)[::-1])
     i_min = int(np.argmin(smoothed))
     slope = np.gradient(smoothed, np.log(lrs))
-    i_steep = int(np.argmin(slope[: max(i_min, 1) + 1]))
+    skip = min(max(1, stop // 10), i_min)
+    i_steep = skip + int(np.argmin(slope[skip : i_min + 1]))
     return LRFindResult(lrs, losses, smoothed, float(lrs[i_steep]), float(lrs[i_min]), diverged_at)
 
 
@@ -121,7 +137,7 @@ def lr_find(
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     num_steps: int = 100,
-    beta: float = 0.98,
+    beta: float = 0.9,
     diverge: float = 4.0,
 ) -> LRFindResult:
     """Run the learning-rate range test and suggest a learning rate.
@@ -174,7 +190,8 @@ def plot_lr_find(result: LRFindResult, file: str | None = None, *, title: str | 
         result.min_loss_lr, color="0.5", ls=":", lw=1, label=f"minimum {result.min_loss_lr:.2e}"
     )
     ax.set_xscale("log")
-    lo, hi = np.min(result.smoothed), np.max(result.smoothed[: max(i, 1) + 1])
+    lo = min(np.min(result.smoothed), np.min(result.losses))
+    hi = np.max(result.smoothed[: max(i, 1) + 1])
     ax.set_ylim(lo - 0.1 * (hi - lo + 1e-12), hi + 0.3 * (hi - lo + 1e-12))
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")

@@ -12,7 +12,7 @@ Problems (``x ∈ R^d``):
 - ``beale``: ``(1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²``; minimum ``(3, ½)``.
 - ``booth``: ``(x + 2y − 7)² + (2x + y − 5)²``; minimum ``(1, 3)``.
 - ``himmelblau``: ``(x² + y − 11)² + (x + y² − 7)²``; four minima with ``f = 0``.
-- ``quadratic``: ``½ xᵀ H x`` with ``H = Q diag(λ) Qᵀ``: the spectrum ``λ`` is given
+- ``ill_conditioned_quadratic``: ``½ xᵀ H x`` with ``H = Q diag(λ) Qᵀ``: the spectrum ``λ`` is given
   (``eigenvalues=[…]``) or log-spaced from 1 to ``condition_number``; ``Q`` is a random
   rotation (``rotate=False`` keeps ``H`` diagonal).
 - ``quadratic_deep``: the spectrum of DeepOBS's ``quadratic_deep`` (Schneider et al. 2019):
@@ -171,7 +171,7 @@ def _quadratic_problem(
     )
 
 
-def quadratic(
+def ill_conditioned_quadratic(
     eigenvalues: Any = None,
     *,
     dim: int = 2,
@@ -193,7 +193,7 @@ def quadratic(
             raise JoptError("quadratic eigenvalues must be a non-empty list of finite values >= 0")
     if noise < 0:
         raise JoptError(f"noise must be >= 0, got {noise!r}")
-    return _quadratic_problem("quadratic", eig, rotate, seed, noise)
+    return _quadratic_problem("ill_conditioned_quadratic", eig, rotate, seed, noise)
 
 
 def deep_spectrum(seed: int = 42) -> np.ndarray:
@@ -217,7 +217,7 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "beale": beale,
     "booth": booth,
     "himmelblau": himmelblau,
-    "quadratic": quadratic,
+    "ill_conditioned_quadratic": ill_conditioned_quadratic,
     "quadratic_deep": quadratic_deep,
     "noisy_quadratic": noisy_quadratic,
 }
@@ -278,11 +278,41 @@ def run_problem(
     return jax.jit(run)(x0, key)
 
 
-def steps_to_reach(problem: Problem, path: jax.typing.ArrayLike, threshold: float) -> int | None:
-    """The first step at which ``fn(path[t]) − f_star < threshold``; ``None`` if never."""
+def steps_to_reach(
+    problem: Problem, path: jax.typing.ArrayLike, threshold: float, *, stay: bool = False
+) -> int | None:
+    """The first step with ``fn(path[t]) − f_star < threshold``; ``None`` if never.
+
+    With ``stay=True``: the first step from which the gap stays below ``threshold`` to the end
+    of the path (a run that touches the threshold and then blows up does not count).
+    """
     gap = np.asarray(problem.values(path)) - problem.f_star
-    hit = np.nonzero(gap < threshold)[0]
+    below = gap < threshold  # NaN compares False
+    if stay:
+        above = np.nonzero(~below)[0]
+        first = 0 if above.size == 0 else int(above[-1]) + 1
+        return first if first < len(gap) else None
+    hit = np.nonzero(below)[0]
     return int(hit[0]) if hit.size else None
+
+
+def path_rows(problem: Problem, path: jax.typing.ArrayLike, every: int = 1) -> list[dict]:
+    """``metrics.jsonl`` rows for a path: ``{"step", "loss", "gap", "x"}`` every ``every`` steps.
+
+    ``gap`` is ``fn(x) − f_star``; the last step is always included.
+    """
+    path = np.asarray(path)
+    values = np.asarray(problem.values(path), np.float64)
+    idx = sorted({*range(0, len(path), max(int(every), 1)), len(path) - 1})
+    return [
+        {
+            "step": i,
+            "loss": float(values[i]),
+            "gap": float(values[i] - problem.f_star),
+            "x": [float(v) for v in path[i]],
+        }
+        for i in idx
+    ]
 
 
 def plot_paths(
@@ -325,9 +355,10 @@ def plot_paths(
         )
     else:
         ax.contour(gx, gy, z, levels=25, cmap="viridis", linewidths=0.7)
-    for label, path in paths.items():
+    styles = ("-", "--", "-.", ":")  # overlapping paths stay distinguishable
+    for i, (label, path) in enumerate(paths.items()):
         p = np.asarray(path)
-        line = ax.plot(p[:, 0], p[:, 1], "-", lw=1.4, label=label)[0]
+        line = ax.plot(p[:, 0], p[:, 1], styles[i % 4], lw=1.6, label=label)[0]
         ax.plot(p[0, 0], p[0, 1], "o", color=line.get_color(), ms=5)
         ax.plot(p[-1, 0], p[-1, 1], "x", color=line.get_color(), ms=7, mew=2)
     if problem.x_star is not None:
