@@ -1,0 +1,117 @@
+"""Measure the ways of running Adam on a many-leaf flax MLP, side by side in one run.
+
+    python benchmarks/fused_alternatives.py --blocks 50 --repeats 3
+
+Variants (all jitted once, buffers donated, compile time = lower + compile):
+
+- ``grad``: the gradient alone (the reference for every ratio);
+- ``optax``: gradient + ``optax.adam`` leaf by leaf;
+- ``jopt``: gradient + ``jopt.adam`` leaf by leaf;
+- ``fused``: gradient + ``jopt.fused(jopt.adam)`` (packed state; grads concatenated each step);
+- ``fused_optax``: gradient + ``jopt.fused(optax.adam)``;
+- ``packed``: parameters kept packed, the model sees ``layout.unpack`` views, Adam runs on
+  the packed buffers (``jopt.fused.packed_step``'s strategy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _mlp import make_loss, make_problem
+
+import jopt
+from jopt.bench._timing import compile_fn, time_steps
+from jopt.fused import pack
+
+
+def variants(loss_fn, params, lr=1e-3):
+    grad_fn = jax.grad(loss_fn)
+
+    def grad_only(p, s, x, y):
+        g = grad_fn(p, x, y)
+        return g, s  # same carry shape as the param tree
+
+    def per_leaf(tx):
+        def step(p, s, x, y):
+            g = grad_fn(p, x, y)
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        return step, tx
+
+    out = {"grad": (grad_only, None)}
+    out["optax"] = per_leaf(optax.adam(lr))
+    out["jopt"] = per_leaf(jopt.adam(lr))
+    out["fused"] = per_leaf(jopt.fused(jopt.adam(lr)))
+    out["fused_optax"] = per_leaf(jopt.fused(optax.adam(lr)))
+
+    _, layout = pack(params)
+    tx = jopt.adam(lr)
+
+    def packed_step(flat, s, x, y):
+        g = jax.grad(lambda f: loss_fn(layout.unpack(f), x, y))(flat)
+        u, s = tx.update(g, s, flat)
+        return optax.apply_updates(flat, u), s
+
+    out["packed"] = (packed_step, tx)
+    return out, layout
+
+
+def run(blocks: int, width: int, batch: int, steps: int) -> dict:
+    model, params, x, y = make_problem(blocks, width, batch)
+    loss_fn = make_loss(model)
+    vs, layout = variants(loss_fn, params)
+    res = {}
+    for name, (fn, tx) in vs.items():
+        p = layout.pack(params) if name == "packed" else params
+        p = jax.tree.map(jnp.copy, p)
+        s = tx.init(p) if tx is not None else jnp.zeros((), jnp.float32)
+        compiled, ct = compile_fn(fn, p, s, x, y, donate_argnums=(0, 1))
+        stats, _ = time_steps(compiled, (p, s), x, y, steps=steps, warmup=2)
+        res[name] = {"compile_s": ct, "step_ms": stats.median * 1e3, "step_min_ms": stats.min * 1e3}
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocks", type=int, nargs="+", default=[50])
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    report = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "results": {}}
+    for b in a.blocks:
+        runs = [run(b, a.width, a.batch, a.steps) for _ in range(a.repeats)]
+        med = {
+            k: {f: float(np.median([r[k][f] for r in runs])) for f in runs[0][k]} for k in runs[0]
+        }
+        g = med["grad"]
+        print(
+            f"\n{b} blocks ({len(jax.tree.leaves(make_problem(b, a.width)[1]))} leaves), "
+            f"median of {a.repeats} runs"
+        )
+        print(f"{'variant':<12} {'compile s':>10} {'x grad':>7} {'step ms':>9} {'x grad':>7}")
+        for k, v in med.items():
+            print(
+                f"{k:<12} {v['compile_s']:>10.2f} {v['compile_s'] / g['compile_s']:>7.2f} "
+                f"{v['step_ms']:>9.3f} {v['step_ms'] / g['step_ms']:>7.2f}"
+            )
+        report["results"][str(b)] = med
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""``jopt bench update``: one optimizer update (plus ``apply_updates``), jopt vs optax.
+
+Every implementation runs on the same parameters and gradients, jitted once with its
+parameters and state donated. The bytes an update must move are counted from shapes: it reads
+the gradients, reads and writes the parameters, and reads and writes every per-parameter state
+slot (the scalar state is negligible). Dividing by the measured bandwidth gives the time the
+update would take at the roof; ``x_bound`` is how far above the roof the real step is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jopt.bench._memory import memory_report
+from jopt.bench._roofline import Bandwidth
+from jopt.bench._timing import StepStats, compile_fn, time_steps
+from jopt.core import JoptError, apply_updates
+
+IMPLS = ("optax", "jopt", "fused")
+
+
+def _jopt_optimizer(name: str, lr: float) -> Any:
+    import jopt
+
+    if name == "adam":
+        return jopt.adam(lr)
+    if name == "sgd":
+        return jopt.sgd(lr, momentum=0.9)
+    if name == "adamw":
+        if hasattr(jopt, "adamw"):
+            return jopt.adamw(lr, weight_decay=1e-4)
+        raise JoptError("optimizer 'adamw' is not available in this jopt build; use adam or sgd")
+    raise JoptError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def _optax_optimizer(name: str, lr: float) -> Any:
+    if name == "adam":
+        return optax.adam(lr)
+    if name == "sgd":
+        return optax.sgd(lr, momentum=0.9)
+    if name == "adamw":
+        return optax.adamw(lr, weight_decay=1e-4)
+    raise JoptError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+# name -> description; sgd means SGD with heavy-ball momentum 0.9 (same for both libraries).
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW (weight decay 1e-4)", "sgd": "SGD, momentum 0.9"}
+
+
+def make_tx(impl: str, optimizer: str, lr: float = 1e-3) -> Any:
+    """The transform that implementation ``impl`` uses for ``optimizer``."""
+    import jopt
+
+    if impl == "optax":
+        return _optax_optimizer(optimizer, lr)
+    if impl == "jopt":
+        return _jopt_optimizer(optimizer, lr)
+    if impl == "fused":
+        return jopt.fused(_jopt_optimizer(optimizer, lr))
+    raise JoptError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
+
+
+def leaf_sizes(params: int, leaves: int) -> list[int]:
+    """``leaves`` sizes summing to ``params``, as equal as possible (each at least 1)."""
+    if leaves < 1 or params < leaves:
+        raise JoptError(
+            f"cannot split {params} parameters into {leaves} leaves; need 1 <= leaves <= params"
+        )
+    base, extra = divmod(params, leaves)
+    return [base + (1 if i < extra else 0) for i in range(leaves)]
+
+
+def make_params(params: int, leaves: int, dtype: Any = jnp.float32, seed: int = 0):
+    """A dict of ``leaves`` 1-D arrays holding ``params`` values, and matching gradients."""
+    sizes = leaf_sizes(params, leaves)
+    key_p, key_g = jax.random.split(jax.random.key(seed))
+    p, g = {}, {}
+    for i, n in enumerate(sizes):
+        kp, kg = jax.random.fold_in(key_p, i), jax.random.fold_in(key_g, i)
+        p[f"w{i:05d}"] = jax.random.normal(kp, (n,), dtype)
+        g[f"w{i:05d}"] = jax.random.normal(kg, (n,), dtype) * 1e-2
+    return p, g
+
+
+def update_bytes(tx: Any, params: Any) -> tuple[int, int]:
+    """``(bytes moved by one update + apply, bytes of per-parameter state)``."""
+    rep = memory_report(tx, params)
+    state_bytes = sum(r.bytes for r in rep.rows if r.group != "-")
+    return rep.param_bytes * 3 + 2 * state_bytes, state_bytes
+
+
+@dataclasses.dataclass
+class UpdateResult:
+    optimizer: str
+    impl: str
+    params: int
+    leaves: int
+    compile_s: float
+    step: StepStats
+    bytes_per_step: int
+    state_bytes: int
+    bandwidth_gbs: float
+
+    @property
+    def achieved_gbs(self) -> float:
+        return self.bytes_per_step / self.step.median / 1e9
+
+    @property
+    def bound_s(self) -> float:
+        return self.bytes_per_step / (self.bandwidth_gbs * 1e9)
+
+    @property
+    def x_bound(self) -> float:
+        return self.step.median / self.bound_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer,
+            "impl": self.impl,
+            "params": self.params,
+            "leaves": self.leaves,
+            "compile_s": self.compile_s,
+            "step_s": self.step.as_dict(),
+            "bytes_per_step": self.bytes_per_step,
+            "state_bytes": self.state_bytes,
+            "achieved_gbs": self.achieved_gbs,
+            "bound_s": self.bound_s,
+            "x_bound": self.x_bound,
+        }
+
+
+def _update_step(tx: Any) -> Callable:
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    return step
+
+
+def bench_update(
+    optimizer: str,
+    impl: str,
+    params: Any,
+    grads: Any,
+    bandwidth: Bandwidth,
+    *,
+    steps: int = 20,
+    warmup: int = 2,
+    min_time: float = 0.0,
+) -> UpdateResult:
+    """Compile and time one ``impl`` of ``optimizer`` on ``params``/``grads``."""
+    # optax's own maths mixes Python floats with int32 counts, which strict promotion rejects.
+    promotion = "standard" if impl == "optax" else jax.config.jax_numpy_dtype_promotion
+    with jax.numpy_dtype_promotion(promotion):
+        return _bench_update(
+            optimizer, impl, params, grads, bandwidth, steps=steps, warmup=warmup, min_time=min_time
+        )
+
+
+def _bench_update(optimizer, impl, params, grads, bandwidth, *, steps, warmup, min_time):
+    tx = make_tx(impl, optimizer)
+    moved, state_bytes = update_bytes(tx, params)
+    p = jax.tree.map(jnp.copy, params)  # donated below; keep the caller's arrays alive
+    state = jax.jit(tx.init)(p)
+    compiled, compile_s = compile_fn(_update_step(tx), p, state, grads, donate_argnums=(0, 1))
+    stats, _ = time_steps(
+        compiled, (p, state), grads, steps=steps, warmup=warmup, min_time=min_time
+    )
+    return UpdateResult(
+        optimizer=optimizer,
+        impl=impl,
+        params=sum(x.size for x in jax.tree.leaves(params)),
+        leaves=len(jax.tree.leaves(params)),
+        compile_s=compile_s,
+        step=stats,
+        bytes_per_step=moved,
+        state_bytes=state_bytes,
+        bandwidth_gbs=bandwidth.gbs,
+    )

@@ -1,0 +1,85 @@
+"""``jopt bench``: benchmark optimizer updates and train steps against optax and the roofline.
+
+    jopt bench update --optimizer adam --params 10M --leaves 1,100,1000
+    jopt bench train --config cfg.yaml
+
+Both print a table and, with ``--json PATH``, write the report whose fields are documented in
+``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from jopt.core import JoptError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench_command", metavar="{update,train}")
+    up = sub.add_parser("update", help="one optimizer update: jopt, fused and optax vs roofline")
+    up.add_argument(
+        "--optimizer", default="adam", help="comma-separated: adam, adamw, sgd (momentum 0.9)"
+    )
+    up.add_argument("--params", default="1M", help="parameter count, e.g. 1000, 10K, 10M")
+    up.add_argument(
+        "--leaves",
+        default="1,100,1000",
+        help="comma-separated leaf counts to spread the parameters over",
+    )
+    up.add_argument(
+        "--impl",
+        default="optax,jopt,fused",
+        help="comma-separated implementations: optax, jopt, fused",
+    )
+    _common(up)
+    tr = sub.add_parser("train", help="whole train steps and scan-fused epochs from a config")
+    tr.add_argument("--config", required=True, help="an experiment YAML file")
+    tr.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=1")
+    tr.add_argument(
+        "--impl",
+        default="optax,jopt,fused",
+        help="comma-separated implementations: optax, jopt, fused",
+    )
+    _common(tr)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=20, help="timed steps per case (after warm-up)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=0.0,
+        help="keep timing each case until this many seconds have been timed",
+    )
+    p.add_argument("--json", default=None, help="write the JSON report to this path")
+
+
+def _write_json(path: str | None, report: dict[str, Any]) -> None:
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, path)  # atomic: a reader never sees half a report
+    print(f"wrote {path}")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.bench_command is None:
+        raise JoptError("choose a benchmark: 'jopt bench update ...' or 'jopt bench train ...'")
+    if args.steps < 1 or args.warmup < 0:
+        raise JoptError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
+    if args.bench_command == "update":
+        from jopt.bench._update_cmd import run_update
+
+        report = run_update(args)
+    else:
+        from jopt.bench._train import run_train
+
+        report = run_train(args)
+    _write_json(args.json, report)
+    return 0

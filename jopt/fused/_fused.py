@@ -1,0 +1,139 @@
+"""Fused execution: run a gradient transformation over packed buffers.
+
+``fused(tx)`` packs the updates (and parameters) into one flat buffer per dtype, runs ``tx`` on
+the ``{dtype: buffer}`` dict as if it were the parameter tree, and slices the result back. The
+state of ``tx`` is created on the packed buffers, so it *stays packed* across steps: Adam's
+``mu`` and ``nu`` are one buffer each, not one array per leaf. Per step the work is one
+concatenation of the gradients, the transform's maths on a handful of buffers, and one slice per
+leaf of the result (which XLA fuses into the consumer, usually ``apply_updates``). The number of
+distinct kernels the optimizer compiles to no longer grows with the number of leaves.
+
+Which transforms are exact under packing:
+
+- elementwise maths (everything written with ``jopt.core.map_elementwise`` or ``jax.tree.map``,
+  jopt's and optax's alike: Adam, AdamW, SGD with momentum, RMSProp, sign, scaling, weight decay);
+- global reductions (global-norm clipping, a global gradient norm): the sum of squares over a
+  concatenation equals the sum over the leaves.
+
+Transforms that need per-leaf structure (a per-leaf norm as in LAMB/LARS trust ratios, factored
+moments that read a leaf's shape) are *not* exact on a packed buffer. Wrap them in
+:func:`per_leaf` inside the fused chain: that piece then unpacks, runs leaf by leaf, and repacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from jopt.core import GradientTransformation, JoptError, call_update
+from jopt.fused._layout import PackLayout, pack_layout
+
+# The layout of the packed tree currently being processed by a fused transform. It is set only
+# while ``fused`` calls its inner ``init``/``update`` (at trace time, it is static Python data),
+# so that :func:`per_leaf` pieces inside the chain can unpack and repack.
+_CURRENT_LAYOUT: contextvars.ContextVar[PackLayout | None] = contextvars.ContextVar(
+    "jopt_fused_layout", default=None
+)
+
+
+@contextlib.contextmanager
+def _layout_scope(layout: PackLayout | None) -> Iterator[None]:
+    token = _CURRENT_LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _CURRENT_LAYOUT.reset(token)
+
+
+class FusedState(NamedTuple):
+    """State of :func:`fused`.
+
+    Attributes:
+        inner: the wrapped transform's state, created on the packed buffers, so its per-parameter
+            slots are ``{dtype name: 1-D buffer}`` dicts (one buffer per dtype).
+    """
+
+    inner: Any
+
+
+def fused(tx: Any) -> GradientTransformation:
+    """Run ``tx`` over packed buffers (one per dtype); same results as ``tx``.
+
+    .. math::
+
+        u = \\mathrm{unpack}(\\mathrm{tx.update}(\\mathrm{pack}(g), s, \\mathrm{pack}(\\theta)))
+
+    where ``pack`` concatenates the raveled leaves of each dtype into one buffer and ``unpack``
+    slices them back. The state ``s`` is created on packed buffers and stays packed.
+
+    ``tx`` may be a jopt or an optax transform (``fused(optax.adam(1e-3))`` works). It must be
+    elementwise or use only global reductions; wrap per-leaf pieces (trust ratios, factored
+    moments) in :func:`per_leaf`. Extra arguments (``value=``...) are forwarded.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.fused(jopt.adam(1e-3))
+        >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update(params, state, params)
+        >>> state.inner[0].mu["float32"].shape
+        (9,)
+    """
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise JoptError(f"fused expects a gradient transformation (init, update), got {tx!r}")
+
+    def init_fn(params):
+        layout = pack_layout(params)
+        with _layout_scope(layout):
+            return FusedState(inner=tx.init(layout.pack(params)))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        layout = pack_layout(updates)
+        packed_updates = layout.pack(updates)
+        # Under jit an unused packed copy of the parameters is dead code and costs nothing.
+        packed_params = None if params is None else layout.pack(params, cast=False)
+        with _layout_scope(layout):
+            new_updates, inner = call_update(
+                tx, packed_updates, state.inner, packed_params, **extra_args
+            )
+        return layout.unpack(new_updates), FusedState(inner=inner)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def per_leaf(tx: Any) -> GradientTransformation:
+    """Mark ``tx`` as needing the real leaves: inside :func:`fused` it unpacks and repacks.
+
+    Use it for the pieces of a fused chain that are not elementwise, for example a LAMB trust
+    ratio (a per-leaf norm)::
+
+        jopt.fused(jopt.chain(scale_by_adam(), per_leaf(scale_by_trust_ratio()), scale(-lr)))
+
+    Outside a fused transform it is ``tx`` itself. Its state is per leaf (not packed).
+    """
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise JoptError(f"per_leaf expects a gradient transformation (init, update), got {tx!r}")
+
+    def init_fn(params):
+        layout = _CURRENT_LAYOUT.get()
+        if layout is None:
+            return tx.init(params)
+        with _layout_scope(None):  # nested fused pieces pack again from scratch
+            return tx.init(layout.unpack(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        layout = _CURRENT_LAYOUT.get()
+        if layout is None:
+            return call_update(tx, updates, state, params, **extra_args)
+        leaves_params = None
+        if params is not None:
+            leaves_params = layout.unpack(params)
+        with _layout_scope(None):
+            new_updates, state = call_update(
+                tx, layout.unpack(updates), state, leaves_params, **extra_args
+            )
+        return layout.pack(new_updates), state
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,60 @@
+"""A hand-written train step on persistently packed parameters.
+
+``jopt.fused(tx)`` keeps only the optimizer state packed: every step still concatenates the
+gradients and slices the updates back. When you write the train step yourself you can go
+further and keep the *parameters* packed too. The model then sees the leaves through
+``layout.unpack`` (a ``split`` per buffer), the gradient arrives already packed (the transpose
+of ``split`` is one concatenation), and the whole optimizer update plus ``apply_updates`` runs on
+a handful of buffers::
+
+    packed, layout = jopt.pack(params)
+    tx = jopt.adam(1e-3)                      # used as is on the packed buffers
+    state = jopt.fused.packed_init(tx, layout, packed)
+    step = jax.jit(jopt.fused.packed_step(loss_fn, tx, layout), donate_argnums=(0, 1))
+    for x, y in batches:
+        packed, state, loss = step(packed, state, x, y)
+    params = layout.unpack(packed)
+
+``loss_fn(params, *batch)`` takes the ordinary parameter tree. The state is exactly what
+``jopt.fused(tx).init(params).inner`` would hold, and :func:`per_leaf` pieces work here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from jopt.core import apply_updates, call_update
+from jopt.fused._fused import _layout_scope
+from jopt.fused._layout import PackLayout
+
+
+def packed_init(tx: Any, layout: PackLayout, packed: dict[str, jax.Array]) -> Any:
+    """``tx.init`` on packed parameters (so :func:`per_leaf` pieces see the layout)."""
+    with _layout_scope(layout):
+        return tx.init(packed)
+
+
+def packed_step(
+    loss_fn: Callable[..., Any], tx: Any, layout: PackLayout, *, has_aux: bool = False
+) -> Callable[..., Any]:
+    """A pure, un-jitted ``step(packed, state, *batch) -> (packed, state, loss)``.
+
+    With ``has_aux=True``, ``loss_fn`` returns ``(loss, aux)`` and the step returns
+    ``(packed, state, (loss, aux))``. The loss value is forwarded to ``tx`` as ``value=`` (for
+    loss-aware transforms). The caller owns ``jit`` (donate ``packed`` and ``state``).
+    """
+
+    def step(packed, state, *batch):
+        def packed_loss(p):
+            return loss_fn(layout.unpack(p), *batch)
+
+        out, grads = jax.value_and_grad(packed_loss, has_aux=has_aux)(packed)
+        loss = out[0] if has_aux else out
+        with _layout_scope(layout):
+            updates, state = call_update(tx, grads, state, packed, value=loss)
+        return apply_updates(packed, updates), state, out
+
+    return step

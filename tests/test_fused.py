@@ -1,0 +1,271 @@
+"""Fused (packed) execution: same results as the unfused chain, for every elementwise optimizer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from registry import REGISTRY, resolve
+
+import jopt
+from jopt.fused import FusedState, pack, pack_layout, packed_init, packed_step, per_leaf
+
+TOL = 1e-6
+
+# Not elementwise, so a packed buffer changes their maths; each is covered below instead.
+#   lamb: a per-leaf trust ratio (norm of each parameter array);
+#   groups(adam): routes leaves by their path, which a packed buffer does not have.
+NOT_ELEMENTWISE = {"lamb", "groups(adam)"}
+
+
+def _params():
+    k = jax.random.split(jax.random.key(0), 3)
+    return {
+        "a": jax.random.normal(k[0], (3, 4)),
+        "b": jax.random.normal(k[1], (5,)),
+        "c": {"d": jax.random.normal(k[2], (2, 2)), "e": None},
+    }
+
+
+def _grad(params, i):
+    # A deterministic, step-dependent gradient of a quadratic with a shifted minimum.
+    return jax.tree.map(lambda p: (p - 0.3 * (i + 1)) * 0.7, params)
+
+
+def _run(tx, params, steps=3, jit=False):
+    state = tx.init(params)
+    update = jax.jit(tx.update) if jit else tx.update
+    for i in range(steps):
+        updates, state = update(_grad(params, i), state, params)
+        params = jopt.apply_updates(params, updates)
+    return params, state
+
+
+def _max_abs_diff(a, b):
+    diffs = jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)
+    return max(jax.tree.leaves(diffs), default=0.0)
+
+
+def _case_kwargs(case):
+    return resolve(case.parity[0], "jopt") if case.parity else dict(case.quadratic[0])
+
+
+ELEMENTWISE = sorted(n for n in REGISTRY if n not in NOT_ELEMENTWISE)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_fused_matches_unfused_for_registry(name):
+    case = REGISTRY[name]
+    kwargs = _case_kwargs(case)
+    params = _params()
+    ref, _ = _run(case.factory(**kwargs), params)
+    got, state = _run(jopt.fused(case.factory(**kwargs)), params)
+    assert isinstance(state, FusedState)
+    assert jax.tree.structure(got) == jax.tree.structure(ref)
+    assert _max_abs_diff(got, ref) <= TOL
+    # The state really is packed: no state array has the shape of a (multi-element) leaf.
+    leaf_shapes = {(3, 4), (2, 2), (5,)}
+    assert not any(x.shape in leaf_shapes for x in jax.tree.leaves(state.inner))
+
+
+def test_registry_covers_the_known_optimizers():
+    # Guards the exclusion list: it must name registry entries, and most entries are tested.
+    assert set(REGISTRY) >= NOT_ELEMENTWISE
+    assert {"sgd", "adam", "adamw"} <= set(ELEMENTWISE)
+
+
+def test_lamb_needs_per_leaf_and_matches_with_it():
+    params = _params()
+    ref, _ = _run(jopt.lamb(0.01), params)
+    # Packed, the trust ratio would use one norm for the whole buffer: visibly different.
+    wrong, _ = _run(jopt.fused(jopt.lamb(0.01)), params)
+    assert _max_abs_diff(wrong, ref) > 1e-4
+    tx = jopt.fused(
+        jopt.chain(
+            jopt.scale_by_adam(),
+            jopt.add_decayed_weights(1e-4),
+            per_leaf(jopt.scale_by_trust_ratio()),
+            jopt.scale_by_learning_rate(0.01),
+        )
+    )
+    ref_wd, _ = _run(jopt.lamb(0.01, weight_decay=1e-4), params)
+    got, _ = _run(tx, params, jit=True)
+    assert _max_abs_diff(got, ref_wd) <= TOL
+
+
+def test_groups_with_per_leaf_match():
+    case = REGISTRY["groups(adam)"]
+    params = {"w": jnp.ones((3, 2)), "b": jnp.full((2,), 0.5)}
+    kwargs = _case_kwargs(case)
+    ref, _ = _run(case.factory(**kwargs), params)
+    got, _ = _run(jopt.fused(per_leaf(case.factory(**kwargs))), params)
+    assert _max_abs_diff(got, ref) <= TOL
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optax.adam(1e-2),
+        lambda: optax.chain(optax.clip_by_global_norm(0.1), optax.adamw(1e-2)),
+        lambda: optax.sgd(1e-2, momentum=0.9, nesterov=True),
+    ],
+    ids=["adam", "clip+adamw", "nesterov"],
+)
+def test_fused_accepts_optax_transforms(make):
+    params = _params()
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32 counts
+        ref, _ = _run(make(), params)
+        got, _ = _run(jopt.fused(make()), params, jit=True)
+    assert _max_abs_diff(got, ref) <= TOL
+
+
+def test_global_norm_clipping_is_exact_on_packed_buffers():
+    params = _params()
+    tx = jopt.chain(jopt.clip_by_global_norm(0.05), jopt.sgd(0.1, momentum=0.9))
+    ref, _ = _run(tx, params)
+    got, _ = _run(jopt.fused(tx), params)
+    assert _max_abs_diff(got, ref) <= TOL
+
+
+def test_one_buffer_per_dtype_and_dtypes_kept():
+    params = {
+        "w": jnp.ones((4, 3), jnp.float32),
+        "h": jnp.ones((6,), jnp.bfloat16),
+        "v": jnp.ones((2,), jnp.float32),
+    }
+    tx = jopt.fused(jopt.adam(1e-2))
+    state = tx.init(params)
+    mu = state.inner[0].mu
+    assert set(mu) == {"bfloat16", "float32"}
+    assert mu["float32"].shape == (14,) and mu["bfloat16"].shape == (6,)
+    assert mu["bfloat16"].dtype == jnp.float32  # low-precision params keep float32 moments
+    got, state = _run(tx, params, steps=2)
+    ref, _ = _run(jopt.adam(1e-2), params, steps=2)
+    assert jax.tree.map(lambda x: x.dtype, got) == jax.tree.map(lambda x: x.dtype, params)
+    assert (
+        _max_abs_diff(
+            jax.tree.map(lambda x: x.astype(jnp.float32), got),
+            jax.tree.map(lambda x: x.astype(jnp.float32), ref),
+        )
+        <= TOL
+    )
+
+
+def test_extra_args_forwarded_and_traced_once():
+    from helpers import TraceCounter
+
+    params = _params()
+    tx = jopt.fused(jopt.adam(1e-2))
+    counter = TraceCounter(tx.update)
+    update = jax.jit(counter)
+    state = tx.init(params)
+    for i in range(3):
+        _, state = update(_grad(params, i), state, params, value=jnp.float32(i))
+    assert counter.count == 1
+
+
+def test_pack_roundtrip_and_segments():
+    tree = {
+        "a": jnp.arange(6.0).reshape(2, 3),
+        "n": jnp.arange(3, dtype=jnp.int32),
+        "s": jnp.float32(7.0),
+        "z": jnp.zeros((0, 4)),
+        "m": None,
+    }
+    packed, layout = pack(tree)
+    assert packed["float32"].shape == (7,) and packed["int32"].shape == (3,)
+    back = layout.unpack(packed)
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree), strict=True):
+        assert x.shape == y.shape and x.dtype == y.dtype and bool(jnp.all(x == y))
+    # segment ids give per-leaf reductions on the packed buffer (leaf order: a, n, s, z)
+    seg = layout.segment_ids("float32")
+    sums = jax.ops.segment_sum(packed["float32"], seg, num_segments=layout.num_leaves)
+    np.testing.assert_allclose(np.asarray(sums)[[0, 2]], [15.0, 7.0])
+    assert layout.nbytes() == 7 * 4 + 3 * 4
+
+
+def test_unpack_gradient_is_a_concatenation_not_pads():
+    # d/dflat of a loss on the unpacked leaves lands in the right offsets.
+    tree = {"a": jnp.ones((2, 2)), "b": jnp.full((3,), 2.0)}
+    packed, layout = pack(tree)
+    g = jax.grad(lambda p: jnp.sum(layout.unpack(p)["b"] ** 2) + jnp.sum(layout.unpack(p)["a"]))(
+        packed
+    )
+    np.testing.assert_allclose(np.asarray(g["float32"]), [1, 1, 1, 1, 4, 4, 4])
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: jnp.sum(layout.unpack(p)["b"])))(packed))
+    assert " pad" not in jaxpr
+
+
+def test_packed_step_matches_unfused_training():
+    params = _params()
+    x = jnp.linspace(-1.0, 1.0, 5)
+
+    def loss_fn(p, x):
+        return (
+            jnp.sum(jnp.square(p["a"] @ jnp.ones(4) - 1.0))
+            + jnp.sum((p["b"] * x) ** 2)
+            + (jnp.sum(jnp.square(p["c"]["d"])))
+        )
+
+    tx = jopt.adamw(1e-2, weight_decay=1e-2)
+    ref, ref_state = params, tx.init(params)
+    for _ in range(3):
+        g = jax.grad(loss_fn)(ref, x)
+        u, ref_state = tx.update(g, ref_state, ref)
+        ref = jopt.apply_updates(ref, u)
+
+    packed, layout = pack(params)
+    state = packed_init(tx, layout, packed)
+    step = jax.jit(packed_step(loss_fn, tx, layout))
+    for _ in range(3):
+        packed, state, loss = step(packed, state, x)
+    assert loss.shape == () and jnp.isfinite(loss)
+    assert _max_abs_diff(layout.unpack(packed), ref) <= TOL
+    assert jopt.fused.packed_step is packed_step  # the documented spelling works
+
+
+def test_checkpoint_roundtrip_of_packed_state(tmp_path):
+    import orbax.checkpoint as ocp
+
+    params = _params()
+    tx = jopt.fused(jopt.adam(1e-2))
+    p1, state = _run(tx, params, steps=2)
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(tmp_path / "state", {"params": p1, "opt": state})
+    ckpt.wait_until_finished()
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": p1, "opt": state})
+    restored = ckpt.restore(tmp_path / "state", target)
+    restored_state = (
+        FusedState(*restored["opt"])
+        if not isinstance(restored["opt"], FusedState)
+        else restored["opt"]
+    )
+    restored_state = jax.tree.unflatten(jax.tree.structure(state), jax.tree.leaves(restored_state))
+    # Continue from the restored and from the live state: identical trajectories.
+    a, _ = _continue(tx, p1, state)
+    b, _ = _continue(tx, restored["params"], restored_state)
+    assert _max_abs_diff(a, b) == 0.0
+
+
+def _continue(tx, params, state):
+    for i in range(2):
+        u, state = tx.update(_grad(params, i), state, params)
+        params = jopt.apply_updates(params, u)
+    return params, state
+
+
+def test_bad_input_raises_jopt_error():
+    with pytest.raises(jopt.JoptError, match="gradient transformation"):
+        jopt.fused(object())
+    with pytest.raises(jopt.JoptError, match="gradient transformation"):
+        per_leaf(42)
+    layout = pack_layout({"a": jnp.ones(3)})
+    with pytest.raises(jopt.JoptError, match="structure"):
+        layout.pack({"b": jnp.ones(3), "c": jnp.ones(1)})
+    with pytest.raises(jopt.JoptError, match="shape"):
+        layout.pack({"a": jnp.ones(4)})
+    with pytest.raises(jopt.JoptError, match="missing"):
+        layout.unpack({})
