@@ -48,7 +48,7 @@ def _close(a, b, rtol=1e-6, atol=1e-7):
 def data():
     key = jax.random.key(7)
     print("transforms PRNG key: jax.random.key(7)")
-    kp, *kg = jax.random.split(key, 5)
+    kp, *kg = jax.random.split(key, 4)
     return _tree(kp), [_tree(k, 3.0) for k in kg]
 
 
@@ -170,16 +170,19 @@ def test_add_noise_variance_anneals():
 
 
 def test_clip_by_global_norm_zero_gradient_gives_zeros():
+    @jax.jit
+    def clip(g, max_norm):  # max_norm traced: one compile per tree structure
+        return jopt.clip_by_global_norm(max_norm).update(g, jopt.EmptyState())[0]
+
     zeros = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2), jnp.bfloat16)}
     for max_norm in (1.0, 0.0):
-        tx = jopt.clip_by_global_norm(max_norm)
-        u, _ = tx.update(zeros, tx.init(zeros))
+        u = clip(zeros, jnp.asarray(max_norm, jnp.float32))
         for x in jax.tree.leaves(u):
             assert bool(jnp.all(x == 0)) and bool(jnp.all(jnp.isfinite(x)))
-    # And a non-zero gradient is clipped to exactly the allowed norm.
-    g = {"a": jnp.array([3.0, 4.0])}
-    u, _ = jopt.clip_by_global_norm(1.0).update(g, jopt.EmptyState())
-    assert float(jopt.global_norm(u)) == pytest.approx(1.0, rel=1e-6)
+    # And a larger gradient is clipped to exactly the allowed norm.
+    u = clip({"a": jnp.array([3.0, 4.0]), "b": jnp.ones((2, 2), jnp.bfloat16)}, jnp.float32(1.0))
+    assert float(jopt.global_norm(u)) == pytest.approx(1.0, rel=1e-2)  # bf16 leaf: ~3 digits
+    assert u["b"].dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize(
