@@ -4,6 +4,10 @@ Everything public is importable from here: ``jopt.adam``, ``jopt.chain``,
 ``jopt.schedules.cosine_decay`` and so on.
 """
 
+# This module only re-exports, one block per area: the imports are unused on purpose, and the
+# blocks are ordered by area, not alphabetically.
+# ruff: noqa: F401, I001
+
 from jopt import schedules
 from jopt.core import (
     EmptyState,
@@ -106,9 +110,9 @@ from jopt.combinators import (
 
 # --- fused + bench (issue 6) ---
 # ``jopt.fused`` is the function; the package's other names come from ``from jopt.fused import``.
-from jopt.fused import FusedState, PackLayout, pack, pack_layout, per_leaf  # noqa: I001
-from jopt.fused import fused  # noqa: I001
-from jopt.bench import memory_report  # noqa: I001
+from jopt.fused import FusedState, PackLayout, pack, pack_layout, per_leaf
+from jopt.fused import fused
+from jopt.bench import memory_report
 # --- /fused ---
 
 __version__ = "0.1.0"
