@@ -76,6 +76,13 @@ def nadam(
     with :math:`m_t, \\hat v_t` as in :func:`adam`. This is ``adam(..., nesterov=True)``, as in
     optax, with the same arguments and defaults as ``optax.nadam``.
 
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1, b2: decay rates of the first and second moments.
+        eps, eps_root: added outside / inside the square root.
+        mu_dtype, nu_dtype: dtypes of the moments (default float32 or wider).
+        nesterov: keep ``True`` for NAdam (``False`` is Adam).
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.nadam(1e-3)
@@ -111,6 +118,15 @@ def adamw(
     The decay :math:`\\lambda` (``weight_decay``) is not divided by :math:`\\sqrt{\\hat v_t}`,
     unlike an L2 penalty in the loss. ``mask`` selects the decayed leaves (a tree of bools or a
     function of the params). Same arguments and defaults as ``optax.adamw``.
+
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1, b2: decay rates of the first and second moments.
+        eps, eps_root: added outside / inside the square root.
+        mu_dtype, nu_dtype: dtypes of the moments (default float32 or wider).
+        weight_decay: :math:`\\lambda`, a float or a schedule.
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+        nesterov: NAdamW.
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -148,6 +164,13 @@ def amsgrad(
     with Adam's bias-corrected moments; the maximum is taken over the *bias-corrected*
     :math:`\\hat v_t` as in ``optax.amsgrad`` (``bias_correction_nu=False`` uses the raw
     :math:`v_t`, as in the paper). Same arguments and defaults as ``optax.amsgrad``.
+
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1, b2: decay rates of the first and second moments.
+        eps, eps_root: added outside / inside the square root.
+        mu_dtype, nu_dtype: dtypes of the moments (default float32 or wider).
+        bias_correction_mu, bias_correction_nu: apply Adam's bias corrections.
 
     Example:
         >>> import jax.numpy as jnp, jopt

@@ -37,6 +37,13 @@ def adamax(
 
     Same arguments and defaults as ``optax.adamax``.
 
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1: decay rate of the first moment.
+        b2: decay rate of the infinity norm.
+        eps: added to :math:`|g_t|` inside the maximum.
+        mu_dtype, nu_dtype: dtypes of the state slots (default float32 or wider).
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.adamax(2e-3)
@@ -72,6 +79,14 @@ def radam(
 
     with the rectification :math:`r_t` of :func:`jopt.scale_by_radam`. Same arguments and
     defaults as ``optax.radam``.
+
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1, b2: decay rates of the first and second moments.
+        eps, eps_root: added outside / inside the square root.
+        threshold: the :math:`\\rho_t` above which the adaptive step is used.
+        nesterov: Nesterov momentum, as in :func:`nadam`.
+        mu_dtype, nu_dtype: dtypes of the moments (default float32 or wider).
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -118,6 +133,14 @@ def lamb(
 
     per parameter array (layer-wise trust ratio; 1 when a norm is zero). Same arguments and
     defaults as ``optax.lamb``.
+
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1, b2: decay rates of the first and second moments.
+        eps, eps_root: added outside / inside the square root.
+        weight_decay: :math:`\\lambda` (decoupled, before the trust ratio), float or schedule.
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+        mu_dtype, nu_dtype: dtypes of the moments (default float32 or wider).
 
     Example:
         >>> import jax.numpy as jnp, jopt

@@ -31,6 +31,14 @@ def lion(
     Every coordinate moves by :math:`\\pm\\eta` (plus the decoupled decay), so Lion wants a
     learning rate 3-10x smaller than Adam's. Same arguments and defaults as ``optax.lion``.
 
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        b1: interpolation between momentum and gradient for the sign.
+        b2: decay rate of the momentum.
+        mu_dtype: dtype of the momentum (default float32 or wider).
+        weight_decay: :math:`\\lambda`, decoupled, a float or a schedule.
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.lion(1e-4)

@@ -46,6 +46,18 @@ def rmsprop(
     (``None``: no momentum buffer, :math:`b_t = \\eta d_t`) is applied after the learning rate,
     as in optax, optionally ``nesterov``. Same arguments and defaults as ``optax.rmsprop``.
 
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        decay: :math:`\\rho`, decay rate of the squared-gradient average.
+        eps: added inside (``eps_in_sqrt``) or outside the square root.
+        initial_scale: :math:`v_0`.
+        eps_in_sqrt: where ``eps`` goes.
+        centered: divide by the variance estimate instead of the raw second moment.
+        momentum: :math:`\\mu`, or ``None`` for no momentum buffer.
+        nesterov: Nesterov momentum.
+        bias_correction: divide the moments by :math:`1-\\rho^t`.
+        nu_dtype, accumulator_dtype: dtypes of the moments and of the momentum buffer.
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.rmsprop(1e-3, momentum=0.9, centered=True)
@@ -84,6 +96,12 @@ def adagrad(
     with :math:`G_0` = ``initial_accumulator_value``. Same arguments and defaults as
     ``optax.adagrad``.
 
+    Args:
+        learning_rate: :math:`\\eta`, a float, a (traced) array or a schedule ``count -> value``.
+        initial_accumulator_value: :math:`G_0`.
+        eps: added inside the square root.
+        accumulator_dtype: dtype of :math:`G` (default float32 or wider).
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.adagrad(0.1)
@@ -117,6 +135,14 @@ def adadelta(
     the preconditioner, as in optax). **As in optax**, ``learning_rate=None`` applies no
     scaling at all, not even the sign flip, so pass a learning rate (Zeiler uses 1.0) to
     descend. Same arguments and defaults as ``optax.adadelta``.
+
+    Args:
+        learning_rate: a float or schedule, or ``None`` for no scaling (see above).
+        rho: decay rate of both running averages.
+        eps: added inside both square roots.
+        weight_decay: coupled L2 coefficient, a float or a schedule.
+        weight_decay_mask: which leaves to decay (a tree of bools or ``params -> tree``).
+        accumulator_dtype: dtype of the running averages (default float32 or wider).
 
     Example:
         >>> import jax.numpy as jnp, jopt
