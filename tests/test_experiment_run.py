@@ -155,3 +155,32 @@ def test_bad_sizes_leave_nothing_behind(tmp_path, capsys):
     assert cli(["run", cfg, f"output.runs_dir={runs_dir}", "--no-progress"]) == 2
     assert "larger than the training set" in capsys.readouterr().err
     assert not runs_dir.exists() or not os.listdir(runs_dir)
+
+
+def test_early_stopping_restores_the_best_params(tmp_path):
+    cfg = config_from_dict(
+        {
+            "name": "es",
+            "data": {"name": "iris", "val_fraction": 0.3, "test_fraction": 0.2},
+            "model": {"name": "mlp", "hidden": [8]},
+            "optimizer": {"name": "sgd", "learning_rate": 0.5},
+            "regularization": {"early_stopping": {"metric": "val_loss", "patience": 2}},
+            "batching": {"batch_size": 16},
+            "train": {"epochs": 60},
+            "output": {"runs_dir": str(tmp_path), "progress": False, "plots": False},
+        }
+    )
+    d = run(cfg)
+    summary = read_json(os.path.join(d, "summary.json"))
+    rows = read_jsonl(os.path.join(d, "metrics.jsonl"))
+    assert summary["stopped_early"] and summary["epochs_run"] < 60
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert summary["best_epoch"] == best["epoch"] == summary["epochs_run"] - 2
+    assert summary["best"]["val_loss"] == best["val_loss"]
+    # the final checkpoint holds the best epoch's parameters
+    ((_, path),) = list_checkpoints(d)[-1:]
+    tree = restore_checkpoint(path, _template(path))
+    for x, y in zip(
+        jax.tree.leaves(tree["state"]["params"]), jax.tree.leaves(tree["best"]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -241,3 +241,22 @@ def replace_dotted(config: Config, items: dict[str, Any], *, validate: bool = Tr
 def dump_config(config: Config) -> str:
     """The resolved config as YAML text (what ``config.yaml`` in a run directory holds)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+def split_flags(args: Any, flags: dict[str, str]) -> None:
+    """Move ``--flag`` items that came after the overrides onto ``args``.
+
+    argparse stops matching options once a positional list has begun, so
+    ``jopt run cfg.yaml --no-progress a=b`` would otherwise fail; the subcommands collect the
+    tail with ``argparse.REMAINDER`` and sort it here. ``flags`` maps ``--flag`` to the
+    attribute set to True.
+    """
+    rest = []
+    for item in args.overrides:
+        if item.startswith("--"):
+            if item not in flags:
+                raise JoptError(f"unknown option {item!r}; allowed: {', '.join(flags)}")
+            setattr(args, flags[item], True)
+        else:
+            rest.append(item)
+    args.overrides = rest

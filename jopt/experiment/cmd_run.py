@@ -9,7 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="YAML config file")
     parser.add_argument(
         "overrides",
-        nargs="*",
+        nargs=argparse.REMAINDER,
         metavar="KEY=VALUE",
         help="dotted overrides, e.g. optimizer.learning_rate=3e-3",
     )
@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from jopt.experiment._load import split_flags
+
+    split_flags(args, {"--no-progress": "no_progress"})
     from jopt.core.errors import JoptError
     from jopt.experiment._load import load_config
     from jopt.experiment._runner import resume, run

@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file with a sweep section")
     parser.add_argument(
         "overrides",
-        nargs="*",
+        nargs=argparse.REMAINDER,
         metavar="KEY=VALUE",
         help="dotted overrides, e.g. sweep.seeds=3 train.epochs=5",
     )
@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from jopt.experiment._load import split_flags
+
+    split_flags(
+        args,
+        {"--no-progress": "no_progress", "--protocol": "protocol", "--sequential": "sequential"},
+    )
     from jopt.experiment import _artifacts as art
     from jopt.experiment._load import load_config
     from jopt.experiment._sweep import protocol, sweep

@@ -1,0 +1,82 @@
+"""Every shipped config validates; a representative handful trains for one tiny epoch.
+
+Running all of configs/ would compile ~18 programs (minutes on 2 cores), so the run test
+covers the code paths the other tests do not: full-batch and accumulated batching, the 1-D
+CNN on mnist1d, and augmentation (through the ``jopt run`` command, progress bar and summary).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from jopt.cli import main as cli
+from jopt.experiment import load_config
+from jopt.experiment._artifacts import read_json
+from jopt.experiment._runner import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+TINY = [
+    "train.epochs=1",
+    "train.steps=null",
+    "output.plots=false",
+    "output.checkpoints=false",
+    "output.progress=false",
+]
+RUN = ["batching_accumulate", "batching_full", "mnist1d_cnn"]
+
+
+def test_configs_exist():
+    names = {os.path.basename(p)[:-5] for p in CONFIGS}
+    required = {
+        "quickstart",
+        "batching_full",
+        "batching_minibatch",
+        "batching_stochastic",
+        "batching_accumulate",
+        "sgd",
+        "momentum",
+        "rmsprop",
+        "adam",
+        "l1",
+        "l2",
+        "weight_decay",
+        "dropout",
+        "early_stopping",
+        "augmentation",
+        "mnist1d_logreg",
+        "mnist1d_mlp",
+        "mnist1d_cnn",
+    }
+    assert required <= names
+
+
+def test_every_config_validates(capsys):
+    assert cli(["validate", "--quiet", *CONFIGS]) == 0
+    for path in CONFIGS:
+        load_config(path)  # also through the Python API
+
+
+@pytest.mark.parametrize("name", RUN)
+def test_config_runs_one_tiny_epoch(name, tmp_path):
+    path = os.path.join(ROOT, "configs", f"{name}.yaml")
+    d = run(load_config(path, [*TINY, f"output.runs_dir={tmp_path}"]))
+    summary = read_json(os.path.join(d, "summary.json"))
+    assert summary["status"] == "completed" and summary["epochs_run"] == 1
+    assert summary["final"]["train_loss"] is not None
+
+
+def test_jopt_run_command_prints_a_summary(tmp_path, capsys):
+    path = os.path.join(ROOT, "configs", "augmentation.yaml")
+    overrides = [o for o in TINY if not o.startswith("output.progress")]
+    code = cli(["run", path, *overrides, f"output.runs_dir={tmp_path}"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "run augmentation: completed after 1 epochs" in captured.out
+    assert "test_accuracy" in captured.out and "results in" in captured.out
+    assert "epoch" in captured.err  # the tqdm progress bar
+    (run_dir,) = os.listdir(tmp_path)
+    assert read_json(os.path.join(tmp_path, run_dir, "summary.json"))["status"] == "completed"
