@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jopt.bench._memory import memory_report
@@ -80,11 +81,13 @@ def make_params(params: int, leaves: int, dtype: Any = jnp.float32, seed: int = 
     """A dict of ``leaves`` 1-D arrays holding ``params`` values, and matching gradients."""
     sizes = leaf_sizes(params, leaves)
     key_p, key_g = jax.random.split(jax.random.key(seed))
-    p, g = {}, {}
-    for i, n in enumerate(sizes):
-        kp, kg = jax.random.fold_in(key_p, i), jax.random.fold_in(key_g, i)
-        p[f"w{i:05d}"] = jax.random.normal(kp, (n,), dtype)
-        g[f"w{i:05d}"] = jax.random.normal(kg, (n,), dtype) * 1e-2
+    bounds = np.cumsum(sizes)[:-1].tolist()
+    flat_p = jax.random.normal(key_p, (params,), dtype)
+    flat_g = jax.random.normal(key_g, (params,), dtype) * 1e-2
+    names = [f"w{i:05d}" for i in range(leaves)]
+    # Copies, so every leaf owns its buffer (as real parameters do) and can be donated.
+    p = {n: jnp.array(x) for n, x in zip(names, jnp.split(flat_p, bounds), strict=True)}
+    g = {n: jnp.array(x) for n, x in zip(names, jnp.split(flat_g, bounds), strict=True)}
     return p, g
 
 

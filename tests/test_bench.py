@@ -1,0 +1,173 @@
+"""``jopt.memory_report`` and ``jopt bench``: real bytes, end-to-end runs, JSON fields, errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jopt
+from jopt.bench._report import parse_count
+from jopt.bench._update import leaf_sizes, make_params, update_bytes
+from jopt.cli import main as cli_main
+
+
+def _params():
+    return {
+        "dense": {"kernel": jnp.ones((8, 4)), "bias": jnp.zeros((4,))},
+        "head": {"kernel": jnp.ones((4, 2), jnp.bfloat16)},
+    }
+
+
+def _real_bytes(tree):
+    return sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jopt.adam(1e-3),
+        lambda: jopt.sgd(1e-2, momentum=0.9),
+        lambda: jopt.lamb(1e-3),
+        lambda: jopt.fused(jopt.adam(1e-3)),
+        lambda: optax.adamw(1e-3),
+    ],
+    ids=["adam", "sgd-momentum", "lamb", "fused-adam", "optax-adamw"],
+)
+def test_memory_report_equals_initialized_state(make):
+    tx = make()
+    params = _params()
+    rep = jopt.memory_report(tx, params)
+    state = tx.init(params)
+    assert rep.total_bytes == _real_bytes(state)
+    assert rep.param_bytes == _real_bytes(params)
+    assert sum(r.arrays for r in rep.rows) == len(jax.tree.leaves(state))
+    assert sum(rep.per_slot().values()) == rep.total_bytes
+    assert sum(rep.per_group().values()) == rep.total_bytes
+
+
+def test_memory_report_slots_and_groups_for_adam():
+    params = _params()
+    rep = jopt.memory_report(jopt.adam(1e-3), params)
+    state = jopt.adam(1e-3).init(params)
+    slots = rep.per_slot()
+    assert slots["0.mu"] == _real_bytes(state[0].mu)
+    assert slots["0.nu"] == _real_bytes(state[0].nu)
+    assert slots["0.count"] == 4
+    groups = rep.per_group()
+    # dense: 8*4+4 float32 values, for mu and nu; head: bfloat16 params get float32 moments.
+    assert groups["dense"] == 2 * 36 * 4
+    assert groups["head"] == 2 * 8 * 4
+    assert "0.mu" in rep.table()
+
+
+def test_memory_report_needs_no_allocation():
+    abstract = {"w": jax.ShapeDtypeStruct((1000, 1000), jnp.float32)}
+    rep = jopt.memory_report(jopt.fused(jopt.adam(1e-3)), abstract)
+    assert rep.per_slot()["inner.0.mu"] == 4_000_000
+    assert rep.per_group() == {"-": 4, "float32": 8_000_000}
+
+
+def test_update_bytes_model():
+    params, grads = make_params(1000, 7)
+    assert [x.shape[0] for x in jax.tree.leaves(params)] == leaf_sizes(1000, 7)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    # Adam: read grads, read+write params, read+write mu and nu = 7 param-sized arrays.
+    moved, state = update_bytes(jopt.adam(1e-3), params)
+    assert (moved, state) == (7 * 4000, 2 * 4000)
+    moved, state = update_bytes(jopt.sgd(1e-3, momentum=0.9), params)
+    assert (moved, state) == (5 * 4000, 4000)
+
+
+def test_parse_count():
+    assert parse_count("10M") == 10_000_000
+    assert parse_count("2.5k") == 2500
+    assert parse_count("300") == 300
+    for bad in ("abc", "0", "1.5", "-3K"):
+        with pytest.raises(jopt.JoptError):
+            parse_count(bad)
+
+
+@pytest.fixture(scope="module")
+def update_report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "update.json"
+    argv = [
+        "bench",
+        "update",
+        "--optimizer",
+        "adam,sgd",
+        "--params",
+        "2K",
+        "--leaves",
+        "1,8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        str(path),
+    ]
+    assert cli_main(argv) == 0
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_bench_update_end_to_end(update_report, capsys):
+    r = update_report
+    assert r["schema"] == "jopt.bench/1" and r["kind"] == "update"
+    env = r["environment"]
+    for field in (
+        "platform",
+        "device_kind",
+        "device_count",
+        "jax",
+        "jaxlib",
+        "optax",
+        "jopt",
+        "python",
+        "cpu_count",
+        "load_avg",
+        "created",
+    ):
+        assert field in env
+    assert env["jax"] == jax.__version__
+    assert r["config"]["params"] == 2000 and r["config"]["leaves"] == [1, 8]
+    assert r["shapes"]["8"] == [{"shape": [250], "count": 8}]
+    bw = r["bandwidth"]
+    assert bw["gbs"] > 0 and bw["gbs"] == max(bw["triad_gbs"], bw["copy_gbs"])
+    # 2 optimizers x 3 implementations x 2 leaf counts, every figure present and positive.
+    assert len(r["results"]) == 12
+    for res in r["results"]:
+        s = res["step_s"]
+        assert res["compile_s"] > 0 and 0 < s["min"] <= s["median"] <= s["p90"]
+        assert s["n"] >= 2
+        np.testing.assert_allclose(res["achieved_gbs"], res["bytes_per_step"] / s["median"] / 1e9)
+        np.testing.assert_allclose(res["x_bound"], s["median"] / res["bound_s"])
+        assert res["bytes_per_step"] == (7 if res["optimizer"] == "adam" else 5) * 2000 * 4
+    assert len(r["ratios"]) == 8
+    for q in r["ratios"]:
+        assert q["vs"] == "optax" and q["impl"] in ("jopt", "fused")
+        assert q["step_ratio"] > 0 and q["compile_ratio"] > 0
+    assert r["memory"]["adam/fused"]["total_bytes"] == 2 * 2000 * 4 + 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["update", "--params", "abc"], "cannot read a count"),
+        (["update", "--params", "10", "--leaves", "20"], "exceeds"),
+        (["update", "--optimizer", "adamz"], "unknown optimizer"),
+        (["update", "--impl", "torch"], "unknown implementation"),
+        (["update", "--steps", "0"], "--steps"),
+        ([], "choose a benchmark"),
+    ],
+)
+def test_bench_bad_input_exits_2(args, message, capsys):
+    assert cli_main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
