@@ -19,6 +19,7 @@ import os
 
 import jax
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -75,12 +76,18 @@ def main() -> None:
                 f"{best['steps_to_1e-8']}  final gap {best['final_gap']:.2e}",
                 flush=True,
             )
-        fig = nm.plot_paths(
-            problem,
-            paths,
-            os.path.join(HERE, f"{name}_paths.png"),
-            title=f"{name}: best learning rate per optimizer, {STEPS} steps",
-        )
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+        nm.plot_paths(problem, paths, ax=ax1, title=f"{name}: best lr per optimizer")
+        for i, (label, path) in enumerate(paths.items()):
+            gap = np.asarray(problem.values(path)) - problem.f_star
+            ax2.semilogy(np.maximum(gap, 1e-16), ("-", "--", "-.", ":")[i % 4], label=label)
+        ax2.axhline(THRESHOLD, color="gray", lw=0.8)
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("f − f*")
+        ax2.set_title(f"{name}: suboptimality over {STEPS} steps")
+        ax2.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(HERE, f"{name}_paths.png"), dpi=110)
         plt.close(fig)
         results[name] = {"x0": [float(v) for v in problem.x0], "steps": STEPS, "rows": rows}
     with open(os.path.join(HERE, "results.json"), "w") as f:
