@@ -115,4 +115,9 @@ from jopt.fused import fused
 from jopt.bench import memory_report
 # --- /fused ---
 
+# --- numerics (issue 8) ---
+# ``jopt.numerics``: curvature, grad_check, landscapes, test problems, lr finder.
+from jopt import numerics
+# --- /numerics ---
+
 __version__ = "0.1.0"
