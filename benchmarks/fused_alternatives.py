@@ -10,7 +10,7 @@ Variants (all jitted once, buffers donated, compile time = lower + compile):
 - ``fused``: gradient + ``jopt.fused(jopt.adam)`` (packed state; grads concatenated each step);
 - ``fused_optax``: gradient + ``jopt.fused(optax.adam)``;
 - ``packed``: parameters kept packed, the model sees ``layout.unpack`` views, Adam runs on
-  the packed buffers (``jopt.fused.packed_step``'s strategy).
+  the packed buffers (``jopt.fused.packed_step``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import optax
 from _mlp import make_loss, make_problem
 
 import jopt
+from jopt.bench._report import environment
 from jopt.bench._timing import compile_fn, time_steps
 from jopt.fused import pack
 
@@ -56,22 +57,24 @@ def variants(loss_fn, params, lr=1e-3):
 
     _, layout = pack(params)
     tx = jopt.adam(lr)
+    step = jopt.fused.packed_step(loss_fn, tx, layout)
 
-    def packed_step(flat, s, x, y):
-        g = jax.grad(lambda f: loss_fn(layout.unpack(f), x, y))(flat)
-        u, s = tx.update(g, s, flat)
-        return optax.apply_updates(flat, u), s
+    def packed(flat, s, x, y):
+        flat, s, _ = step(flat, s, x, y)
+        return flat, s
 
-    out["packed"] = (packed_step, tx)
+    out["packed"] = (packed, tx)
     return out, layout
 
 
-def run(blocks: int, width: int, batch: int, steps: int) -> dict:
+def run(blocks: int, width: int, batch: int, steps: int, only: list[str]) -> dict:
     model, params, x, y = make_problem(blocks, width, batch)
     loss_fn = make_loss(model)
     vs, layout = variants(loss_fn, params)
     res = {}
     for name, (fn, tx) in vs.items():
+        if name not in only:
+            continue
         p = layout.pack(params) if name == "packed" else params
         p = jax.tree.map(jnp.copy, p)
         s = tx.init(p) if tx is not None else jnp.zeros((), jnp.float32)
@@ -89,10 +92,12 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--variants", default="grad,optax,jopt,fused,fused_optax,packed")
     a = ap.parse_args()
-    report = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "results": {}}
+    report = {"environment": environment(), "width": a.width, "batch": a.batch, "results": {}}
     for b in a.blocks:
-        runs = [run(b, a.width, a.batch, a.steps) for _ in range(a.repeats)]
+        only = a.variants.split(",")
+        runs = [run(b, a.width, a.batch, a.steps, only) for _ in range(a.repeats)]
         med = {
             k: {f: float(np.median([r[k][f] for r in runs])) for f in runs[0][k]} for k in runs[0]
         }

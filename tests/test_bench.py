@@ -146,7 +146,8 @@ def test_bench_update_end_to_end(update_report, capsys):
         assert res["compile_s"] > 0 and 0 < s["min"] <= s["median"] <= s["p90"]
         assert s["n"] >= 2
         np.testing.assert_allclose(res["achieved_gbs"], res["bytes_per_step"] / s["median"] / 1e9)
-        np.testing.assert_allclose(res["x_bound"], s["median"] / res["bound_s"])
+        np.testing.assert_allclose(res["x_bound"], s["min"] / res["bound_s"])
+        np.testing.assert_allclose(res["x_bound_median"], s["median"] / res["bound_s"])
         assert res["bytes_per_step"] == (7 if res["optimizer"] == "adam" else 5) * 2000 * 4
     assert len(r["ratios"]) == 8
     for q in r["ratios"]:
@@ -171,3 +172,53 @@ def test_bench_bad_input_exits_2(args, message, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_train_end_to_end(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "name: tiny\nseed: 0\n"
+        "data: {name: digits, val_fraction: 0.2, test_fraction: 0.2, preprocess: standardize}\n"
+        "model: {name: mlp, hidden: [8], activation: relu}\n"
+        "optimizer: {name: adam, learning_rate: 1.0e-3}\n"
+        "batching: {strategy: minibatch, batch_size: 256}\n"
+        "train: {epochs: 1}\n"
+    )
+    path = tmp_path / "train.json"
+    argv = [
+        "bench",
+        "train",
+        "--config",
+        str(cfg),
+        "--impl",
+        "fused",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        str(path),
+    ]
+    assert cli_main(argv) == 0
+    with open(path) as f:
+        r = json.load(f)
+    assert r["schema"] == "jopt.bench/1" and r["kind"] == "train"
+    assert r["config"]["impls"] == ["grad", "fused"] and r["config"]["optimizer"] == "adam"
+    assert r["shapes"]["leaves"] == 4 and r["shapes"]["batch"][0] == 256
+    assert [x["impl"] for x in r["results"]] == ["grad", "fused"]
+    for res in r["results"]:
+        assert res["step_compile_s"] > 0 and res["epoch_compile_s"] > 0
+        assert 0 < res["step_s"]["min"] <= res["step_s"]["median"] <= res["step_s"]["p90"]
+        assert res["epoch_s"]["median"] > 0 and res["steps_per_epoch"] >= 1
+    (q,) = r["ratios"]
+    assert q["impl"] == "fused" and q["vs"] == "grad" and q["step_ratio"] > 0
+    # Adam's state: two moments the size of the parameters, plus the int32 count.
+    params = r["shapes"]["params"]
+    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 4
+    assert r["memory"]["grad"]["total_bytes"] == 0
+
+
+def test_bench_train_bad_config_exits_2(tmp_path, capsys):
+    assert cli_main(["bench", "train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

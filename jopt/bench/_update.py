@@ -120,6 +120,11 @@ class UpdateResult:
 
     @property
     def x_bound(self) -> float:
+        """Fastest step over the roofline time (both best cases, so load affects both alike)."""
+        return self.step.min / self.bound_s
+
+    @property
+    def x_bound_median(self) -> float:
         return self.step.median / self.bound_s
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,6 +140,7 @@ class UpdateResult:
             "achieved_gbs": self.achieved_gbs,
             "bound_s": self.bound_s,
             "x_bound": self.x_bound,
+            "x_bound_median": self.x_bound_median,
         }
 
 

@@ -70,7 +70,7 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
                 results.append(r.as_dict())
                 print(
                     f"  {o:<6} {i:<6} leaves={n_leaves:<6} compile {r.compile_s:7.3f} s  "
-                    f"step {r.step.median * 1e3:9.4f} ms  {r.x_bound:7.2f}x bound",
+                    f"step {r.step.median * 1e3:9.4f} ms  {r.x_bound:7.2f}x bound (min)",
                     flush=True,
                 )
         if n_leaves == leaves[-1]:

@@ -1,0 +1,204 @@
+"""``jopt bench train``: whole train steps and scan-fused epochs of a configured experiment.
+
+The config (``jopt.experiment.load_config``) chooses data, model, loss and batching. The
+optimizer named in ``optimizer`` runs as plain optax, plain jopt and ``jopt.fused`` jopt, next to
+a *gradient-only* baseline (the same step with the identity transform: forward, backward and one
+``params + grads``), so each ratio says what the optimizer adds to the step. Every variant uses
+the training engine's own ``make_train_step`` / ``make_train_epoch``, jitted once with the
+state donated.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import jopt
+from jopt.bench._memory import memory_report
+from jopt.bench._report import SCHEMA, environment, format_table, parse_list
+from jopt.bench._timing import compile_fn, time_steps
+from jopt.core import JoptError
+
+TRAIN_IMPLS = ("grad", "optax", "jopt", "fused")
+
+
+def _txs(config: Any, impls: list[str]) -> dict[str, Any]:
+    from jopt.experiment import _registry as reg
+
+    opt = config.optimizer
+    kwargs = dict(opt.kwargs)
+    out: dict[str, Any] = {}
+    for impl in impls:
+        if impl == "grad":
+            out[impl] = jopt.identity()
+        elif impl == "optax":
+            factory = getattr(optax, opt.name, None)
+            if factory is None:
+                raise JoptError(f"optax has no optimizer {opt.name!r}; drop 'optax' from --impl")
+            out[impl] = factory(learning_rate=float(opt.learning_rate), **kwargs)
+        else:
+            tx = reg.optimizer_factory(opt.name)(learning_rate=float(opt.learning_rate), **kwargs)
+            out[impl] = jopt.fused(tx) if impl == "fused" else tx
+    return out
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from jopt.experiment import load_config
+    from jopt.experiment._build import setup
+    from jopt.train import init_train_state, make_train_epoch, make_train_step
+
+    impls = parse_list(args.impl, "--impl")
+    for i in impls:
+        if i not in TRAIN_IMPLS:
+            raise JoptError(f"unknown implementation {i!r}; choose from {', '.join(TRAIN_IMPLS)}")
+    if "grad" not in impls:
+        impls = ["grad", *impls]  # the baseline every ratio is taken against
+    config = load_config(args.config, list(args.overrides))
+    s = setup(config)
+    txs = _txs(config, impls)
+    env = environment()
+    print(
+        f"device: {env['device_kind']} ({env['platform']}), jax {env['jax']}, "
+        f"load avg {env['load_avg']}"
+    )
+
+    x = jnp.asarray(s.data.x_train, jnp.float32)
+    y = jnp.asarray(s.data.y_train)
+    bs = min(config.batching.batch_size or len(x), len(x))
+    xb, yb = x[None, :bs], y[None, :bs]
+    wb = jnp.ones((1, bs), jnp.float32)
+    key = jax.random.key(config.seed)
+
+    results, memory = [], {}
+    n_leaves = n_params = 0
+    for impl in impls:
+        tx = txs[impl]
+        promotion = "standard" if impl == "optax" else jax.config.jax_numpy_dtype_promotion
+        with jax.numpy_dtype_promotion(promotion):
+            state = init_train_state(s.model, tx, x[:1], key)
+            n_leaves = len(jax.tree.leaves(state.params))
+            n_params = sum(p.size for p in jax.tree.leaves(state.params))
+            memory[impl] = memory_report(tx, state.params).as_dict()
+            step = make_train_step(s.model, tx, s.spec, augment=s.augment, kind=s.data.kind)
+
+            def step_fn(st, xb, yb, wb, k, step=step):
+                return (step(st, xb, yb, wb, k)[0],)
+
+            st = jax.tree.map(jnp.copy, state)
+            c_step, t_step = compile_fn(step_fn, st, xb, yb, wb, key, donate_argnums=(0,))
+            step_stats, _ = time_steps(
+                c_step,
+                (st,),
+                xb,
+                yb,
+                wb,
+                key,
+                steps=args.steps,
+                warmup=args.warmup,
+                min_time=args.min_time,
+            )
+            epoch = make_train_epoch(
+                s.model, tx, s.spec, s.batching, augment=s.augment, kind=s.data.kind
+            )
+
+            def epoch_fn(st, x, y, epoch=epoch):
+                return (epoch(st, x, y)[0],)
+
+            st = jax.tree.map(jnp.copy, state)
+            c_epoch, t_epoch = compile_fn(epoch_fn, st, x, y, donate_argnums=(0,))
+            epoch_stats, _ = time_steps(
+                c_epoch,
+                (st,),
+                x,
+                y,
+                steps=max(args.steps // 4, 3),
+                warmup=1,
+                min_time=args.min_time,
+            )
+        results.append(
+            {
+                "impl": impl,
+                "step_compile_s": t_step,
+                "step_s": step_stats.as_dict(),
+                "epoch_compile_s": t_epoch,
+                "epoch_s": epoch_stats.as_dict(),
+                "steps_per_epoch": s.steps_per_epoch,
+                "state_bytes": memory[impl]["total_bytes"],
+            }
+        )
+        print(
+            f"  {impl:<6} step: compile {t_step:7.3f} s, {step_stats.median * 1e3:9.4f} ms   "
+            f"epoch: compile {t_epoch:7.3f} s, {epoch_stats.median * 1e3:9.3f} ms",
+            flush=True,
+        )
+
+    base = results[0]
+    ratios = [
+        {
+            "impl": r["impl"],
+            "vs": "grad",
+            "step_ratio": r["step_s"]["median"] / base["step_s"]["median"],
+            "step_compile_ratio": r["step_compile_s"] / base["step_compile_s"],
+            "epoch_ratio": r["epoch_s"]["median"] / base["epoch_s"]["median"],
+            "epoch_compile_ratio": r["epoch_compile_s"] / base["epoch_compile_s"],
+        }
+        for r in results[1:]
+    ]
+    rows = [
+        [
+            r["impl"],
+            r["step_compile_s"],
+            r["step_s"]["median"] * 1e3,
+            r["epoch_compile_s"],
+            r["epoch_s"]["median"] * 1e3,
+        ]
+        for r in results
+    ]
+    for row, q in zip(rows[1:], ratios, strict=True):
+        row += [q["step_ratio"], q["step_compile_ratio"], q["epoch_ratio"]]
+    rows[0] += ["1", "1", "1"]
+    print()
+    print(
+        format_table(
+            [
+                "impl",
+                "step compile s",
+                "step ms",
+                "epoch compile s",
+                "epoch ms",
+                "step/grad",
+                "compile/grad",
+                "epoch/grad",
+            ],
+            rows,
+        )
+    )
+    return {
+        "schema": SCHEMA,
+        "kind": "train",
+        "environment": env,
+        "config": {
+            "path": str(args.config),
+            "overrides": list(args.overrides),
+            "name": config.name,
+            "optimizer": config.optimizer.name,
+            "learning_rate": float(config.optimizer.learning_rate),
+            "impls": impls,
+            "steps": args.steps,
+            "warmup": args.warmup,
+        },
+        "shapes": {
+            "params": int(n_params),
+            "leaves": n_leaves,
+            "batch": [bs, *x.shape[1:]],
+            "train_examples": len(x),
+            "steps_per_epoch": s.steps_per_epoch,
+        },
+        "results": results,
+        "ratios": ratios,
+        "memory": memory,
+    }
