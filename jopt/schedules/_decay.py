@@ -46,8 +46,9 @@ def exponential_decay(
             p = jnp.floor(p)
         v = jnp.where(t <= 0, _f32(init_value), _f32(init_value) * jnp.power(_f32(decay_rate), p))
         if end_value is not None:
-            clip = jnp.maximum if decay_rate < 1.0 else jnp.minimum
-            v = clip(v, _f32(end_value))
+            # A floor when decaying, a ceiling when growing (jnp.where: values may be traced).
+            end = _f32(end_value)
+            v = jnp.where(_f32(decay_rate) < 1.0, jnp.maximum(v, end), jnp.minimum(v, end))
         return v
 
     return schedule
@@ -132,7 +133,8 @@ def warmup_cosine_decay(
             "warmup_cosine_decay: need 0 <= warmup_steps < decay_steps, got "
             f"warmup_steps={warmup_steps}, decay_steps={decay_steps}"
         )
-    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    peak = _f32(peak_value)
+    alpha = jnp.where(peak == 0.0, 0.0, _f32(end_value) / jnp.where(peak == 0.0, 1.0, peak))
     warm = linear(init_value, peak_value, max(warmup_steps, 1))
     decay = cosine_decay(peak_value, decay_steps - warmup_steps, alpha, exponent)
     if warmup_steps == 0:
