@@ -132,8 +132,15 @@ def plot_interpolation(
     ax.plot(alphas, losses, "-o", ms=3)
     for x, lab in zip((0.0, 1.0), labels, strict=True):
         ax.axvline(x, color="gray", ls=":", lw=1)
+        box = {"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9}
         ax.annotate(
-            lab, (x, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=9
+            lab,
+            (x, 0.97),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            va="top",
+            fontsize=8,
+            bbox=box,
         )
     if np.all(losses > 0):
         ax.set_yscale("log")
