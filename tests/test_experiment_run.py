@@ -184,3 +184,20 @@ def test_early_stopping_restores_the_best_params(tmp_path):
         jax.tree.leaves(tree["state"]["params"]), jax.tree.leaves(tree["best"]), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_numerics_test_problem_config(tmp_path):
+    cfg = config_from_dict(
+        {
+            "name": "rosen",
+            "data": {"name": "rosenbrock"},
+            "optimizer": {"name": "sgd", "learning_rate": 1e-3, "momentum": 0.9},
+            "train": {"steps": 200},
+            "output": {"runs_dir": str(tmp_path), "plots": False},
+        }
+    )
+    d = run(cfg)
+    rows = read_jsonl(os.path.join(d, "metrics.jsonl"))
+    assert len(rows) == 201 and rows[0]["train_loss"] == pytest.approx(24.2)  # f(-1.2, 1)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert read_json(os.path.join(d, "summary.json"))["problem"] == "rosenbrock"

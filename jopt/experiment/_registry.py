@@ -81,7 +81,7 @@ def dataset_names() -> list[str]:
 
 def problem_names() -> list[str]:
     """Classical test problems from ``jopt.numerics`` (``data.name: rosenbrock``)."""
-    return _from_module("jopt.numerics", ("problem_names", "PROBLEMS"))
+    return _from_module("jopt.numerics", ("list_problems", "problem_names", "PROBLEMS"))
 
 
 def model_names() -> list[str]:

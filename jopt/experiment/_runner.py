@@ -15,6 +15,7 @@ from jopt.experiment._build import setup as make_setup
 from jopt.experiment._checkpoint import list_checkpoints
 from jopt.experiment._load import dump_config, load_config
 from jopt.experiment._plots import plot_run
+from jopt.experiment._problem import is_problem, run_problem_config
 from jopt.experiment._schema import Config
 from jopt.experiment._trainer import GroupTrainer, Member
 from jopt.experiment._validate import validate_config
@@ -30,6 +31,8 @@ def weight_sparsity(params: Any, threshold: float = 1e-3) -> float:
 def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str) -> dict:
     """The content of ``summary.json``."""
     rows = member.rows
+    es = member.config.regularization.early_stopping
+    restored = es.patience > 0 and es.restore_best
     final = {k: v for k, v in rows[-1].items() if k not in art.TIMING_FIELDS} if rows else {}
     best_row = next((r for r in rows if r["epoch"] == member.best_epoch), None)
     best = {k: v for k, v in best_row.items() if k not in art.TIMING_FIELDS} if best_row else {}
@@ -45,6 +48,8 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
         "stopped_early": member.stopped_early,
         "monitor": trainer.metric,
         "best_epoch": member.best_epoch,
+        # the returned parameters are the best epoch's when early stopping restores them
+        "restored_best": bool(restored and member.best_epoch is not None),
         "final": final,
         "best": best,
         "num_params": n_params,
@@ -76,7 +81,7 @@ def _problem_guard(config: Config) -> None:
     if config.data.name in problem_names():
         raise JoptError(
             f"data.name {config.data.name!r} is a numerics test problem; "
-            "run it with jopt.numerics.run_problem (no model or dataset to train)"
+            "run it with jopt run (a sweep needs a model and a data set)"
         )
 
 
@@ -94,7 +99,8 @@ def run(
     checkpoint (continue with :func:`resume`).
     """
     validate_config(config)
-    _problem_guard(config)
+    if is_problem(config):
+        return run_problem_config(config, quiet)
     t0 = time.perf_counter()
     st = make_setup(config)  # loads data; raises JoptError for bad sizes before any write
     member = Member(config)

@@ -143,12 +143,14 @@ class RegularizationConfig:
 class TrainConfig:
     """``epochs`` unless ``steps`` is set (then training stops after that many optimizer steps,
     rounded up to whole epochs). Evaluate every ``eval_every`` epochs; checkpoint every
-    ``checkpoint_every`` epochs (0: only at the end)."""
+    ``checkpoint_every`` epochs (0: only at the end). ``eval_train`` also evaluates the training
+    split in eval mode (``train_eval_*``: no dropout or augmentation), for train/test gaps."""
 
     epochs: int = 20
     steps: int | None = None
     eval_every: int = 1
     checkpoint_every: int = 0
+    eval_train: bool = False
 
 
 @dataclass

@@ -101,6 +101,8 @@ class GroupTrainer:
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
         self.splits = {}
+        if base.train.eval_train:
+            self.splits["train_eval"] = (self.x, self.y)
         for split in ("val", "test"):
             xs, ys = data.split(split)
             if len(ys):
