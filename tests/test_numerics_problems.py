@@ -95,3 +95,15 @@ def test_problem_bad_input():
         nm.run_problem(nm.get_problem("noisy_quadratic"), jopt.sgd(0.1), 3)
     with pytest.raises(jopt.JoptError, match="2-D"):
         nm.plot_paths(nm.get_problem("rosenbrock", dim=3), {})
+
+
+def test_path_rows_and_steps_to_reach_stay():
+    p = nm.get_problem("booth")
+    path = np.array([[-5.0, -5.0], [1.0, 3.0], [1.5, 3.0], [1.0, 3.0], [1.0, 3.0]], np.float32)
+    assert problems.steps_to_reach(p, path, 1e-6) == 1
+    assert problems.steps_to_reach(p, path, 1e-6, stay=True) == 3  # step 2 left the minimum
+    assert problems.steps_to_reach(p, path[:3], 1e-6, stay=True) is None
+    rows = nm.path_rows(p, path, every=3)
+    assert [r["step"] for r in rows] == [0, 3, 4]  # the last step is always included
+    assert rows[0]["loss"] == pytest.approx(884.0) and rows[1]["gap"] == 0.0
+    assert rows[1]["x"] == [1.0, 3.0]

@@ -194,3 +194,18 @@ def test_analyse_lr_curve_picks_steepest_descent_before_minimum():
     assert r.diverged_at is not None
     with pytest.raises(jopt.JoptError, match="min_lr"):
         nm.lr_find(jnp.sum, jnp.ones(2), jopt.sgd, min_lr=1.0, max_lr=0.1)
+
+
+# --- diagnostic plots ---------------------------------------------------------------------
+
+
+def test_sharpness_and_spectrum_plots(tmp_path):
+    p = nm.get_problem("ill_conditioned_quadratic", eigenvalues=[0.5, 1.0, 2.0, 8.0], seed=0)
+    sd = nm.spectral_density(p.fn, jnp.ones(4), key=jax.random.key(0), num_probes=2)
+    f1, f2 = tmp_path / "spec.png", tmp_path / "sharp.png"
+    nm.plot_spectral_density(sd, str(f1), sigma=0.1)
+    steps = np.arange(0, 100, 10)
+    nm.plot_sharpness(steps, 5 + 5 * (1 - np.exp(-steps / 30)), 0.2, str(f2), label="η=0.2")
+    assert f1.stat().st_size > 5000 and f2.stat().st_size > 5000
+    # The 4-d quadratic is resolved exactly: nodes are its eigenvalues.
+    np.testing.assert_allclose(np.sort(np.asarray(sd.nodes[0])), [0.5, 1, 2, 8], rtol=1e-4)
