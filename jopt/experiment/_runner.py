@@ -17,7 +17,7 @@ from jopt.experiment._load import dump_config, load_config
 from jopt.experiment._plots import plot_run
 from jopt.experiment._problem import is_problem, run_problem_config
 from jopt.experiment._schema import Config
-from jopt.experiment._trainer import GroupTrainer, Member
+from jopt.experiment._trainer import GroupTrainer, Member, start_distributed
 from jopt.experiment._validate import validate_config
 
 
@@ -102,10 +102,11 @@ def run(
     if is_problem(config):
         return run_problem_config(config, quiet)
     t0 = time.perf_counter()
+    parallel = start_distributed(config)  # before any other JAX work
     st = make_setup(config)  # loads data; raises JoptError for bad sizes before any write
     member = Member(config)
     progress = config.output.progress if progress is None else progress
-    trainer = GroupTrainer([member], st, progress=progress)
+    trainer = GroupTrainer([member], st, progress=progress, parallel=parallel)
     member.run_dir = art.make_run_dir(config.output.runs_dir, config.name)
     art.atomic_write(os.path.join(member.run_dir, "config.yaml"), dump_config(config))
     return _train(trainer, member, t0, 0, stop_after, quiet)
@@ -159,6 +160,7 @@ def resume(
         )
     epoch, path = found[-1]
     book = art.read_json(path + ".json")
+    parallel = start_distributed(config)
     st = make_setup(config)
     if epoch >= st.epochs:
         raise JoptError(f"{run_dir} already finished all {st.epochs} epochs")
@@ -167,7 +169,7 @@ def resume(
         config, run_dir=run_dir, rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
     )
     progress = config.output.progress if progress is None else progress
-    trainer = GroupTrainer([member], st, progress=progress)
+    trainer = GroupTrainer([member], st, progress=progress, parallel=parallel)
     trainer.restore(
         path,
         {

@@ -104,6 +104,9 @@ def run_members(
     for c in configs:
         validate_config(c)
         _problem_guard(c)
+        if c.distributed.data != 1 or c.distributed.coordinator_address:
+            raise JoptError("sweeps run on one device (vmapped); remove the distributed section "
+                            "or run the members one by one with jopt run")
     groups = group_members(configs) if vmap else [[i] for i in range(len(configs))]
     data_cache: dict[str, Any] = {}
     summaries: list[dict | None] = [None] * len(configs)

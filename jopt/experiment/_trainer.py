@@ -83,12 +83,34 @@ def _float(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def start_distributed(config: Config) -> Any:
+    """``jopt.distributed.setup`` for the config's ``distributed`` section, or None when it is
+    off. Call it before any other JAX work (it may start the multi-process runtime and ask for
+    host devices)."""
+    dist = config.distributed
+    if dist.data == 1 and not dist.coordinator_address:
+        return None
+    try:
+        import jopt.distributed as jd
+    except ImportError:
+        raise JoptError("the distributed section needs jopt.distributed") from None
+    return jd.setup(dataclasses.asdict(dist))
+
+
 class GroupTrainer:
     """Train K structurally identical configs as one (vmapped when K > 1) program."""
 
     def __init__(
-        self, members: list[Member], setup: Setup, *, progress: bool = False, desc: str = ""
+        self,
+        members: list[Member],
+        setup: Setup,
+        *,
+        progress: bool = False,
+        desc: str = "",
+        parallel: Any = None,
     ):
+        """``parallel``: a ``jopt.distributed.DataParallel`` from :func:`start_distributed`
+        (single runs only); the model, optimizer, state and data are placed through it."""
         from jopt.train import init_train_state, make_eval_fn, make_train_epoch
 
         self.members, self.setup, self.K = members, setup, len(members)
@@ -98,6 +120,15 @@ class GroupTrainer:
         data = setup.data
         self.total_steps = setup.epochs * setup.steps_per_epoch
         self.tx, self.mult = build_optimizer(base, self.total_steps, setup.steps_per_epoch)
+        self.parallel = parallel
+        model = setup.model
+        if parallel is not None:
+            if self.K > 1:
+                raise JoptError(
+                    "distributed runs cannot be vmapped in a sweep; run them one by one"
+                )
+            parallel.check_batching(setup.batching, len(data.y_train))
+            model, self.tx = parallel.model(model), parallel.optimizer(self.tx)
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
         self.splits = {}
@@ -119,7 +150,7 @@ class GroupTrainer:
         sample = self.x[:1]
 
         def init_one(seed, hparams):
-            st = init_train_state(setup.model, self.tx, sample, jax.random.key(seed))
+            st = init_train_state(model, self.tx, sample, jax.random.key(seed))
             if set_hparams is not None:
                 st = st._replace(opt_state=set_hparams(st.opt_state, **hparams))
             return st
@@ -134,19 +165,18 @@ class GroupTrainer:
             self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
 
         epoch_fn = make_train_epoch(
-            setup.model, self.tx, setup.spec, setup.batching, augment=setup.augment, kind=data.kind
+            model, self.tx, setup.spec, setup.batching, augment=setup.augment, kind=data.kind
         )
-        eval_fn = make_eval_fn(setup.model, setup.spec)
+        eval_fn = make_eval_fn(model, setup.spec)
         if self.K > 1:
             epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
             eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
-        self.parallel = None
-        dist = base.distributed
-        if dist.data != 1 or dist.coordinator_address:
-            self._setup_distributed(dist)
         t0 = time.perf_counter()
-        if self.parallel is not None:
-            self.epoch = self.parallel.jit(epoch_fn, self.state)
+        if parallel is not None:
+            self.state = parallel.shard_state(self.state)
+            self.x, self.y = parallel.replicate(self.x, self.y)
+            self.splits = {s: tuple(parallel.replicate(*xy)) for s, xy in self.splits.items()}
+            self.epoch = parallel.jit_epoch(epoch_fn, self.state)
             self.epoch.lower(self.state, self.x, self.y)  # trace now; compiled on first call
         else:
             self.epoch = (
@@ -168,17 +198,6 @@ class GroupTrainer:
         self.eval_s = 0.0
 
     # -- set-up helpers ----------------------------------------------------------------------
-    def _setup_distributed(self, dist) -> None:
-        if self.K > 1:
-            raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
-        try:
-            import jopt.distributed as jd
-        except ImportError:
-            raise JoptError("the distributed section needs jopt.distributed") from None
-        self.parallel = jd.setup(dataclasses.asdict(dist))
-        self.state = self.parallel.shard_state(self.state)
-        self.x, self.y = self.parallel.shard_batch(self.x, self.y)
-
     # -- resume ------------------------------------------------------------------------------
     def restore(self, path: str, bookkeeping: dict) -> None:
         """Continue a single run from a checkpoint written by :meth:`_checkpoint`."""
