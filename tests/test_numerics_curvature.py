@@ -111,6 +111,20 @@ def test_top_eigenvalue_flax_mlp_matches_explicit_hessian():
     assert abs(float(tr.trace) - np.trace(h)) < 4 * float(tr.stderr) + 1e-3
 
 
+def test_mixed_dtype_params_bfloat16_beside_float32():
+    # Strict promotion forbids mixing bfloat16 and float32; Lanczos runs in float32 anyway.
+    params = {"w": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
+    scale = jnp.array([1.0, 2.0, 3.0])
+
+    def loss(p):
+        return jnp.sum(scale * p["w"].astype(jnp.float32) ** 2) + 2.5 * jnp.sum(p["b"] ** 2)
+
+    pairs = nm.top_eigenvalues(loss, params, key=jax.random.key(0), k=2)
+    np.testing.assert_allclose(pairs.eigenvalues, [6.0, 5.0], rtol=1e-2)  # bf16 HVP rounding
+    assert pairs.eigenvectors["w"].dtype == jnp.bfloat16
+    assert pairs.eigenvectors["b"].dtype == jnp.float32
+
+
 def test_curvature_bad_input():
     loss = lambda p: jnp.sum(p**2)  # noqa: E731
     with pytest.raises(jopt.JoptError, match="k must be"):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.numerics._batches import LossFn, hvp
@@ -53,11 +53,42 @@ class SpectralDensity(NamedTuple):
     weights: jax.Array
 
 
+def flatten_params(params: Any) -> tuple[jax.Array, Any]:
+    """``(flat, unravel)`` with ``flat`` in a working dtype of at least float32.
+
+    Unlike ``jax.flatten_util.ravel_pytree`` this accepts mixed leaf dtypes under strict
+    promotion (bfloat16 weights beside float32 norms): every leaf is cast to the widest
+    dtype present (float64 if any leaf is, else float32), so Lanczos never runs in bfloat16;
+    ``unravel`` casts each slice back to its leaf's dtype.
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    wide = any(jnp.asarray(x).dtype == jnp.float64 for x in leaves)
+    dtype = jnp.float64 if wide else jnp.float32
+    shapes = [jnp.shape(x) for x in leaves]
+    dtypes = [jnp.asarray(x).dtype for x in leaves]
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = (
+        jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
+        if leaves
+        else jnp.zeros((0,), dtype)
+    )
+    offsets = np.cumsum([0, *sizes])
+
+    def unravel(v: jax.Array) -> Any:
+        parts = [
+            v[offsets[i] : offsets[i + 1]].reshape(shapes[i]).astype(dtypes[i])
+            for i in range(len(leaves))
+        ]
+        return jax.tree.unflatten(treedef, parts)
+
+    return flat, unravel
+
+
 def _flat_matvec(loss_fn: LossFn, params: Any, batches: Any):
-    flat, unravel = ravel_pytree(params)
+    flat, unravel = flatten_params(params)
 
     def matvec(v: jax.Array) -> jax.Array:
-        return ravel_pytree(hvp(loss_fn, params, unravel(v.astype(flat.dtype)), batches))[0]
+        return flatten_params(hvp(loss_fn, params, unravel(v), batches))[0].astype(flat.dtype)
 
     return flat, unravel, matvec
 
