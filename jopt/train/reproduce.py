@@ -36,7 +36,7 @@ RECIPES = {
     # mnist1d: the package's 4000/1000 split; 10 % of train for validation
     "mnist1d": dict(
         data=dict(name="mnist1d", val_fraction=0.1, preprocess="standardize"),
-        model=dict(name="cnn", channels=[32, 32, 32], kernel_size=5, dense=128),
+        model=dict(name="cnn", channels=[16, 16, 16], kernel_size=5, dense=128),
         learning_rate=2e-3,
         cosine=False,
         batching=Batching("minibatch", 64),
