@@ -158,15 +158,17 @@ def test_bad_sizes_leave_nothing_behind(tmp_path, capsys):
 
 
 def test_early_stopping_restores_the_best_params(tmp_path):
+    # also exercises the hooks into other layers: jopt.fused and jopt.numerics.sharpness
     cfg = config_from_dict(
         {
             "name": "es",
             "data": {"name": "iris", "val_fraction": 0.3, "test_fraction": 0.2},
             "model": {"name": "mlp", "hidden": [8]},
-            "optimizer": {"name": "sgd", "learning_rate": 0.5},
+            "optimizer": {"name": "sgd", "learning_rate": 0.5, "fused": True},
             "regularization": {"early_stopping": {"metric": "val_loss", "patience": 2}},
             "batching": {"batch_size": 16},
             "train": {"epochs": 60},
+            "diagnostics": {"sharpness_every": 1, "sharpness_iters": 10},
             "output": {"runs_dir": str(tmp_path), "progress": False, "plots": False},
         }
     )
@@ -177,6 +179,7 @@ def test_early_stopping_restores_the_best_params(tmp_path):
     best = min(rows, key=lambda r: r["val_loss"])
     assert summary["best_epoch"] == best["epoch"] == summary["epochs_run"] - 2
     assert summary["best"]["val_loss"] == best["val_loss"]
+    assert all(r["sharpness"] > 0 and r["stability_bound"] == pytest.approx(4.0) for r in rows)
     # the final checkpoint holds the best epoch's parameters
     ((_, path),) = list_checkpoints(d)[-1:]
     tree = restore_checkpoint(path, _template(path))
