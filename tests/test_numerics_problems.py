@@ -107,3 +107,7 @@ def test_path_rows_and_steps_to_reach_stay():
     assert [r["step"] for r in rows] == [0, 3, 4]  # the last step is always included
     assert rows[0]["loss"] == pytest.approx(884.0) and rows[1]["gap"] == 0.0
     assert rows[1]["x"] == [1.0, 3.0]
+    summary = nm.problem_summary(p, path)
+    assert summary["steps"] == 4 and summary["final_gap"] == 0.0
+    assert summary["steps_to_1e-08"] == 1 and summary["steps_to_stay_1e-08"] == 3
+    assert summary["final_distance"] == 0.0

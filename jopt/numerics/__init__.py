@@ -49,6 +49,7 @@ from jopt.numerics.problems import (
     list_problems,
     path_rows,
     plot_paths,
+    problem_summary,
     run_problem,
     steps_to_reach,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "plot_sharpness",
     "plot_spectral_density",
     "plot_surface",
+    "problem_summary",
     "problems",
     "run_problem",
     "sharpness",

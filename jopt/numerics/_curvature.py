@@ -12,6 +12,7 @@ al. 2019, "An Investigation into Neural Net Optimization via Hessian Eigenvalue 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -93,7 +94,9 @@ def _flat_matvec(loss_fn: LossFn, params: Any, batches: Any):
     return flat, unravel, matvec
 
 
-def lanczos(matvec, v0: jax.Array, num_iters: int, key: jax.Array):
+def lanczos(
+    matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, num_iters: int, key: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``num_iters`` Lanczos steps with full reorthogonalisation.
 
     Returns ``(alphas [m], betas [m-1], V [m, n])`` with ``V A V^T ≈ T = tridiag(betas,

@@ -124,7 +124,7 @@ def plot_interpolation(
     *,
     labels: tuple[str, str] = ("θ_a", "θ_b"),
     title: str | None = None,
-):
+) -> Any:
     """Plot a 1-D interpolation (log scale when all losses are positive); save if ``file``."""
     plt = _plt()
     alphas, losses = np.asarray(alphas), np.asarray(losses)
@@ -160,7 +160,7 @@ def plot_surface(
     *,
     title: str | None = None,
     log: bool = True,
-):
+) -> Any:
     """Contour plot of a 2-D surface (``log10`` of the loss by default); save if ``file``."""
     plt = _plt()
     z = np.asarray(losses, np.float64)

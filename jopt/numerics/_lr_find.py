@@ -167,7 +167,7 @@ def lr_find(
     return analyse_lr_curve(lrs, np.asarray(losses), beta=beta, diverge=diverge)
 
 
-def plot_lr_find(result: LRFindResult, file: str | None = None, *, title: str | None = None):
+def plot_lr_find(result: LRFindResult, file: str | None = None, *, title: str | None = None) -> Any:
     """Loss against learning rate (log x), raw and smoothed, with the suggestion marked."""
     import matplotlib
 

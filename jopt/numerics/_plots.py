@@ -27,7 +27,7 @@ def plot_sharpness(
     label: str | None = None,
     ax: Any = None,
     title: str | None = None,
-):
+) -> Any:
     """Sharpness ``λ_max`` over training, with the stability bound ``2/lr`` dashed.
 
     ``learning_rate`` is a float or one value per entry of ``steps`` (a schedule). This is
@@ -67,7 +67,7 @@ def plot_spectral_density(
     sigma: float | None = None,
     num: int = 600,
     title: str | None = None,
-):
+) -> Any:
     """The smoothed SLQ density on a log-scale y axis (as in PyHessian's figures)."""
     plt = _plt()
     nodes = np.asarray(density.nodes)

@@ -315,6 +315,26 @@ def path_rows(problem: Problem, path: jax.typing.ArrayLike, every: int = 1) -> l
     ]
 
 
+def problem_summary(problem: Problem, path: jax.typing.ArrayLike) -> dict[str, Any]:
+    """``summary.json`` fields for a test-problem run: final value, gap and point, and the
+    steps until ``f − f*`` first falls below (and stays below) 1e-4 and 1e-8."""
+    path = np.asarray(path)
+    final = float(problem.fn(jnp.asarray(path[-1])))
+    out: dict[str, Any] = {
+        "problem": problem.name,
+        "steps": len(path) - 1,
+        "final_loss": final,
+        "final_gap": final - problem.f_star,
+        "final_x": [float(v) for v in path[-1]],
+    }
+    for t in (1e-4, 1e-8):
+        out[f"steps_to_{t:g}"] = steps_to_reach(problem, path, t)
+        out[f"steps_to_stay_{t:g}"] = steps_to_reach(problem, path, t, stay=True)
+    if problem.x_star is not None:
+        out["final_distance"] = float(np.linalg.norm(path[-1] - problem.x_star))
+    return out
+
+
 def plot_paths(
     problem: Problem,
     paths: dict[str, jax.typing.ArrayLike],
@@ -322,7 +342,7 @@ def plot_paths(
     *,
     title: str | None = None,
     ax: Any = None,
-):
+) -> Any:
     """Draw ``{label: path}`` over the contour of a 2-D problem; save a PNG if ``file``.
 
     Returns the matplotlib figure.
