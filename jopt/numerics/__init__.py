@@ -41,6 +41,7 @@ from jopt.numerics._lr_find import (
     write_lr_find,
 )
 from jopt.numerics._plots import plot_sharpness, plot_spectral_density
+from jopt.numerics._problem_run import plot_problem_runs, run_problem_config
 from jopt.numerics._stability import gd_contraction, max_stable_lr, stability_bound
 from jopt.numerics.problems import (
     PROBLEMS,
@@ -83,12 +84,14 @@ __all__ = [
     "plot_interpolation",
     "plot_lr_find",
     "plot_paths",
+    "plot_problem_runs",
     "plot_sharpness",
     "plot_spectral_density",
     "plot_surface",
     "problem_summary",
     "problems",
     "run_problem",
+    "run_problem_config",
     "sharpness",
     "spectral_density",
     "stability_bound",
