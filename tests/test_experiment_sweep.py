@@ -107,3 +107,9 @@ def test_structural_differences_make_groups(tmp_path):
         },
     )
     assert len(group_members([c for _, c in expand(cfg)])) == 4
+
+
+def test_parameter_groups_keep_hyperparameters_structural(tmp_path):
+    cfg = _config(tmp_path, **{"optimizer.groups": '[{pattern: "head/**", lr_mult: 0.1}]'})
+    configs = [c for _, c in expand(cfg)]
+    assert len(group_members(configs)) == len(LRS)  # only the seeds share a program

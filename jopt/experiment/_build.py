@@ -146,7 +146,14 @@ def _decoupled(factory):
 
 
 def hparam_prefix(config: Config) -> str:
-    return config.optimizer.name
+    """Where the optimizer's hyperparameters are named in the state: ``adam``, or
+    ``groups/default/adam`` when parameter groups wrap it (``jopt.groups``)."""
+    name = config.optimizer.name
+    return f"groups/default/{name}" if config.optimizer.groups else name
+
+
+def lr_name(config: Config) -> str:
+    return f"{hparam_prefix(config)}/learning_rate"
 
 
 def vmappable_values(config: Config) -> dict[str, float]:
@@ -177,9 +184,15 @@ def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
     if with_hparams is None:  # combinators not available: a plain, non-sweepable optimizer
         main = factory(learning_rate=opt.learning_rate, **kwargs)
     else:
-        main = with_hparams(factory, name=hparam_prefix(config))(
+        main = with_hparams(factory, name=opt.name)(
             learning_rate=float(opt.learning_rate), **kwargs
         )
+    if opt.groups:
+        groups = getattr(jopt, "groups", None)
+        if groups is None or with_hparams is None:
+            raise JoptError("optimizer.groups needs jopt.groups and jopt.with_hparams")
+        # rules as the config gives them: {pattern, name?, freeze? | lr_mult / overrides}
+        main = groups([dict(g) for g in opt.groups], default=main)
     parts = []
     for t in opt.chain:
         try:

@@ -70,6 +70,10 @@ def structure_key(config: Config) -> str:
     raw = to_dict(config)
     raw.pop("name"), raw.pop("seed"), raw.pop("sweep")
     raw["output"] = {}
+    if config.optimizer.groups:
+        # groups derive their own hyperparameters (lr_mult...) from the base values when built,
+        # so only the seed may vary inside one program
+        return json.dumps(raw, sort_keys=True, default=str)
     opt = raw["optimizer"]
     opt.pop("learning_rate")
     for k in list(opt):
@@ -105,8 +109,10 @@ def run_members(
         validate_config(c)
         _problem_guard(c)
         if c.distributed.data != 1 or c.distributed.coordinator_address:
-            raise JoptError("sweeps run on one device (vmapped); remove the distributed section "
-                            "or run the members one by one with jopt run")
+            raise JoptError(
+                "sweeps run on one device (vmapped); remove the distributed section "
+                "or run the members one by one with jopt run"
+            )
     groups = group_members(configs) if vmap else [[i] for i in range(len(configs))]
     data_cache: dict[str, Any] = {}
     summaries: list[dict | None] = [None] * len(configs)

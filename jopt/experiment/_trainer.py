@@ -24,7 +24,7 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _artifacts as art
-from jopt.experiment._build import Setup, build_optimizer, vmappable_values
+from jopt.experiment._build import Setup, build_optimizer, lr_name, vmappable_values
 from jopt.experiment._checkpoint import restore_checkpoint, save_checkpoint
 from jopt.experiment._schema import Config
 
@@ -320,7 +320,7 @@ class GroupTrainer:
             for key, v in ev.items():
                 row[key] = _float(pick(v))
             row.update(opt_logs[k])
-            lr = vmappable_values(mb.config).get(f"{cfg.optimizer.name}/learning_rate")
+            lr = vmappable_values(mb.config).get(lr_name(cfg))
             row["learning_rate"] = lr * self.lr_at(step) if lr is not None else None
             row.update(diag[k] if diag else {})
             row["epoch_time"] = dt
@@ -399,7 +399,7 @@ class GroupTrainer:
             lam = _float(
                 self.sharpness_fn(st.params, st.model_state, jax.random.key(mb.config.seed + epoch))
             )
-            lr = vmappable_values(mb.config)[f"{self.base.optimizer.name}/learning_rate"]
+            lr = vmappable_values(mb.config)[lr_name(self.base)]
             lr_now = lr * self.lr_at(epoch * self.setup.steps_per_epoch)
             out.append({"sharpness": lam, "stability_bound": 2.0 / lr_now if lr_now else None})
         return out

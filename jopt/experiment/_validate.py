@@ -66,6 +66,21 @@ def validate_optimizer(config: Config) -> None:
     for i, t in enumerate(opt.chain):
         fn = reg.transform_factory(t.name)
         _check_kwargs(f"optimizer.chain[{i}]", fn, t.kwargs)
+    if opt.groups:
+        for i, g in enumerate(opt.groups):
+            if "pattern" not in g:
+                raise JoptError(
+                    f"optimizer.groups[{i}] needs a 'pattern' (a glob over "
+                    "parameter paths such as 'head/**')"
+                )
+    from jopt.experiment._build import build_optimizer
+
+    try:  # building is pure Python (no JAX work): it checks values the signatures cannot
+        build_optimizer(config, 100, 10)
+    except JoptError as e:
+        raise JoptError(f"optimizer: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise JoptError(f"optimizer {opt.name!r}: {e}") from None
 
 
 def validate_config(config: Config) -> None:
