@@ -10,7 +10,10 @@ Variants (all jitted once, buffers donated, compile time = lower + compile):
 - ``fused``: gradient + ``jopt.fused(jopt.adam)`` (packed state; grads concatenated each step);
 - ``fused_optax``: gradient + ``jopt.fused(optax.adam)``;
 - ``packed``: parameters kept packed, the model sees ``layout.unpack`` views, Adam runs on
-  the packed buffers (``jopt.fused.packed_step``).
+  the packed buffers (``jopt.fused.packed_step``);
+- ``packed_grad``: the gradient alone with packed parameters (the baseline of ``packed``).
+
+``--leaves N`` replaces the MLP by a model of N leaves of shape (4,) (goal P4).
 """
 
 from __future__ import annotations
@@ -64,24 +67,50 @@ def variants(loss_fn, params, lr=1e-3):
         return flat, s
 
     out["packed"] = (packed, tx)
+
+    def packed_grad(flat, s, x, y):
+        # The gradient alone, with the parameters packed: the baseline of ``packed``.
+        return jax.grad(lambda f: loss_fn(layout.unpack(f), x, y))(flat), s
+
+    out["packed_grad"] = (packed_grad, None)
     return out, layout
 
 
-def run(blocks: int, width: int, batch: int, steps: int, only: list[str]) -> dict:
-    model, params, x, y = make_problem(blocks, width, batch)
-    loss_fn = make_loss(model)
+def run(blocks: int, width: int, batch: int, steps: int, only: list[str], leaves: int) -> dict:
+    if leaves:
+        loss_fn, params, x, y = make_many_leaf_problem(leaves)
+    else:
+        model, params, x, y = make_problem(blocks, width, batch)
+        loss_fn = make_loss(model)
     vs, layout = variants(loss_fn, params)
     res = {}
     for name, (fn, tx) in vs.items():
         if name not in only:
             continue
-        p = layout.pack(params) if name == "packed" else params
+        p = layout.pack(params) if name.startswith("packed") else params
         p = jax.tree.map(jnp.copy, p)
         s = tx.init(p) if tx is not None else jnp.zeros((), jnp.float32)
         compiled, ct = compile_fn(fn, p, s, x, y, donate_argnums=(0, 1))
         stats, _ = time_steps(compiled, (p, s), x, y, steps=steps, warmup=2)
         res[name] = {"compile_s": ct, "step_ms": stats.median * 1e3, "step_min_ms": stats.min * 1e3}
     return res
+
+
+def make_many_leaf_problem(leaves: int, size: int = 4):
+    """``leaves`` parameter arrays of shape ``(size,)`` and a loss touching every one of them.
+
+    The model is a sum of per-leaf least-squares terms, ``sum_i ||w_i * x - y||^2``: the
+    forward and backward passes are as cheap as possible, so the optimizer's share shows.
+    """
+    k = jax.random.split(jax.random.key(0), 3)
+    params = {f"w{i:05d}": jnp.full((size,), 0.01 * (i % 7), jnp.float32) for i in range(leaves)}
+    x = jax.random.normal(k[0], (size,), jnp.float32)
+    y = jax.random.normal(k[1], (size,), jnp.float32)
+
+    def loss_fn(p, x, y):
+        return sum(jnp.sum(jnp.square(w * x - y)) for w in jax.tree.leaves(p))
+
+    return loss_fn, params, x, y
 
 
 def main():
@@ -92,27 +121,32 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--variants", default="grad,optax,jopt,fused,fused_optax,packed")
+    ap.add_argument("--variants", default="grad,optax,jopt,fused,fused_optax,packed,packed_grad")
+    ap.add_argument(
+        "--leaves",
+        type=int,
+        default=0,
+        help="instead of the MLP, a model of this many (4,) leaves (P4)",
+    )
     a = ap.parse_args()
     report = {"environment": environment(), "width": a.width, "batch": a.batch, "results": {}}
     for b in a.blocks:
         only = a.variants.split(",")
-        runs = [run(b, a.width, a.batch, a.steps, only) for _ in range(a.repeats)]
+        runs = [run(b, a.width, a.batch, a.steps, only, a.leaves) for _ in range(a.repeats)]
         med = {
             k: {f: float(np.median([r[k][f] for r in runs])) for f in runs[0][k]} for k in runs[0]
         }
         g = med["grad"]
-        print(
-            f"\n{b} blocks ({len(jax.tree.leaves(make_problem(b, a.width)[1]))} leaves), "
-            f"median of {a.repeats} runs"
-        )
+        n_leaves = a.leaves or len(jax.tree.leaves(make_problem(b, a.width)[1]))
+        what = f"{a.leaves}-leaf model" if a.leaves else f"{b} blocks"
+        print(f"\n{what} ({n_leaves} leaves), median of {a.repeats} runs")
         print(f"{'variant':<12} {'compile s':>10} {'x grad':>7} {'step ms':>9} {'x grad':>7}")
         for k, v in med.items():
             print(
                 f"{k:<12} {v['compile_s']:>10.2f} {v['compile_s'] / g['compile_s']:>7.2f} "
                 f"{v['step_ms']:>9.3f} {v['step_ms'] / g['step_ms']:>7.2f}"
             )
-        report["results"][str(b)] = med
+        report["results"][f"{a.leaves}-leaves" if a.leaves else str(b)] = med
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=2)

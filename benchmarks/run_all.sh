@@ -17,3 +17,6 @@ python -m jopt.cli bench update --optimizer adam --params 8000 --leaves 2000 \
 python benchmarks/fused_alternatives.py --blocks 50 --steps 30 --json "$out/mlp_50.json"
 python benchmarks/fused_alternatives.py --blocks 200 --steps 20 \
   --variants grad,optax,fused,packed --json "$out/mlp_200.json"
+# P4: a 2000-leaf model (leaves of shape (4,)), gradient alone vs gradient + Adam.
+python benchmarks/fused_alternatives.py --leaves 2000 --steps 20 \
+  --variants grad,optax,fused,packed,packed_grad --json "$out/leaves_2000.json"
