@@ -248,7 +248,7 @@ def test_augmentation_never_touches_eval_data(iris, mlp, evaluate):
         iris,
         epochs=2,
         batching=Batching("minibatch", 30),
-        augment=Augment(noise_std=3.0, mixup_alpha=0.4),
+        augment=Augment(noise_std=3.0),  # mixup maths: tests/test_data_augment.py
         on_epoch=lambda e, rec, st: seen.append(rec["epoch"]),
         eval_splits=("test",),
     )

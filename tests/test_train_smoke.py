@@ -19,6 +19,7 @@ def test_fit_digits_mlp_learns():
         epochs=3,
         key=jax.random.key(0),
         batching=Batching("minibatch", 64),
+        eval_splits=("test",),
     )
     assert r.steps_per_epoch == len(ds.y_train) // 64
     assert [h["epoch"] for h in r.history] == [1, 2, 3]
