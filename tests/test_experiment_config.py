@@ -107,6 +107,17 @@ BAD = {
     "bad_override_syntax": (None, ["optimizer.learning_rate"], r"expected KEY=VALUE"),
     "bad_schedule": (None, ["schedule.name=cosin"], r"unknown schedule 'cosin'.*cosine"),
     "bad_fraction": (None, ["data.val_fraction=1.5"], r"val_fraction must be in"),
+    "group_without_pattern": (None, ["optimizer.groups=[{lr_mult: 0.1}]"], r"needs a 'pattern'"),
+    "unknown_chain_transform": (
+        None,
+        ["optimizer.chain=[{name: clip_by_globl_norm}]"],
+        r"unknown transform 'clip_by_globl_norm'",
+    ),
+    "bad_group_override": (
+        None,
+        ['optimizer.groups=[{pattern: "head/**", lr_mul: 0.1}]'],
+        r"unknown override 'lr_mul'",
+    ),
 }
 
 
