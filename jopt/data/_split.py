@@ -73,7 +73,7 @@ def split_arrays(
     return x[train], y[train], x[val], y[val], x_test, y_test
 
 
-def fit_preprocess(x_train: np.ndarray, method: str | None) -> dict[str, np.ndarray]:
+def fit_preprocess(x_train: np.ndarray, method: str | None) -> dict:
     """Statistics of ``method`` fitted on the training inputs only (per feature).
 
     ``standardize``: ``(x - mean) / std`` with std 0 replaced by 1 (constant features stay 0).
@@ -83,7 +83,7 @@ def fit_preprocess(x_train: np.ndarray, method: str | None) -> dict[str, np.ndar
     if method not in PREPROCESS:
         raise JoptError(f"unknown preprocess {method!r}; allowed: {', '.join(PREPROCESS)}")
     if method == "none":
-        return {"method": np.asarray("none")}
+        return {"method": "none"}
     x = x_train.astype(np.float64)
     if method == "standardize":
         shift, scale = x.mean(0), x.std(0)
@@ -92,7 +92,7 @@ def fit_preprocess(x_train: np.ndarray, method: str | None) -> dict[str, np.ndar
         scale = x.max(0) - shift
     scale = np.where(scale > 0, scale, 1.0)
     return {
-        "method": np.asarray(method),
+        "method": method,
         "shift": shift.astype(np.float32),
         "scale": scale.astype(np.float32),
     }
