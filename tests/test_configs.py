@@ -1,7 +1,7 @@
 """Every shipped config validates; a representative handful trains for one tiny epoch.
 
 Running all of configs/ would compile ~18 programs (minutes on 2 cores), so the run test
-covers the code paths the other tests do not: full-batch and accumulated batching, the 1-D
+covers the code paths the other tests do not: accumulated batching, the 1-D
 CNN on mnist1d, and augmentation (through the ``jopt run`` command, progress bar and summary).
 """
 
@@ -26,7 +26,7 @@ TINY = [
     "output.checkpoints=false",
     "output.progress=false",
 ]
-RUN = ["batching_accumulate", "batching_full", "mnist1d_cnn"]
+RUN = ["batching_accumulate", "mnist1d_cnn"]
 
 
 def test_configs_exist():
