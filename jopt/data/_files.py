@@ -116,7 +116,7 @@ def read_idx(path) -> np.ndarray:
 def load_idx(images=None, labels=None, *, test_images=None, test_labels=None, scale=True) -> Raw:
     """MNIST-style IDX files: ``images`` (n, H, W) and ``labels`` (n,), plus optional test files.
 
-    With ``scale`` (default), uint8 pixels are divided by 255 into [0, 1].
+    With ``scale`` (default), uint8 pixels are divided by 255 into [0, 1]; other types are kept.
     """
     if images is None or labels is None:
         raise JoptError("the idx loader needs data.images and data.labels file paths")
@@ -125,8 +125,9 @@ def load_idx(images=None, labels=None, *, test_images=None, test_labels=None, sc
         x, y = read_idx(img_path), read_idx(lbl_path)
         if len(x) != len(y):
             raise JoptError(f"{img_path}: {len(x)} images but {lbl_path} has {len(y)} labels")
+        pixels = x.dtype == np.uint8  # only byte images have a known 0..255 range
         x = x.astype(np.float32)
-        return (x / 255.0 if scale else x), y
+        return (x / 255.0 if scale and pixels else x), y
 
     x, y = pair(images, labels)
     kind = "image" if x.ndim in (3, 4) else "tabular"
