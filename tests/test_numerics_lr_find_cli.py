@@ -25,7 +25,7 @@ def test_lr_find_on_a_configured_mlp(tmp_path, capsys):
         (
             "name: lrf-digits\nseed: 0\n"
             "data: {name: digits, val_fraction: 0.0, test_fraction: 0.2, preprocess: standardize}\n"
-            "model: {name: mlp, hidden: [32], activation: relu}\n"
+            "model: {name: mlp, hidden: [16], activation: relu}\n"
             "optimizer: {name: sgd, learning_rate: 0.1, momentum: 0.9}\n"
             "batching: {strategy: minibatch, batch_size: 64}\n"
         ),
