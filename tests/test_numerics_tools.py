@@ -158,6 +158,13 @@ def test_landscapes_write_pngs(tmp_path):
     nm.plot_interpolation(alphas, losses, str(f1))
     nm.plot_surface(a, b, z, str(f2))
     assert f1.stat().st_size > 5000 and f2.stat().st_size > 5000
+    # Given directions reproduce the random ones (and need no key).
+    d1 = nm.filter_normalized_direction(jax.random.split(jax.random.key(4))[0], p1)
+    d2 = nm.filter_normalized_direction(jax.random.split(jax.random.key(4))[1], p1)
+    _, _, z2 = nm.surface_2d(loss_fn, p1, batches, num=7, span=1.0, directions=(d1, d2))
+    np.testing.assert_allclose(z2, z, rtol=1e-5)
+    with pytest.raises(jopt.JoptError, match="key"):
+        nm.surface_2d(loss_fn, p1, batches, num=7)
     with pytest.raises(jopt.JoptError, match="num"):
         nm.surface_2d(loss_fn, p1, batches, key=jax.random.key(4), num=1)
 

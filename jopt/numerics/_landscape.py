@@ -80,7 +80,7 @@ def surface_2d(
     params: Any,
     batches: Any = None,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
     num: int = 21,
     span: float = 1.0,
     directions: tuple[Any, Any] | None = None,
@@ -95,6 +95,8 @@ def surface_2d(
     if not span > 0:
         raise JoptError(f"span must be > 0, got {span!r}")
     if directions is None:
+        if key is None:
+            raise JoptError("surface_2d needs key= (for random directions) or directions=")
         k1, k2 = jax.random.split(key)
         directions = (
             filter_normalized_direction(k1, params),
