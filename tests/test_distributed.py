@@ -130,6 +130,12 @@ def test_checkpoint_saved_on_8_restores_on_fewer(runs, n):
         assert c[f"restore{n}_mu_spec"] == "P()"
 
 
+def test_experiment_runner_runs_data_parallel(runs):
+    c = runs["checks"]
+    assert c["runner_metric_diff"] <= 1e-5
+    assert np.isfinite(c["runner_train_loss"])
+
+
 def test_indivisible_batch_is_a_clear_error(runs):
     c = runs["checks"]
     for key in ("indivisible_error", "indivisible_shard_error"):

@@ -133,6 +133,31 @@ def checks(out_dir: str) -> dict:
             nxt = fit(m4, t4, d4, state=s4, **fit_kw)
             out["restore4_next_epoch_diff"] = max_diff(ref_next.state.params, nxt.state.params)
 
+    # The experiment runner (what `jopt run cfg.yaml distributed.data=8` calls): one epoch of the
+    # quickstart config on one device and on 8 with ZeRO-1 give the same logged metrics.
+    from jopt.experiment import load_config
+    from jopt.experiment._runner import run
+
+    root = Path(__file__).resolve().parents[1]
+    logged = {}
+    for name, extra in (("one", []), ("eight", ["distributed.data=8", "distributed.zero=1"])):
+        cfg = load_config(
+            root / "configs" / "quickstart.yaml",
+            [
+                "train.epochs=1",
+                f"output.runs_dir={Path(out_dir) / 'runs'}",
+                "output.plots=false",
+                "output.checkpoints=false",
+                "output.progress=false",
+                *extra,
+            ],
+        )
+        run_dir = Path(run(cfg))
+        logged[name] = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    keys = ("train_loss", "val_loss", "test_loss", "val_accuracy")
+    out["runner_metric_diff"] = max(abs(logged["one"][k] - logged["eight"][k]) for k in keys)
+    out["runner_train_loss"] = logged["eight"]["train_loss"]
+
     # A batch that does not split over the data axis.
     try:
         dp.prepare_fit(model, tx, data, batching=Batching("minibatch", 30))
