@@ -116,42 +116,34 @@ def test_path_rows_and_steps_to_reach_stay():
     assert summary["final_distance"] == 0.0
 
 
-def test_problem_config_runs_and_overlay(tmp_path):
+def test_compare_overlay_of_problem_runs(tmp_path):
+    from jopt.cli import main
     from jopt.experiment import load_config
 
-    def config(name, opt, data="{name: rosenbrock}", steps=2000, plots="true"):
+    def run(name, opt, data="{name: rosenbrock}", steps=2000):
         f = tmp_path / f"{name}.yaml"
         f.write_text(
             f"name: {name}\ndata: {data}\noptimizer: {opt}\ntrain: {{steps: {steps}}}\n"
-            f"output: {{runs_dir: {tmp_path / 'runs'}, plots: {plots}}}\n"
+            f"output: {{runs_dir: {tmp_path / name}, plots: false}}\n"
         )
-        return load_config(str(f))
+        assert main(["run", str(f), "--no-progress"]) == 0
+        (run_dir,) = (tmp_path / name).iterdir()
+        return str(run_dir)
 
-    mom = nm.run_problem_config(config("mom", "{name: sgd, learning_rate: 0.001, momentum: 0.9}"))
-    summary = json.loads((tmp_path / "runs" / mom / "summary.json").read_text())
-    # Same number as run_problem directly (1940): the config path builds the same optimizer.
-    assert summary["steps_to_1e-08"] == 1940
-    assert summary["epochs_run"] == 2000 and summary["final"]["train_loss"] < 1e-8
-    with open(f"{mom}/metrics.jsonl") as f:
-        rows = [json.loads(line) for line in f]
-    assert rows[0]["x"] == pytest.approx([-1.2, 1.0]) and rows[-1]["step"] == 2000
-    assert os.path.getsize(f"{mom}/plots/path.png") > 10_000
-    written = nm.plot_problem_runs([mom, mom], str(tmp_path / "cmp"))
-    assert [os.path.basename(w) for w in written] == ["path.png", "loss.png"]
-    other = nm.run_problem_config(
-        config(
-            "b", "{name: sgd, learning_rate: 0.01}", data="{name: beale}", steps=5, plots="false"
-        )
-    )
-    assert not os.path.exists(f"{other}/plots/path.png")
+    mom = run("mom", "{name: sgd, learning_rate: 0.001, momentum: 0.9}")
+    # The recomputed path is the runner's path: same optimizer, same final point.
+    problem, path = nm.problem_path_from_config(load_config(f"{mom}/config.yaml"))
+    assert path.shape == (2001, 2) and problems.steps_to_reach(problem, path, 1e-8) == 1940
+    with open(f"{mom}/summary.json") as f:
+        summary = json.load(f)
+    np.testing.assert_allclose(summary["x_final"], path[-1], rtol=1e-6)
+    adam = run("adam", "{name: adam, learning_rate: 0.03}")
+    written = nm.plot_problem_runs([mom, adam], str(tmp_path / "cmp"))
+    assert [os.path.basename(w) for w in written] == ["paths.png", "gaps.png"]
+    assert all(os.path.getsize(w) > 10_000 for w in written)
+    other = run("beale", "{name: sgd, learning_rate: 0.01}", data="{name: beale}", steps=5)
     with pytest.raises(jopt.JoptError, match="different problems"):
         nm.plot_problem_runs([mom, other], str(tmp_path / "cmp2"))
-    with pytest.raises(jopt.JoptError, match="x0"):
-        nm.run_problem_config(
-            config(
-                "x",
-                "{name: sgd, learning_rate: 0.01}",
-                data="{name: booth, options: {x0: [1, 2, 3]}}",
-                steps=5,
-            )
-        )
+    with pytest.raises(jopt.JoptError, match="x0 for booth"):
+        nm.get_problem("booth", x0=[1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(nm.get_problem("beale", x0=[1, 1]).x0, [1.0, 1.0])

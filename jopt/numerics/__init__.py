@@ -41,7 +41,7 @@ from jopt.numerics._lr_find import (
     write_lr_find,
 )
 from jopt.numerics._plots import plot_sharpness, plot_spectral_density
-from jopt.numerics._problem_run import plot_problem_runs, run_problem_config
+from jopt.numerics._problem_compare import plot_problem_runs, problem_path_from_config
 from jopt.numerics._stability import gd_contraction, max_stable_lr, stability_bound
 from jopt.numerics.problems import (
     PROBLEMS,
@@ -88,10 +88,10 @@ __all__ = [
     "plot_sharpness",
     "plot_spectral_density",
     "plot_surface",
+    "problem_path_from_config",
     "problem_summary",
     "problems",
     "run_problem",
-    "run_problem_config",
     "sharpness",
     "spectral_density",
     "stability_bound",

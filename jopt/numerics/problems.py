@@ -227,14 +227,24 @@ def list_problems() -> list[str]:
     return sorted(PROBLEMS)
 
 
-def get_problem(name: str, **options: Any) -> Problem:
-    """Build a registered problem, e.g. ``get_problem("rosenbrock", dim=10)``."""
+def get_problem(name: str, *, x0: Any = None, **options: Any) -> Problem:
+    """Build a registered problem, e.g. ``get_problem("rosenbrock", dim=10)``.
+
+    ``x0`` replaces the default start point (a list of ``dim`` numbers), so a config can say
+    ``data: {name: beale, options: {x0: [1.0, 1.0]}}``.
+    """
     if name not in PROBLEMS:
         raise JoptError(f"unknown test problem {name!r}; choose from {', '.join(list_problems())}")
     try:
-        return PROBLEMS[name](**options)
+        problem = PROBLEMS[name](**options)
     except TypeError as e:  # an option the problem does not take
         raise JoptError(f"bad options for test problem {name!r}: {e}") from None
+    if x0 is not None:
+        start = np.asarray(x0, np.float32)
+        if start.shape != (problem.dim,) or not np.all(np.isfinite(start)):
+            raise JoptError(f"x0 for {name} must be {problem.dim} finite numbers, got {x0!r}")
+        problem = dataclasses.replace(problem, x0=start)
+    return problem
 
 
 def run_problem(
