@@ -223,3 +223,50 @@ def test_check_divisible():
     jd.check_divisible(32, 8)
     with pytest.raises(jopt.JoptError, match=r"batch size 33 .* multiple of 8"):
         jd.check_divisible(33, 8)
+
+
+def test_setup_single_device_and_idempotent():
+    dp = jd.setup(None)
+    assert dp.size == jax.device_count() and dp.zero == 0 and dp.is_main
+    again = jd.setup({"data": -1, "zero": 1})
+    assert again.size == dp.size and again.zero == 1
+    assert dp.local_rows(6).tolist() == list(range(6))  # one process loads every row
+
+
+def test_zero1_wrapper_equals_plain_optimizer_on_one_device():
+    mesh = jd.make_data_mesh(1)
+    params = {"w": jax.numpy.arange(6.0, dtype=jax.numpy.float32).reshape(2, 3)}
+    grads = {"w": jax.numpy.full((2, 3), 0.5, jax.numpy.float32)}
+    tx, ztx = jopt.adam(0.1), jd.zero1(jopt.adam(0.1), mesh)
+    s, zs = tx.init(params), ztx.init(params)
+    for _ in range(3):
+        u, s = tx.update(grads, s, params)
+        zu, zs = ztx.update(grads, zs, params)
+    np.testing.assert_array_equal(np.asarray(u["w"]), np.asarray(zu["w"]))
+    assert jax.tree.structure(s) == jax.tree.structure(zs)
+
+
+def test_sharded_model_keeps_the_module_params():
+    from jopt.models import make_model
+
+    model = make_model("mlp", num_outputs=3, hidden=[4])
+    wrapped = jd.DataParallel(jd.make_data_mesh(1)).model(model)
+    x = jax.numpy.ones((2, 5), jax.numpy.float32)
+    variables = wrapped.init(jax.random.key(0), x, train=False)
+    direct = model.init(jax.random.key(0), x, train=False)
+    assert jax.tree.structure(variables) == jax.tree.structure(direct)
+    out = jax.jit(lambda v, x: wrapped.apply(v, x, train=False))(variables, x)
+    np.testing.assert_allclose(out, model.apply(direct, x, train=False), rtol=1e-6)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(jopt.JoptError, match="no checkpoint directory"):
+        jd.restore_checkpoint(tmp_path / "missing", {"w": np.zeros(2, np.float32)})
+
+
+def test_check_batching_names_the_strategy():
+    from jopt.data import Batching
+
+    jd.check_batching(Batching("minibatch", 32), 100, 8)
+    with pytest.raises(jopt.JoptError, match=r"batch size 1 \(stochastic batching\)"):
+        jd.check_batching(Batching("stochastic"), 100, 2)

@@ -53,6 +53,8 @@ class ShardedModel:
         return self.module.apply(variables, self.constrain(x), *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("module", "sharding", "size"):  # not set yet (copy/unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.module, name)
 
     def __repr__(self) -> str:
