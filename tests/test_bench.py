@@ -69,7 +69,8 @@ def test_memory_report_needs_no_allocation():
     abstract = {"w": jax.ShapeDtypeStruct((1000, 1000), jnp.float32)}
     rep = jopt.memory_report(jopt.fused(jopt.adam(1e-3)), abstract)
     assert rep.per_slot()["inner.0.mu"] == 4_000_000
-    assert rep.per_group() == {"-": 4, "float32": 8_000_000}
+    # "-": Adam's int32 count and the fused state's one int32 leaf offset.
+    assert rep.per_group() == {"-": 8, "float32": 8_000_000}
 
 
 def test_update_bytes_model():
@@ -153,7 +154,8 @@ def test_bench_update_end_to_end(update_report, capsys):
     for q in r["ratios"]:
         assert q["vs"] == "optax" and q["impl"] in ("jopt", "fused")
         assert q["step_ratio"] > 0 and q["compile_ratio"] > 0
-    assert r["memory"]["adam/fused"]["total_bytes"] == 2 * 2000 * 4 + 4
+    # mu and nu, Adam's count, and one int32 offset per leaf (8 leaves) in the fused state.
+    assert r["memory"]["adam/fused"]["total_bytes"] == 2 * 2000 * 4 + 4 + 8 * 4
 
 
 @pytest.mark.parametrize(
@@ -212,9 +214,10 @@ def test_bench_train_end_to_end(tmp_path):
         assert res["epoch_s"]["median"] > 0 and res["steps_per_epoch"] >= 1
     (q,) = r["ratios"]
     assert q["impl"] == "fused" and q["vs"] == "grad" and q["step_ratio"] > 0
-    # Adam's state: two moments the size of the parameters, plus the int32 count.
-    params = r["shapes"]["params"]
-    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 4
+    # Adam's state: two moments the size of the parameters, the int32 count, and the fused
+    # state's int32 offset of each leaf.
+    params, leaves = r["shapes"]["params"], r["shapes"]["leaves"]
+    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 4 + 4 * leaves
     assert r["memory"]["grad"]["total_bytes"] == 0
 
 

@@ -66,7 +66,7 @@ def test_fused_matches_unfused_for_registry(name):
     params = _params()
     ref, _ = _run(case.factory(**kwargs), params)
     got, state = _run(jopt.fused(case.factory(**kwargs)), params)
-    assert isinstance(state, FusedState)
+    assert isinstance(state, FusedState) and len(state.offsets) == 3
     assert jax.tree.structure(got) == jax.tree.structure(ref)
     assert _max_abs_diff(got, ref) <= TOL
     # The state really is packed: no state array has the shape of a (multi-element) leaf.
@@ -201,6 +201,23 @@ def test_unpack_gradient_is_a_concatenation_not_pads():
     np.testing.assert_allclose(np.asarray(g["float32"]), [1, 1, 1, 1, 4, 4, 4])
     jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: jnp.sum(layout.unpack(p)["b"])))(packed))
     assert " pad" not in jaxpr
+    # With offsets as data (what fused state and packed_step use): same values and gradient,
+    # and the backward pass is a concatenation, not per-leaf dynamic_update_slice.
+    offsets = layout.offsets()
+    assert [int(o) for o in offsets] == [0, 4]
+    back = layout.unpack(packed, offsets)
+    assert bool(jnp.all(back["a"] == tree["a"])) and bool(jnp.all(back["b"] == tree["b"]))
+
+    def loss(p, o):
+        leaves = layout.unpack(p, o)
+        return jnp.sum(leaves["b"] ** 2) + jnp.sum(leaves["a"])
+
+    g2 = jax.jit(jax.grad(loss))(packed, offsets)
+    np.testing.assert_allclose(np.asarray(g2["float32"]), [1, 1, 1, 1, 4, 4, 4])
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss))(packed, offsets))
+    assert "dynamic_update_slice" not in jaxpr and " pad" not in jaxpr
+    with pytest.raises(jopt.JoptError, match="offsets"):
+        layout.unpack(packed, offsets[:1])
 
 
 def test_packed_step_matches_unfused_training():

@@ -53,9 +53,13 @@ class FusedState(NamedTuple):
     Attributes:
         inner: the wrapped transform's state, created on the packed buffers, so its per-parameter
             slots are ``{dtype name: 1-D buffer}`` dicts (one buffer per dtype).
+        offsets: one int32 scalar per leaf, where it starts in its buffer. They never change;
+            they live in the state so that XLA sees them as data, compiles one slicing kernel
+            per leaf *size* instead of one per leaf (see ``PackLayout.offsets``).
     """
 
     inner: Any
+    offsets: tuple = ()
 
 
 def fused(tx: Any) -> GradientTransformation:
@@ -66,7 +70,8 @@ def fused(tx: Any) -> GradientTransformation:
         u = \\mathrm{unpack}(\\mathrm{tx.update}(\\mathrm{pack}(g), s, \\mathrm{pack}(\\theta)))
 
     where ``pack`` concatenates the raveled leaves of each dtype into one buffer and ``unpack``
-    slices them back. The state ``s`` is created on packed buffers and stays packed.
+    slices them back (at offsets kept in the state as data, so XLA compiles one slicing kernel
+    per distinct leaf size). The state ``s`` is created on packed buffers and stays packed.
 
     ``tx`` may be a jopt or an optax transform (``fused(optax.adam(1e-3))`` works). It must be
     elementwise or use only global reductions; wrap per-leaf pieces (trust ratios, factored
@@ -87,7 +92,7 @@ def fused(tx: Any) -> GradientTransformation:
     def init_fn(params):
         layout = pack_layout(params)
         with _layout_scope(layout):
-            return FusedState(inner=tx.init(layout.pack(params)))
+            return FusedState(inner=tx.init(layout.pack(params)), offsets=layout.offsets())
 
     def update_fn(updates, state, params=None, **extra_args):
         layout = pack_layout(updates)
@@ -98,7 +103,8 @@ def fused(tx: Any) -> GradientTransformation:
             new_updates, inner = call_update(
                 tx, packed_updates, state.inner, packed_params, **extra_args
             )
-        return layout.unpack(new_updates), FusedState(inner=inner)
+        offsets = state.offsets if len(state.offsets) == layout.num_leaves else None
+        return layout.unpack(new_updates, offsets), FusedState(inner, state.offsets)
 
     return GradientTransformation(init_fn, update_fn)
 

@@ -12,6 +12,7 @@ transform that treats its input as a tree of independent arrays runs on it uncha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -88,13 +89,36 @@ class PackLayout:
                     )
         return {g: p[0] if len(p) == 1 else jnp.concatenate(p) for g, p in parts.items()}
 
-    def unpack(self, packed: dict[str, jax.Array]) -> Any:
-        """Slice the buffers back into a tree with the original structure, shapes and dtypes."""
+    def offsets(self) -> tuple[jax.Array, ...]:
+        """One int32 scalar array per leaf: where it starts in its buffer.
+
+        Pass them to :meth:`unpack` as *runtime* arguments (keep them in the state, as
+        :func:`jopt.fused` does). XLA then sees the same "slice ``size`` values at offset ``o``"
+        kernel for every leaf of a given size and compiles it once; with constant offsets every
+        leaf is a different kernel, and XLA:CPU compile time grows by tens of milliseconds per
+        leaf.
+        """
+        return tuple(jnp.asarray(s.offset, jnp.int32) for s in self.slots)
+
+    def unpack(self, packed: dict[str, jax.Array], offsets: Any = None) -> Any:
+        """Slice the buffers back into a tree with the original structure, shapes and dtypes.
+
+        Without ``offsets``: one static ``split`` per buffer. With ``offsets`` (from
+        :meth:`offsets`, as runtime arrays): one dynamic slice per leaf, whose gradient is one
+        concatenation per buffer (a custom VJP), never a buffer-sized pad per leaf.
+        """
         missing = set(self.groups) - set(packed)
         if missing:
             raise JoptError(
                 f"packed buffers are missing groups {sorted(missing)}; expected {list(self.groups)}"
             )
+        if offsets is not None and len(offsets) > 0:
+            if len(offsets) != len(self.slots):
+                raise JoptError(
+                    f"got {len(offsets)} offsets for a layout of {len(self.slots)} leaves"
+                )
+            leaves = _dynamic_unpack(self, dict(packed), tuple(offsets))
+            return jax.tree.unflatten(self.treedef, leaves)
         # One ``split`` per buffer, not one ``slice`` per leaf: the transpose of ``split`` is a
         # single concatenation, whereas each ``slice`` transposes to a full-size ``pad`` that
         # the backward pass then sums (quadratic in the leaf count; seconds per step).
@@ -125,6 +149,33 @@ class PackLayout:
     def nbytes(self) -> int:
         """Bytes of one packed copy of the tree."""
         return sum(n * jnp.dtype(g).itemsize for g, n in self.sizes)
+
+
+def _slice_leaves(layout: PackLayout, packed, offsets):
+    return [
+        jax.lax.dynamic_slice_in_dim(packed[s.group], off, s.size).reshape(s.shape)
+        for s, off in zip(layout.slots, offsets, strict=True)
+    ]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _dynamic_unpack(layout: PackLayout, packed, offsets):
+    return _slice_leaves(layout, packed, offsets)
+
+
+def _dynamic_unpack_fwd(layout, packed, offsets):
+    return _slice_leaves(layout, packed, offsets), offsets
+
+
+def _dynamic_unpack_bwd(layout, offsets, cts):
+    # The leaves tile each buffer in order, so the cotangent of the buffer is the
+    # concatenation of the leaves' cotangents (the transpose of ``dynamic_slice`` would be a
+    # buffer-sized ``dynamic_update_slice`` of zeros per leaf).
+    grads = layout.pack(jax.tree.unflatten(layout.treedef, list(cts)))
+    return grads, tuple(None for _ in offsets)
+
+
+_dynamic_unpack.defvjp(_dynamic_unpack_fwd, _dynamic_unpack_bwd)
 
 
 def _group_name(dtype: Any) -> str:

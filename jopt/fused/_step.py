@@ -15,8 +15,9 @@ a handful of buffers::
         packed, state, loss = step(packed, state, x, y)
     params = layout.unpack(packed)
 
-``loss_fn(params, *batch)`` takes the ordinary parameter tree. The state is exactly what
-``jopt.fused(tx).init(params).inner`` would hold, and :func:`per_leaf` pieces work here too.
+``loss_fn(params, *batch)`` takes the ordinary parameter tree. The state is a
+:class:`FusedState`, exactly what ``jopt.fused(tx).init(params)`` returns (the packed state of
+``tx`` and the leaf offsets as data), and :func:`per_leaf` pieces work here too.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from typing import Any
 import jax
 
 from jopt.core import apply_updates, call_update
-from jopt.fused._fused import _layout_scope
+from jopt.fused._fused import FusedState, _layout_scope
 from jopt.fused._layout import PackLayout
 
 
-def packed_init(tx: Any, layout: PackLayout, packed: dict[str, jax.Array]) -> Any:
-    """``tx.init`` on packed parameters (so :func:`per_leaf` pieces see the layout)."""
+def packed_init(tx: Any, layout: PackLayout, packed: dict[str, jax.Array]) -> FusedState:
+    """``FusedState(tx.init(packed), layout.offsets())``, for :func:`packed_step`."""
     with _layout_scope(layout):
-        return tx.init(packed)
+        return FusedState(inner=tx.init(packed), offsets=layout.offsets())
 
 
 def packed_step(
@@ -42,19 +43,24 @@ def packed_step(
 ) -> Callable[..., Any]:
     """A pure, un-jitted ``step(packed, state, *batch) -> (packed, state, loss)``.
 
+    ``state`` comes from :func:`packed_init`.
     With ``has_aux=True``, ``loss_fn`` returns ``(loss, aux)`` and the step returns
     ``(packed, state, (loss, aux))``. The loss value is forwarded to ``tx`` as ``value=`` (for
     loss-aware transforms). The caller owns ``jit`` (donate ``packed`` and ``state``).
     """
 
     def step(packed, state, *batch):
+        offsets = state.offsets if len(state.offsets) == layout.num_leaves else None
+
         def packed_loss(p):
-            return loss_fn(layout.unpack(p), *batch)
+            # Offsets as data: one compiled slicing kernel per leaf size, and a gradient that
+            # is one concatenation per buffer (see ``PackLayout.unpack``).
+            return loss_fn(layout.unpack(p, offsets), *batch)
 
         out, grads = jax.value_and_grad(packed_loss, has_aux=has_aux)(packed)
         loss = out[0] if has_aux else out
         with _layout_scope(layout):
-            updates, state = call_update(tx, grads, state, packed, value=loss)
-        return apply_updates(packed, updates), state, out
+            updates, inner = call_update(tx, grads, state.inner, packed, value=loss)
+        return apply_updates(packed, updates), FusedState(inner, state.offsets), out
 
     return step
