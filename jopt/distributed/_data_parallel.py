@@ -2,13 +2,16 @@
 
 A :class:`DataParallel` holds a mesh and says where every array lives:
 
-- batches (and the training set an epoch function scans over) are split along the data axis;
+- batches are split along the data axis (given to a step function, or, inside an epoch
+  function, split by the model wrapper :meth:`DataParallel.model`); the training set an epoch
+  function shuffles and gathers from is replicated;
 - the train state (parameters, model state, step, key) is replicated;
 - the optimizer state is replicated, or split over the data axis with ``zero=1`` (ZeRO-1, see
   :mod:`jopt.distributed._zero`).
 
-:meth:`DataParallel.jit` then compiles a *pure, un-jitted* function from the training engine,
-``fn(state, x, y, ...) -> (state, metrics)``, with those shardings. The gradient of a mean loss
+:meth:`DataParallel.jit` / :meth:`DataParallel.jit_epoch` then compile a *pure, un-jitted*
+function from the training engine, ``fn(state, x, y, ...) -> (state, metrics)``, with those
+shardings. The gradient of a mean loss
 over a split batch is averaged by the partitioner (an all-reduce it inserts), so the step's code
 is the single-device code, and its result matches single-device training up to float
 summation order.
@@ -289,7 +292,8 @@ def setup(section: Any = None) -> DataParallel:
 
     Connects to the coordinator for a multi-process run (``jax.distributed.initialize``), asks
     for host devices on CPU when one process must supply ``data`` of them, and builds the mesh.
-    Call it before any other JAX work. Bad values raise :class:`jopt.JoptError`.
+    Call it before any other JAX work. Calling it again later is harmless (the job is already
+    started, the devices exist). Bad values raise :class:`jopt.JoptError`.
     """
     spec = parse_distributed(section)
     initialize(spec)
