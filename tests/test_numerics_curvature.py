@@ -107,8 +107,6 @@ def test_top_eigenvalue_flax_mlp_matches_explicit_hessian():
     f = jax.jit(lambda p, b, k: nm.top_eigenvalues(loss_fn, p, b, key=k, k=2, num_iters=30))
     pairs = f(params, batches, jax.random.key(5))
     np.testing.assert_allclose(pairs.eigenvalues, exact[:2], rtol=1e-3)
-    tr = nm.hutchinson_trace(loss_fn, params, batches, key=jax.random.key(7), num_probes=50)
-    assert abs(float(tr.trace) - np.trace(h)) < 4 * float(tr.stderr) + 1e-3
 
 
 def test_mixed_dtype_params_bfloat16_beside_float32():
@@ -119,7 +117,7 @@ def test_mixed_dtype_params_bfloat16_beside_float32():
     def loss(p):
         return jnp.sum(scale * p["w"].astype(jnp.float32) ** 2) + 2.5 * jnp.sum(p["b"] ** 2)
 
-    pairs = nm.top_eigenvalues(loss, params, key=jax.random.key(0), k=2)
+    pairs = jax.jit(lambda p, k: nm.top_eigenvalues(loss, p, key=k, k=2))(params, jax.random.key(0))
     np.testing.assert_allclose(pairs.eigenvalues, [6.0, 5.0], rtol=1e-2)  # bf16 HVP rounding
     assert pairs.eigenvectors["w"].dtype == jnp.bfloat16
     assert pairs.eigenvectors["b"].dtype == jnp.float32
