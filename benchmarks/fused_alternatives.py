@@ -68,9 +68,10 @@ def variants(loss_fn, params, lr=1e-3):
 
     out["packed"] = (packed, tx)
 
-    def packed_grad(flat, s, x, y):
-        # The gradient alone, with the parameters packed: the baseline of ``packed``.
-        return jax.grad(lambda f: loss_fn(layout.unpack(f), x, y))(flat), s
+    def packed_grad(flat, offsets, x, y):
+        # The gradient alone, with the parameters packed (leaf offsets as data, as in
+        # ``packed``): the baseline of ``packed``.
+        return jax.grad(lambda f: loss_fn(layout.unpack(f, offsets), x, y))(flat), offsets
 
     out["packed_grad"] = (packed_grad, None)
     return out, layout
@@ -89,7 +90,14 @@ def run(blocks: int, width: int, batch: int, steps: int, only: list[str], leaves
             continue
         p = layout.pack(params) if name.startswith("packed") else params
         p = jax.tree.map(jnp.copy, p)
-        s = tx.init(p) if tx is not None else jnp.zeros((), jnp.float32)
+        if name == "packed_grad":
+            s = layout.offsets()
+        elif tx is None:
+            s = jnp.zeros((), jnp.float32)
+        elif name == "packed":
+            s = jopt.fused.packed_init(tx, layout, p)
+        else:
+            s = tx.init(p)
         compiled, ct = compile_fn(fn, p, s, x, y, donate_argnums=(0, 1))
         stats, _ = time_steps(compiled, (p, s), x, y, steps=steps, warmup=2)
         res[name] = {"compile_s": ct, "step_ms": stats.median * 1e3, "step_min_ms": stats.min * 1e3}
