@@ -290,3 +290,17 @@ def test_bad_input_raises_jopt_error():
         layout.pack({"a": jnp.ones(4)})
     with pytest.raises(jopt.JoptError, match="missing"):
         layout.unpack({})
+
+
+def test_fused_under_vmap_like_a_sweep():
+    # Sweeps vmap the whole step over stacked states (the offsets get a batch axis too).
+    params = {"a": jnp.ones((3, 2)), "b": jnp.full((4,), 0.5)}
+    tx = jopt.fused(jopt.adam(1e-2))
+    states = jax.vmap(lambda _: tx.init(params))(jnp.arange(3))
+    grads = jax.tree.map(lambda x: jnp.stack([x * 0.1 * (i + 1) for i in range(3)]), params)
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * 3), params)
+    updates, _ = jax.jit(jax.vmap(tx.update))(grads, states, stacked)
+    plain = jopt.adam(1e-2)
+    for i in range(3):
+        ref, _ = plain.update(jax.tree.map(lambda x, i=i: x[i], grads), plain.init(params), params)
+        assert _max_abs_diff(jax.tree.map(lambda x, i=i: x[i], updates), ref) <= TOL
