@@ -28,8 +28,17 @@ def bench_data_parallel(
     zero: int = 0,
     repeats: int = 3,
     seed: int = 0,
+    data: Any = None,
+    model: Any = None,
+    tx: Any = None,
+    batching: Any = None,
+    spec: Any = None,
 ) -> dict[str, Any]:
     """Steps per second of data-parallel training for each device count in ``devices``.
+
+    By default a ``hidden`` MLP with Adam on ``dataset`` in minibatches of ``batch_size``; pass
+    ``data`` (a ``jopt.data.Dataset``), ``model``, ``tx``, ``batching`` and ``spec`` (a
+    ``jopt.train.LossSpec``) to benchmark an experiment's own set-up instead.
 
     Returns ``{"platform", "device_kind", "dataset", "batch_size", "steps_per_epoch", "zero",
     "results": [{"devices", "steps_per_s", "compile_s", "speedup_vs_first"}]}``.
@@ -46,11 +55,12 @@ def bench_data_parallel(
             f"bench asks for {max(devices)} devices but {len(available)} exist; on CPU run it "
             "as `python -m jopt.distributed.bench` (it requests host devices) or set XLA_FLAGS"
         )
-    data = load_dataset(dataset, seed=seed, val_fraction=0.0, test_fraction=0.0)
-    model = make_model("mlp", num_outputs=data.num_outputs, hidden=list(hidden))
-    tx = jopt.adam(1e-3)
-    batching = Batching("minibatch", batch_size)
-    spec = LossSpec(task=data.task, num_classes=data.num_classes)
+    if data is None:
+        data = load_dataset(dataset, seed=seed, val_fraction=0.0, test_fraction=0.0)
+    model = model or make_model("mlp", num_outputs=data.num_outputs, hidden=list(hidden))
+    tx = tx or jopt.adam(1e-3)
+    batching = batching or Batching("minibatch", batch_size)
+    spec = spec or LossSpec(task=data.task, num_classes=data.num_classes)
     rows = []
     for n in devices:
         dp = jd.DataParallel(jd.make_data_mesh(n, available[:n]), zero=zero)
@@ -76,8 +86,8 @@ def bench_data_parallel(
     return {
         "platform": available[0].platform,
         "device_kind": available[0].device_kind,
-        "dataset": dataset,
-        "batch_size": batch_size,
+        "dataset": data.name or dataset,
+        "batch_size": batching.shape(len(data.y_train))[2],
         "steps_per_epoch": batching.shape(len(data.y_train))[0],
         "zero": zero,
         "results": rows,
