@@ -203,7 +203,7 @@ def test_parse_rejects_bad_input(section, words):
 def test_mesh_needs_enough_devices():
     mesh = jd.make_data_mesh(-1)
     assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
-    with pytest.raises(jopt.JoptError, match="only 1 cpu device"):
+    with pytest.raises(jopt.JoptError, match=f"only {jax.device_count()} "):
         jd.make_data_mesh(jax.device_count() + 1)
 
 
