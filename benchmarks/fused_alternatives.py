@@ -11,7 +11,9 @@ Variants (all jitted once, buffers donated, compile time = lower + compile):
 - ``fused_optax``: gradient + ``jopt.fused(optax.adam)``;
 - ``packed``: parameters kept packed, the model sees ``layout.unpack`` views, Adam runs on
   the packed buffers (``jopt.fused.packed_step``);
-- ``packed_grad``: the gradient alone with packed parameters (the baseline of ``packed``).
+- ``packed_grad``: the gradient alone with packed parameters (the baseline of ``packed``);
+- ``fused_static`` / ``packed_static``: the same with ``dynamic_offsets=False`` (leaves cut at
+  constant offsets).
 
 ``--leaves N`` replaces the MLP by a model of N leaves of shape (4,) (goal P4).
 """
@@ -57,6 +59,7 @@ def variants(loss_fn, params, lr=1e-3):
     out["jopt"] = per_leaf(jopt.adam(lr))
     out["fused"] = per_leaf(jopt.fused(jopt.adam(lr)))
     out["fused_optax"] = per_leaf(jopt.fused(optax.adam(lr)))
+    out["fused_static"] = per_leaf(jopt.fused(jopt.adam(lr), dynamic_offsets=False))
 
     _, layout = pack(params)
     tx = jopt.adam(lr)
@@ -67,6 +70,7 @@ def variants(loss_fn, params, lr=1e-3):
         return flat, s
 
     out["packed"] = (packed, tx)
+    out["packed_static"] = (packed, tx)  # same step, state without offsets (constant slices)
 
     def packed_grad(flat, offsets, x, y):
         # The gradient alone, with the parameters packed (leaf offsets as data, as in
@@ -94,8 +98,8 @@ def run(blocks: int, width: int, batch: int, steps: int, only: list[str], leaves
             s = layout.offsets()
         elif tx is None:
             s = jnp.zeros((), jnp.float32)
-        elif name == "packed":
-            s = jopt.fused.packed_init(tx, layout, p)
+        elif name in ("packed", "packed_static"):
+            s = jopt.fused.packed_init(tx, layout, p, dynamic_offsets=name == "packed")
         else:
             s = tx.init(p)
         compiled, ct = compile_fn(fn, p, s, x, y, donate_argnums=(0, 1))

@@ -125,6 +125,14 @@ def test_fused_accepts_optax_transforms(make):
     assert _max_abs_diff(got, ref) <= TOL
 
 
+def test_static_offsets_match_too():
+    params = _params()
+    ref, _ = _run(jopt.adam(1e-2), params)
+    got, state = _run(jopt.fused(jopt.adam(1e-2), dynamic_offsets=False), params)
+    assert state.offsets == ()
+    assert _max_abs_diff(got, ref) <= TOL
+
+
 def test_global_norm_clipping_is_exact_on_packed_buffers():
     params = _params()
     tx = jopt.chain(jopt.clip_by_global_norm(0.05), jopt.sgd(0.1, momentum=0.9))

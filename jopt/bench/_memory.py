@@ -116,6 +116,8 @@ def memory_report(tx: Any, params: Any) -> MemoryReport:
     acc: dict[tuple[str, str], list[Any]] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
         keys = tuple(_key_str(k) for k in path)
+        if len(keys) >= 2 and keys[-2] == "offsets" and keys[-1].isdigit():
+            keys = keys[:-1]  # a fused state's per-leaf offsets: one slot, not one per leaf
         slot, group = ".".join(keys) or "state", "-"
         for n in range(min(max_len, len(keys)), 0, -1):
             if keys[-n:] in param_paths:

@@ -62,7 +62,7 @@ class FusedState(NamedTuple):
     offsets: tuple = ()
 
 
-def fused(tx: Any) -> GradientTransformation:
+def fused(tx: Any, *, dynamic_offsets: bool = True) -> GradientTransformation:
     """Run ``tx`` over packed buffers (one per dtype); same results as ``tx``.
 
     .. math::
@@ -76,6 +76,12 @@ def fused(tx: Any) -> GradientTransformation:
     ``tx`` may be a jopt or an optax transform (``fused(optax.adam(1e-3))`` works). It must be
     elementwise or use only global reductions; wrap per-leaf pieces (trust ratios, factored
     moments) in :func:`per_leaf`. Extra arguments (``value=``...) are forwarded.
+
+    ``dynamic_offsets`` (default) keeps the leaf offsets in the state as data: compile time then
+    grows with the number of distinct leaf *sizes*, but each leaf is its own small kernel at run
+    time. ``False`` slices at constant offsets: XLA may fuse the slices into their consumers
+    (faster steps for thousands of tiny leaves) but compiles a kernel per leaf (slow compiles on
+    XLA:CPU). benchmarks/README.md has the figures.
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -92,7 +98,8 @@ def fused(tx: Any) -> GradientTransformation:
     def init_fn(params):
         layout = pack_layout(params)
         with _layout_scope(layout):
-            return FusedState(inner=tx.init(layout.pack(params)), offsets=layout.offsets())
+            offsets = layout.offsets() if dynamic_offsets else ()
+            return FusedState(inner=tx.init(layout.pack(params)), offsets=offsets)
 
     def update_fn(updates, state, params=None, **extra_args):
         layout = pack_layout(updates)

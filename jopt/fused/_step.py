@@ -32,10 +32,17 @@ from jopt.fused._fused import FusedState, _layout_scope
 from jopt.fused._layout import PackLayout
 
 
-def packed_init(tx: Any, layout: PackLayout, packed: dict[str, jax.Array]) -> FusedState:
-    """``FusedState(tx.init(packed), layout.offsets())``, for :func:`packed_step`."""
+def packed_init(
+    tx: Any, layout: PackLayout, packed: dict[str, jax.Array], *, dynamic_offsets: bool = True
+) -> FusedState:
+    """``FusedState(tx.init(packed), layout.offsets())``, for :func:`packed_step`.
+
+    ``dynamic_offsets=False`` stores no offsets, so the model's leaves are cut at constant
+    offsets (see :func:`jopt.fused` for the trade-off).
+    """
     with _layout_scope(layout):
-        return FusedState(inner=tx.init(packed), offsets=layout.offsets())
+        offsets = layout.offsets() if dynamic_offsets else ()
+        return FusedState(inner=tx.init(packed), offsets=offsets)
 
 
 def packed_step(
