@@ -129,6 +129,7 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
                 r["bytes_per_step"] / 1e6,
                 r["achieved_gbs"],
                 r["x_bound"],
+                r["x_bound_median"],
                 "-" if ratio is None else f"{ratio['step_ratio']:.3f}",
                 "-" if ratio is None else f"{ratio['compile_ratio']:.3f}",
             ]
@@ -146,7 +147,8 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
                 "p90 ms",
                 "MB/step",
                 "GB/s",
-                "x bound",
+                "x bound (min)",
+                "x bound (med)",
                 "step/optax",
                 "compile/optax",
             ],
