@@ -69,8 +69,13 @@ def _mean_curve(directory: str, members: list[dict], metric: str, x: str):
         vals = [next((r[metric] for r in c if r["epoch"] == e), None) for c in curves]
         xs = [next((r[x] for r in c if r["epoch"] == e), None) for c in curves]
         if all(v is not None for v in vals):
-            rows.append({"epoch": e, "time": float(np.mean(xs)) if x == "time" else None,
-                         metric: float(np.mean(vals))})
+            rows.append(
+                {
+                    "epoch": e,
+                    "time": float(np.mean(xs)) if x == "time" else None,
+                    metric: float(np.mean(vals)),
+                }
+            )
     return rows
 
 
@@ -79,6 +84,11 @@ def main() -> int:
     ap.add_argument("study", help="study folder holding study.yaml")
     ap.add_argument("--runs-dir", default=os.environ.get("JOPT_STUDY_RUNS", "/tmp/jopt-studies"))
     ap.add_argument("--only", nargs="*", help="run only these configs (by file name)")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="redraw results.md and plots from results.json without training",
+    )
     a = ap.parse_args()
     with open(os.path.join(a.study, "study.yaml")) as f:
         spec = yaml.safe_load(f)
@@ -91,24 +101,31 @@ def main() -> int:
     t_all = time.perf_counter()
     for entry in spec["configs"]:
         name = entry["file"]
-        if a.only and name not in a.only:
+        if a.report_only or (a.only and name not in a.only):
             continue
-        cfg = load_config(os.path.join(a.study, name),
-                          [f"output.runs_dir={a.runs_dir}", "output.checkpoints=false",
-                           "output.progress=false"])
+        cfg = load_config(
+            os.path.join(a.study, name),
+            [f"output.runs_dir={a.runs_dir}", "output.checkpoints=false", "output.progress=false"],
+        )
         t0 = time.perf_counter()
         directory = sweep(cfg)
         info = read_json(os.path.join(directory, "sweep.json"))
-        summaries = [read_json(os.path.join(directory, m["dir"], "summary.json"))
-                     for m in info["members"]]
+        summaries = [
+            read_json(os.path.join(directory, m["dir"], "summary.json")) for m in info["members"]
+        ]
         points: dict[str, list[int]] = {}
         for i, m in enumerate(info["members"]):
             points.setdefault(json.dumps(m["point"], sort_keys=True), []).append(i)
         rows = []
         for key, idx in points.items():
             point = json.loads(key)
-            row = {"config": cfg.name, "point": point_label(point), "params": point,
-                   "seeds": len(idx), "members": idx}
+            row = {
+                "config": cfg.name,
+                "point": point_label(point),
+                "params": point,
+                "seeds": len(idx),
+                "members": idx,
+            }
             for k in {*metrics, select}:
                 row[k], row[f"{k}_std"] = _stat([_value(summaries[i], k) for i in idx])
             rows.append(row)
@@ -119,22 +136,32 @@ def main() -> int:
         for r in rows:
             if LR in r["params"]:
                 lr_curve[r["params"][LR]] = [_value(summaries[i], select) for i in r["members"]]
-        results[name] = {"label": entry.get("label", cfg.name), "mode": entry.get("mode", "best"),
-                         "rows": rows, "best": best, "sweep_dir": directory,
-                         "groups": info["num_compiled_groups"], "lr_curve": lr_curve,
-                         "wall_time": time.perf_counter() - t0}
+        results[name] = {
+            "label": entry.get("label", cfg.name),
+            "mode": entry.get("mode", "best"),
+            "rows": rows,
+            "best": best,
+            "sweep_dir": directory,
+            "groups": info["num_compiled_groups"],
+            "lr_curve": lr_curve,
+            "wall_time": time.perf_counter() - t0,
+        }
         previous["configs"] = results
         atomic_write(out_json, json.dumps(previous, indent=1, default=str) + "\n")
-        print(f"[{name}] {len(info['members'])} runs, {info['num_compiled_groups']} groups, "
-              f"{time.perf_counter() - t0:.0f} s; best {best['point']}: "
-              f"{select}={best[select]}", flush=True)
+        print(
+            f"[{name}] {len(info['members'])} runs, {info['num_compiled_groups']} groups, "
+            f"{time.perf_counter() - t0:.0f} s; best {best['point']}: "
+            f"{select}={best[select]}",
+            flush=True,
+        )
     write_report(a.study, spec, results, metrics, select, curves)
     print(f"study done in {time.perf_counter() - t_all:.0f} s", flush=True)
     return 0
 
 
-def write_report(study: str, spec: dict, results: dict, metrics: list[str], select: str,
-                 curves: list[dict]) -> None:
+def write_report(
+    study: str, spec: dict, results: dict, metrics: list[str], select: str, curves: list[dict]
+) -> None:
     head = ["run", "setting", "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     shown: dict[str, tuple[str, list[int]]] = {}
@@ -144,7 +171,7 @@ def write_report(study: str, spec: dict, results: dict, metrics: list[str], sele
             continue
         rows = res["rows"] if res["mode"] == "all" else [res["best"]]
         for r in rows:
-            label = res["label"] if res["mode"] != "all" else f"{res['label']} {r['point']}"
+            label = res["label"] if res["mode"] != "all" else r["point"]
             cells = [res["label"], r["point"], str(r["seeds"])]
             for m in metrics:
                 v, s = r.get(m), r.get(f"{m}_std")
@@ -159,17 +186,31 @@ def write_report(study: str, spec: dict, results: dict, metrics: list[str], sele
             if not os.path.isdir(directory):
                 continue
             info = read_json(os.path.join(directory, "sweep.json"))
-            runs[label] = _mean_curve(directory, [info["members"][i] for i in idx],
-                                      c["metric"], c.get("x", "epoch"))
+            runs[label] = _mean_curve(
+                directory, [info["members"][i] for i in idx], c["metric"], c.get("x", "epoch")
+            )
         if runs:
-            plot_overlay(runs, c["metric"], os.path.join(plots, f"{c['metric']}_vs_{c.get('x', 'epoch')}.png"),
-                         c.get("x", "epoch"), title=f"{spec['title']} (mean over seeds)")
-    groups = {results[e["file"]]["label"]: {float(k): v for k, v in
-                                            results[e["file"]]["lr_curve"].items()}
-              for e in spec["configs"] if e["file"] in results and results[e["file"]]["lr_curve"]}
+            plot_overlay(
+                runs,
+                c["metric"],
+                os.path.join(plots, f"{c['metric']}_vs_{c.get('x', 'epoch')}.png"),
+                c.get("x", "epoch"),
+                title=f"{spec['title']} (mean over seeds)",
+            )
+    groups = {
+        results[e["file"]]["label"]: {
+            float(k): v for k, v in results[e["file"]]["lr_curve"].items()
+        }
+        for e in spec["configs"]
+        if e["file"] in results and results[e["file"]]["lr_curve"]
+    }
     if groups:
-        plot_sensitivity(groups, select, os.path.join(plots, f"lr_sensitivity_{select}.png"),
-                         title=f"{spec['title']}: best-epoch {select} (mean ± std over seeds)")
+        plot_sensitivity(
+            groups,
+            select,
+            os.path.join(plots, f"lr_sensitivity_{select}.png"),
+            title=f"{spec['title']}: best-epoch {select} (mean ± std over seeds)",
+        )
 
 
 if __name__ == "__main__":

@@ -68,12 +68,16 @@ def plot_overlay(
     runs: dict[str, list[dict]], metric: str, path: str, x_key: str = "epoch", title: str = ""
 ) -> str | None:
     """One curve per run for ``metric`` against ``x_key`` (``epoch`` or ``time``)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    many = len(runs) > 10
+    fig, ax = plt.subplots(figsize=(9.5 if many else 6.5, 4.0))
+    if many:  # tab10 would repeat colours; vary the line style too
+        colors = plt.get_cmap("tab20").colors
     drawn = 0
     for label, rows in runs.items():
         x, y = _series(rows, metric, x_key)
         if len(x):
-            ax.plot(x, y, label=label)
+            style = {"color": colors[drawn % 20], "ls": "-" if drawn < 20 else "--"} if many else {}
+            ax.plot(x, y, label=label, **style)
             drawn += 1
     if not drawn:
         plt.close(fig)
@@ -84,7 +88,10 @@ def plot_overlay(
         ax.set_yscale("log")
     ax.set(xlabel="wall time (s)" if x_key == "time" else x_key, ylabel=metric, title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=1 + drawn // 12)
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
