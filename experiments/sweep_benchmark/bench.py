@@ -33,15 +33,23 @@ def main() -> None:
     lrs = [float(x) for x in np.logspace(-4, -1, a.k)]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = config_from_dict({
-            "name": "bench", "data": {"name": "digits"},
-            "model": {"name": "mlp", "hidden": [64]},
-            "optimizer": {"name": "adam", "learning_rate": 1e-3},
-            "batching": {"batch_size": 32}, "train": {"epochs": a.epochs},
-            "output": {"runs_dir": tmp, "progress": False, "plots": False,
-                       "checkpoints": False},
-            "sweep": {"grid": {"optimizer.learning_rate": lrs}, "seeds": 1},
-        })
+        cfg = config_from_dict(
+            {
+                "name": "bench",
+                "data": {"name": "digits"},
+                "model": {"name": "mlp", "hidden": [64]},
+                "optimizer": {"name": "adam", "learning_rate": 1e-3},
+                "batching": {"batch_size": 32},
+                "train": {"epochs": a.epochs},
+                "output": {
+                    "runs_dir": tmp,
+                    "progress": False,
+                    "plots": False,
+                    "checkpoints": False,
+                },
+                "sweep": {"grid": {"optimizer.learning_rate": lrs}, "seeds": 1},
+            }
+        )
         for arm, vmap in (("vmapped", True), ("sequential", False)):
             t = time.perf_counter()
             d = sweep(cfg, vmap=vmap)
@@ -57,10 +65,14 @@ def main() -> None:
     v, s = results["vmapped"], results["sequential"]
     diff = float(np.max(np.abs(np.asarray(v["val_loss"]) - np.asarray(s["val_loss"]))))
     report = {
-        "k": a.k, "epochs": a.epochs, "device": str(jax.devices()[0]),
-        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "k": a.k,
+        "epochs": a.epochs,
+        "device": str(jax.devices()[0]),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
         "load_avg_1min": os.getloadavg()[0],
-        "vmapped": v, "sequential": s,
+        "vmapped": v,
+        "sequential": s,
         "wall_ratio_vmapped_over_sequential": v["wall_s"] / s["wall_s"],
         "train_ratio": v["train_s"] / s["train_s"],
         "compile_ratio": v["compile_s"] / s["compile_s"],
@@ -68,11 +80,15 @@ def main() -> None:
     }
     for arm in ("vmapped", "sequential"):
         r = results[arm]
-        print(f"{arm:>10}: wall {r['wall_s']:7.1f} s  compile {r['compile_s']:6.1f} s  "
-              f"train {r['train_s']:6.2f} s  ({r['groups']} compiled programs)")
-    print(f"wall ratio vmapped/sequential = {report['wall_ratio_vmapped_over_sequential']:.3f} "
-          f"(train {report['train_ratio']:.2f}, compile {report['compile_ratio']:.3f}); "
-          f"max |val_loss diff| = {diff:.2e}; load avg {report['load_avg_1min']:.1f}")
+        print(
+            f"{arm:>10}: wall {r['wall_s']:7.1f} s  compile {r['compile_s']:6.1f} s  "
+            f"train {r['train_s']:6.2f} s  ({r['groups']} compiled programs)"
+        )
+    print(
+        f"wall ratio vmapped/sequential = {report['wall_ratio_vmapped_over_sequential']:.3f} "
+        f"(train {report['train_ratio']:.2f}, compile {report['compile_ratio']:.3f}); "
+        f"max |val_loss diff| = {diff:.2e}; load avg {report['load_avg_1min']:.1f}"
+    )
     if a.out:
         with open(a.out, "w") as f:
             json.dump(report, f, indent=2)
