@@ -38,7 +38,13 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
     best = {k: v for k, v in best_row.items() if k not in art.TIMING_FIELDS} if best_row else {}
     steps = member.last_epoch * trainer.setup.steps_per_epoch
     state = member.final_state
-    n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params)) if state else None
+    n_params = sparsity = None
+    if state is not None:
+        try:  # after Ctrl-C mid-epoch the last state may have been donated (deleted)
+            n_params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
+            sparsity = weight_sparsity(state.params)
+        except RuntimeError:
+            pass
     return {
         "name": member.config.name,
         "status": status,
@@ -53,7 +59,7 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
         "final": final,
         "best": best,
         "num_params": n_params,
-        "weight_sparsity": weight_sparsity(state.params) if state else None,
+        "weight_sparsity": sparsity,
         "wall_time": wall_s,
         "compile_time": trainer.compile_s,
         "train_time": trainer.train_s,
