@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Reproduce every figure of benchmarks/README.md in one go, then print the markdown tables.
-# Results go to benchmarks/results/*.json. About 5 minutes on an idle 2-core machine.
+# Results go to benchmarks/results/*.json. About 15 minutes on an idle 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results
 mkdir -p "$out"
 # P2/P3: the 50-block flax MLP, gradient alone vs gradient + Adam in every variant.
-python benchmarks/fused_alternatives.py --blocks 50 --steps 30 --json "$out/mlp_50.json"
+python benchmarks/fused_alternatives.py --blocks 50 --steps 30 --repeats 3 \
+  --variants grad,optax,jopt,fused,fused_static,fused_optax,packed,packed_static,packed_grad \
+  --json "$out/mlp_50.json"
 # P4: a 2000-leaf model (leaves of shape (4,)), gradient alone vs gradient + Adam.
 python benchmarks/fused_alternatives.py --leaves 2000 --steps 20 \
-  --variants grad,optax,fused,packed,packed_grad --json "$out/leaves_2000.json"
+  --variants grad,optax,fused,fused_static,packed,packed_static,packed_grad \
+  --json "$out/leaves_2000.json"
 # P1: one leaf of 10M, then 1M in 1000 leaves; adam, adamw, sgd (momentum).
 python -m jopt.cli bench update --optimizer adam,adamw,sgd --params 10M --leaves 1 \
   --steps 20 --json "$out/update_10M_1.json"

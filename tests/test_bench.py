@@ -140,8 +140,9 @@ def test_bench_update_end_to_end(update_report, capsys):
     assert r["shapes"]["8"] == [{"shape": [250], "count": 8}]
     bw = r["bandwidth"]
     assert bw["gbs"] > 0 and bw["gbs"] == max(bw["triad_gbs"], bw["copy_gbs"])
-    # 2 optimizers x 3 implementations x 2 leaf counts, every figure present and positive.
-    assert len(r["results"]) == 12
+    # 2 optimizers x 4 implementations x 2 leaf counts, every figure present and positive.
+    assert len(r["results"]) == 16
+    assert {x["impl"] for x in r["results"]} == {"optax", "jopt", "fused", "packed"}
     for res in r["results"]:
         s = res["step_s"]
         assert res["compile_s"] > 0 and 0 < s["min"] <= s["median"] <= s["p90"]
@@ -150,9 +151,9 @@ def test_bench_update_end_to_end(update_report, capsys):
         np.testing.assert_allclose(res["x_bound"], s["min"] / res["bound_s"])
         np.testing.assert_allclose(res["x_bound_median"], s["median"] / res["bound_s"])
         assert res["bytes_per_step"] == (7 if res["optimizer"] == "adam" else 5) * 2000 * 4
-    assert len(r["ratios"]) == 8
+    assert len(r["ratios"]) == 12
     for q in r["ratios"]:
-        assert q["vs"] == "optax" and q["impl"] in ("jopt", "fused")
+        assert q["vs"] == "optax" and q["impl"] in ("jopt", "fused", "packed")
         assert q["step_ratio"] > 0 and q["compile_ratio"] > 0
     # mu and nu, Adam's count, and one int32 offset per leaf (8 leaves) in the fused state.
     assert r["memory"]["adam/fused"]["total_bytes"] == 2 * 2000 * 4 + 4 + 8 * 4

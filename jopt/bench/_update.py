@@ -22,8 +22,11 @@ from jopt.bench._memory import memory_report
 from jopt.bench._roofline import Bandwidth
 from jopt.bench._timing import StepStats, compile_fn, time_steps
 from jopt.core import JoptError, apply_updates
+from jopt.fused._layout import pack_layout
 
-IMPLS = ("optax", "jopt", "fused")
+# optax / jopt: leaf by leaf; fused: jopt.fused (packed state, tree parameters); packed: the
+# parameters and gradients themselves are packed (jopt.pack), as in jopt.fused.packed_step.
+IMPLS = ("optax", "jopt", "fused", "packed")
 
 
 def _jopt_optimizer(name: str, lr: float) -> Any:
@@ -60,7 +63,7 @@ def make_tx(impl: str, optimizer: str, lr: float = 1e-3) -> Any:
 
     if impl == "optax":
         return _optax_optimizer(optimizer, lr)
-    if impl == "jopt":
+    if impl in ("jopt", "packed"):
         return _jopt_optimizer(optimizer, lr)
     if impl == "fused":
         return jopt.fused(_jopt_optimizer(optimizer, lr))
@@ -175,6 +178,11 @@ def bench_update(
 def _bench_update(optimizer, impl, params, grads, bandwidth, *, steps, warmup, min_time):
     tx = make_tx(impl, optimizer)
     moved, state_bytes = update_bytes(tx, params)
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    n_leaves = len(jax.tree.leaves(params))
+    if impl == "packed":  # the same values, held as one buffer per dtype across steps
+        layout = pack_layout(params)
+        params, grads = layout.pack(params), layout.pack(grads)
     p = jax.tree.map(jnp.copy, params)  # donated below; keep the caller's arrays alive
     state = jax.jit(tx.init)(p)
     compiled, compile_s = compile_fn(_update_step(tx), p, state, grads, donate_argnums=(0, 1))
@@ -184,8 +192,8 @@ def _bench_update(optimizer, impl, params, grads, bandwidth, *, steps, warmup, m
     return UpdateResult(
         optimizer=optimizer,
         impl=impl,
-        params=sum(x.size for x in jax.tree.leaves(params)),
-        leaves=len(jax.tree.leaves(params)),
+        params=n_params,
+        leaves=n_leaves,
         compile_s=compile_s,
         step=stats,
         bytes_per_step=moved,

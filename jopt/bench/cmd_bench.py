@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument(
         "--impl",
-        default="optax,jopt,fused",
-        help="comma-separated implementations: optax, jopt, fused",
+        default="optax,jopt,fused,packed",
+        help="comma-separated implementations: optax, jopt, fused, packed",
     )
     _common(up)
     tr = sub.add_parser("train", help="whole train steps and scan-fused epochs from a config")
