@@ -55,8 +55,13 @@ def mlp_table(rep) -> str:
     lines = []
     for blocks, med in rep["results"].items():
         g = med["grad"]
+        what = (
+            f"{blocks.split('-')[0]}-leaf model, leaves of shape (4,)"
+            if blocks.endswith("-leaves")
+            else f"{blocks} blocks, width {rep['width']}, batch {rep['batch']}"
+        )
         lines += [
-            f"{blocks} blocks, width {rep['width']}, batch {rep['batch']}; "
+            f"{what}; "
             f"{env['device_kind']}, load avg "
             f"{', '.join(f'{x:.1f}' for x in env['load_avg'] or [])} on {env['cpu_count']} cores",
             "",
