@@ -77,11 +77,40 @@ def mlp_table(rep) -> str:
     return "\n".join(lines)
 
 
+def train_table(rep) -> str:
+    env, sh = rep["environment"], rep["shapes"]
+    lines = [
+        f"`jopt bench train --config {rep['config']['path']}` ({rep['config']['optimizer']}, "
+        f"{sh['params']:,} params in {sh['leaves']} leaves, batch {sh['batch']}, "
+        f"{sh['steps_per_epoch']} steps per epoch); {env['device_kind']}, load avg "
+        f"{', '.join(f'{x:.1f}' for x in env['load_avg'] or [])} on {env['cpu_count']} cores",
+        "",
+        "| impl | step compile s | step ms (median) | epoch compile s | epoch ms (median) "
+        "| step / grad | step compile / grad | epoch / grad |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = {q["impl"]: q for q in rep["ratios"]}
+    for r in rep["results"]:
+        q = ratios.get(r["impl"])
+        tail = (
+            "1 | 1 | 1"
+            if q is None
+            else f"{q['step_ratio']:.2f} | {q['step_compile_ratio']:.2f} | {q['epoch_ratio']:.2f}"
+        )
+        lines.append(
+            f"| {r['impl']} | {r['step_compile_s']:.2f} | {r['step_s']['median'] * 1e3:.3f} | "
+            f"{r['epoch_compile_s']:.2f} | {r['epoch_s']['median'] * 1e3:.2f} | {tail} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     for path in sorted(glob.glob(os.path.join(HERE, "results", "*.json"))):
         rep = _load(os.path.basename(path))
         print(f"\n#### {os.path.basename(path)}\n")
-        print(update_table(rep) if rep.get("kind") == "update" else mlp_table(rep))
+        kind = rep.get("kind")
+        table = {"update": update_table, "train": train_table}.get(kind, mlp_table)
+        print(table(rep))
 
 
 if __name__ == "__main__":

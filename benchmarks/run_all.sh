@@ -17,11 +17,14 @@ python benchmarks/fused_alternatives.py --leaves 2000 --steps 20 \
 python -m jopt.cli bench update --optimizer adam,adamw,sgd --params 10M --leaves 1 \
   --steps 20 --json "$out/update_10M_1.json"
 python -m jopt.cli bench update --optimizer adam,adamw,sgd --params 1M --leaves 1000 \
-  --steps 20 --json "$out/update_1M_1000.json"
+  --impl optax,fused,packed --steps 20 --json "$out/update_1M_1000.json"
 # P4, the update alone: 2000 leaves of shape (4,).
 python -m jopt.cli bench update --optimizer adam --params 8000 --leaves 2000 \
   --steps 20 --json "$out/update_2000_leaves.json"
 # P2/P3 at 200 blocks (the slowest: optax alone compiles for ~25 s on an idle machine).
 python benchmarks/fused_alternatives.py --blocks 200 --steps 20 \
   --variants grad,optax,fused,packed,packed_grad --json "$out/mlp_200.json"
+# A whole train step and epoch from a config (the 6-leaf mnist1d MLP).
+python -m jopt.cli bench train --config configs/mnist1d_mlp.yaml --steps 20 \
+  --json "$out/train_mnist1d_mlp.json"
 python benchmarks/make_table.py

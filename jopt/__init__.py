@@ -109,7 +109,8 @@ from jopt.combinators import (
 # --- /combinators ---
 
 # --- fused + bench (issue 6) ---
-# ``jopt.fused`` is the function; the package's other names come from ``from jopt.fused import``.
+# ``jopt.fused`` is the function; the package's helpers are its attributes too
+# (``jopt.fused.packed_step``) and importable with ``from jopt.fused import ...``.
 from jopt.fused import FusedState, PackLayout, pack, pack_layout, per_leaf
 from jopt.fused import fused
 from jopt.bench import memory_report
