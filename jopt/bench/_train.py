@@ -177,6 +177,13 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
             rows,
         )
     )
+    print(
+        f"\noptimizer state for {n_params:,} params in {n_leaves} leaves "
+        "(jax.eval_shape, nothing allocated):"
+    )
+    for impl, m in memory.items():
+        slots = ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in m["per_slot"].items()) or "none"
+        print(f"  {impl:<6} total {m['total_bytes'] / 1e6:.3f} MB ({slots})")
     return {
         "schema": SCHEMA,
         "kind": "train",
