@@ -24,6 +24,7 @@ def main(args: argparse.Namespace) -> int:
     from jopt.core.errors import JoptError
     from jopt.experiment._load import load_config
     from jopt.experiment._runner import resume, run
+    from jopt.experiment._trainer import start_distributed
 
     progress = False if args.no_progress else None
     if args.resume:
@@ -35,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
         raise JoptError("no config file given; usage: jopt run CONFIG.yaml [KEY=VALUE ...]")
     if "=" in args.config:
         raise JoptError(f"expected a config file first, got the override {args.config!r}")
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, validate=False)  # run() validates
+    start_distributed(config)  # before validation, which already starts JAX (jopt.distributed)
     run(config, progress=progress, quiet=False)
     return 0
