@@ -62,6 +62,24 @@ def runs(tmp_path_factory):
         env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
         **popen,
     )
+    # The command line, on this CPU-only machine with no XLA_FLAGS: jopt asks for the devices.
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jopt.cli",
+            "run",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "train.epochs=1",
+            "distributed.data=4",
+            f"output.runs_dir={tmp / 'cli_runs'}",
+            "output.plots=false",
+            "output.checkpoints=false",
+            "--no-progress",
+        ],
+        env=_env(),
+        **popen,
+    )
     port = _free_port()
     procs = []
     if port is not None:
@@ -76,8 +94,10 @@ def runs(tmp_path_factory):
     try:
         result = {"checks": _result(checks), "tmp": tmp, "port": port}
         result["processes"] = [_result(p) for p in procs]
+        out, _ = cli.communicate(timeout=TIMEOUT)
+        result["cli"] = (cli.returncode, out)
     finally:
-        for p in [checks, *procs]:
+        for p in [checks, cli, *procs]:
             if p.poll() is None:
                 p.kill()
     return result
@@ -134,6 +154,14 @@ def test_experiment_runner_runs_data_parallel(runs):
     c = runs["checks"]
     assert c["runner_metric_diff"] <= 1e-5
     assert np.isfinite(c["runner_train_loss"])
+
+
+def test_jopt_run_distributed_from_the_command_line(runs):
+    code, out = runs["cli"]
+    assert code == 0, out[-3000:]
+    (run_dir,) = (runs["tmp"] / "cli_runs").iterdir()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows and np.isfinite(rows[-1]["train_loss"])
 
 
 def test_indivisible_batch_is_a_clear_error(runs):
