@@ -45,11 +45,23 @@ def _rows_and_curves(path: str):
     if not os.path.exists(summary_file):
         raise JoptError(f"{path} has no summary.json (did the run finish?)")
     summary = art.read_json(summary_file)
-    row = {"point": name, "seeds": 1, "epochs": summary["epochs_run"]}
-    for m in ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+    # A test-problem run logs steps (and its gap to the optimum) rather than epochs.
+    epochs = summary.get("epochs_run", summary.get("steps"))
+    row = {"point": name, "seeds": 1, "epochs": epochs}
+    metrics = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+    for m in (*metrics, "gap_to_optimum") if "problem" in summary else metrics:
         row[m] = summary["best"].get(m, summary["final"].get(m))
         row[f"{m}_std"] = None
     return [row], {name: art.read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
+
+
+def _is_problem_run(path: str) -> bool:
+    """True when ``path`` is a run of a classical test problem (``data.name: rosenbrock``...)."""
+    from jopt.experiment._load import load_config
+    from jopt.experiment._problem import is_problem
+
+    cfg_file = os.path.join(path, "config.yaml")
+    return os.path.exists(cfg_file) and is_problem(load_config(cfg_file))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,6 +97,11 @@ def main(args: argparse.Namespace) -> int:
                     groups.setdefault(label, {}).setdefault(r[lr_key], []).append(r.get(metric))
         if groups:
             plot_sensitivity(groups, metric, os.path.join(out, f"lr_sensitivity_{metric}.png"))
+    if not sweeps and all(_is_problem_run(path) for path in args.dirs):
+        # Test-problem runs: also overlay the optimizers' paths on the problem's contour.
+        from jopt.numerics import plot_problem_runs
+
+        plot_problem_runs(list(args.dirs), out)
     print(markdown_table(rows))
     print(f"table and plots in {out}")
     return 0
