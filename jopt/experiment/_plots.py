@@ -30,7 +30,8 @@ def _series(rows: list[dict], key: str, x_key: str = "epoch") -> tuple[np.ndarra
 
 
 def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
-    """``loss.png``, ``accuracy.png`` (train and validation) and ``learning_rate.png``."""
+    """``loss.png``, ``accuracy.png`` (train and validation), ``learning_rate.png`` and, when
+    sharpness was logged, ``sharpness.png`` (``lambda_max`` against the bound ``2/lr``)."""
     written = []
     for metric, log in (("loss", True), ("accuracy", False)):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -61,6 +62,17 @@ def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
         ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title=title)
         ax.grid(alpha=0.3)
         written.append(_save(fig, os.path.join(plot_dir, "learning_rate.png")))
+    x, y = _series(rows, "sharpness")
+    if len(x):  # diagnostics.sharpness_every: lambda_max beside the stability bound 2/lr
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.plot(x, y, marker="o" if len(x) < 30 else None, label="sharpness $\\lambda_{max}$")
+        bx, by = _series(rows, "stability_bound")
+        if len(bx):
+            ax.plot(bx, by, "--", color="k", label="2 / lr")
+        ax.set(xlabel="epoch", ylabel="top Hessian eigenvalue", title=f"{title} sharpness".strip())
+        ax.grid(alpha=0.3)
+        ax.legend()
+        written.append(_save(fig, os.path.join(plot_dir, "sharpness.png")))
     return written
 
 
