@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -177,16 +180,25 @@ def test_bench_bad_input_exits_2(args, message, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_bench_train_end_to_end(tmp_path):
+@pytest.fixture
+def tiny_config(tmp_path):
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        "name: tiny\nseed: 0\n"
-        "data: {name: digits, val_fraction: 0.2, test_fraction: 0.2, preprocess: standardize}\n"
-        "model: {name: mlp, hidden: [8], activation: relu}\n"
-        "optimizer: {name: adam, learning_rate: 1.0e-3}\n"
-        "batching: {strategy: minibatch, batch_size: 256}\n"
-        "train: {epochs: 1}\n"
-    )
+    cfg.write_text(TINY)
+    return cfg
+
+
+TINY = (
+    "name: tiny\nseed: 0\n"
+    "data: {name: digits, val_fraction: 0.2, test_fraction: 0.2, preprocess: standardize}\n"
+    "model: {name: mlp, hidden: [8], activation: relu}\n"
+    "optimizer: {name: adam, learning_rate: 1.0e-3}\n"
+    "batching: {strategy: minibatch, batch_size: 256}\n"
+    "train: {epochs: 1}\n"
+)
+
+
+def test_bench_train_end_to_end(tiny_config, tmp_path):
+    cfg = tiny_config
     path = tmp_path / "train.json"
     argv = [
         "bench",
@@ -199,6 +211,8 @@ def test_bench_train_end_to_end(tmp_path):
         "2",
         "--warmup",
         "1",
+        "--devices",
+        "1",
         "--json",
         str(path),
     ]
@@ -206,6 +220,13 @@ def test_bench_train_end_to_end(tmp_path):
     with open(path) as f:
         r = json.load(f)
     assert r["schema"] == "jopt.bench/1" and r["kind"] == "train"
+    # --devices 1: the data-parallel path (mesh, shardings, engine epoch) on the one CPU device.
+    dp = r["data_parallel"]
+    assert dp["platform"] == "cpu" and dp["zero"] == 0
+    assert dp["batch_size"] == 256 and dp["steps_per_epoch"] == r["shapes"]["steps_per_epoch"]
+    (row,) = dp["results"]
+    assert row["devices"] == 1 and row["steps_per_s"] > 0 and row["compile_s"] > 0
+    assert row["speedup_vs_first"] == 1.0
     assert r["config"]["impls"] == ["grad", "fused"] and r["config"]["optimizer"] == "adam"
     assert r["shapes"]["leaves"] == 4 and r["shapes"]["batch"][0] == 256
     assert [x["impl"] for x in r["results"]] == ["grad", "fused"]
@@ -220,6 +241,40 @@ def test_bench_train_end_to_end(tmp_path):
     params, leaves = r["shapes"]["params"], r["shapes"]["leaves"]
     assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 4 + 4 * leaves
     assert r["memory"]["grad"]["total_bytes"] == 0
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        ("0", "distinct positive device counts"),
+        ("two", "distinct positive device counts"),
+        ("1,1", "distinct positive device counts"),
+        ("2", "only 1 cpu device(s) exist"),  # this process's JAX has started with one
+    ],
+)
+def test_bench_train_bad_devices_exits_2(tiny_config, devices, message, capsys):
+    assert cli_main(["bench", "train", "--config", str(tiny_config), "--devices", devices]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_train_devices_2_in_a_fresh_process(tiny_config, tmp_path):
+    """On a CPU-only machine with no XLA_FLAGS, jopt asks JAX for the 2 host devices itself."""
+    path = tmp_path / "dp.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    argv = [sys.executable, "-m", "jopt.cli", "bench", "train", "--config", str(tiny_config)]
+    argv += ["--impl", "jopt", "--steps", "2", "--warmup", "1", "--devices", "2"]
+    proc = subprocess.run(
+        [*argv, "--json", str(path)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(path.read_text())
+    assert r["environment"]["device_count"] == 2
+    (row,) = r["data_parallel"]["results"]
+    assert row["devices"] == 2 and row["steps_per_s"] > 0
+    assert "data-parallel epochs" in proc.stdout
 
 
 def test_bench_train_bad_config_exits_2(tmp_path, capsys):

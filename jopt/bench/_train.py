@@ -59,6 +59,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         impls = ["grad", *impls]  # the baseline every ratio is taken against
     config = load_config(args.config, list(args.overrides))
     s = setup(config)
+    devices = list(getattr(args, "devices", None) or [])
+    _check_devices(devices, s)
     txs = _txs(config, impls)
     env = environment()
     print(
@@ -184,6 +186,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     for impl, m in memory.items():
         slots = ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in m["per_slot"].items()) or "none"
         print(f"  {impl:<6} total {m['total_bytes'] / 1e6:.3f} MB ({slots})")
+    data_parallel = _data_parallel(args, config, s, devices) if devices else None
     return {
         "schema": SCHEMA,
         "kind": "train",
@@ -208,4 +211,52 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         "results": results,
         "ratios": ratios,
         "memory": memory,
+        "data_parallel": data_parallel,
     }
+
+
+def _check_devices(devices: list[int], s: Any) -> None:
+    """Fail before any timing: enough devices, and the batch splits over each count."""
+    if not devices:
+        return
+    from jopt.distributed import check_batching
+
+    have = len(jax.devices())
+    if max(devices) > have:
+        raise JoptError(
+            f"--devices {max(devices)}: only {have} {jax.devices()[0].platform} device(s) exist "
+            "(on CPU jopt asks for host devices only when JAX has not started yet)"
+        )
+    for n in devices:
+        check_batching(s.batching, len(s.data.y_train), n)
+
+
+def _data_parallel(args: argparse.Namespace, config: Any, s: Any, devices: list[int]) -> dict:
+    """Data-parallel epochs of the configured optimizer (plain jopt) on each device count."""
+    from jopt.distributed import bench_data_parallel
+
+    tx = _txs(config, ["jopt"])["jopt"]
+    rep = bench_data_parallel(
+        devices=tuple(devices),
+        data=s.data,
+        model=s.model,
+        tx=tx,
+        batching=s.batching,
+        spec=s.spec,
+        repeats=max(args.steps // 4, 3),
+        seed=config.seed,
+    )
+    print(
+        f"\ndata-parallel epochs (jopt {config.optimizer.name}, batch {rep['batch_size']}, "
+        f"{rep['steps_per_epoch']} steps/epoch, {rep['platform']}):"
+    )
+    print(
+        format_table(
+            ["devices", "steps/s", "vs first", "compile s"],
+            [
+                [r["devices"], r["steps_per_s"], r["speedup_vs_first"], r["compile_s"]]
+                for r in rep["results"]
+            ],
+        )
+    )
+    return rep

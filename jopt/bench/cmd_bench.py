@@ -1,7 +1,7 @@
 """``jopt bench``: benchmark optimizer updates and train steps against optax and the roofline.
 
     jopt bench update --optimizer adam --params 10M --leaves 1,100,1000
-    jopt bench train --config cfg.yaml
+    jopt bench train --config cfg.yaml [--devices 1,2,4,8]
 
 Both print a table and, with ``--json PATH``, write the report whose fields are documented in
 ``benchmarks/README.md``.
@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="optax,jopt,fused",
         help="comma-separated implementations: optax, jopt, fused",
     )
+    tr.add_argument(
+        "--devices",
+        default=None,
+        help="also measure data-parallel epochs on these device counts, e.g. 2 or 1,2,4,8 "
+        "(on CPU, jopt asks JAX for that many host devices)",
+    )
     _common(tr)
 
 
@@ -68,6 +74,22 @@ def _write_json(path: str | None, report: dict[str, Any]) -> None:
     print(f"wrote {path}")
 
 
+def parse_devices(text: str | None) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; positive, distinct counts, else a one-line JoptError."""
+    if text is None:
+        return []
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        counts = [int(t) for t in items]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise JoptError(
+            f"--devices must be distinct positive device counts such as 2 or 1,2,4,8, got {text!r}"
+        )
+    return counts
+
+
 def main(args: argparse.Namespace) -> int:
     if args.bench_command is None:
         raise JoptError("choose a benchmark: 'jopt bench update ...' or 'jopt bench train ...'")
@@ -78,6 +100,12 @@ def main(args: argparse.Namespace) -> int:
 
         report = run_update(args)
     else:
+        args.devices = parse_devices(getattr(args, "devices", None))
+        if args.devices and max(args.devices) > 1:
+            # before any JAX work: on CPU, JAX creates its host devices once, when it starts
+            from jopt.distributed import request_cpu_devices
+
+            request_cpu_devices(max(args.devices))
         from jopt.bench._train import run_train
 
         report = run_train(args)
