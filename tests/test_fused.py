@@ -72,6 +72,47 @@ def test_fused_matches_unfused_for_registry(name):
     # The state really is packed: no state array has the shape of a (multi-element) leaf.
     leaf_shapes = {(3, 4), (2, 2), (5,)}
     assert not any(x.shape in leaf_shapes for x in jax.tree.leaves(state.inner))
+    # Padded to a multiple of 8 (21 -> 24 elements, as ZeRO-1 on 8 devices asks): the same
+    # parameters, and the padding of every packed state slot is still exactly zero.
+    padded, pstate = _run(jopt.fused(case.factory(**kwargs), pad_to=8), params)
+    assert _max_abs_diff(padded, got) <= 1e-7
+    _check_padding(state, pstate, used=21, padded=24)
+
+
+def _check_padding(state, pstate, used, padded):
+    """The packed slots of ``pstate`` are ``state``'s plus a finite padded tail (it need not be
+    zero: adagrad starts its accumulator at 0.1, adamax's max picks up eps)."""
+    for x, px in zip(jax.tree.leaves(state.inner), jax.tree.leaves(pstate.inner), strict=True):
+        if x.shape == (used,):
+            assert px.shape == (padded,)
+            np.testing.assert_allclose(np.asarray(px[:used]), np.asarray(x), rtol=1e-6, atol=1e-7)
+            assert np.all(np.isfinite(np.asarray(px[used:])))
+        else:
+            assert px.shape == x.shape
+
+
+def test_padded_tail_of_packed_updates_is_zero():
+    # What fused runs inside: the optimizer on padded packed buffers. A zero gradient in the
+    # padding must give a zero update there (so global norms of updates ignore it too).
+    params = _params()
+    layout = pack_layout(params, multiple_of=8)
+    names = ["adam", "adamax", "adagrad", "rmsprop", "sgd", "lion", "adabelief"]
+    txs = [REGISTRY[n].factory(**_case_kwargs(REGISTRY[n])) for n in names if n in REGISTRY]
+    assert len(txs) >= 5
+
+    @jax.jit
+    def tails(packed):
+        out = []
+        for tx in txs:
+            state, p = tx.init(packed), packed
+            for i in range(3):
+                g = layout.pack(_grad(layout.unpack(p), i))
+                u, state = tx.update(g, state, p)
+                p = jopt.apply_updates(p, u)
+                out.append(u["float32"][21:])
+        return jnp.stack(out)
+
+    np.testing.assert_array_equal(np.asarray(tails(layout.pack(params))), 0.0)
 
 
 def test_registry_covers_the_known_optimizers():
@@ -139,6 +180,43 @@ def test_global_norm_clipping_is_exact_on_packed_buffers():
     ref, _ = _run(tx, params)
     got, _ = _run(jopt.fused(tx), params)
     assert _max_abs_diff(got, ref) <= TOL
+    # Zero padding adds nothing to the global norm: same clipping, same trajectory.
+    padded, _ = _run(jopt.fused(tx, pad_to=16), params)
+    assert _max_abs_diff(padded, got) <= 1e-7
+
+
+def test_padding_is_zero_and_never_read():
+    tree = {"a": jnp.arange(6.0).reshape(2, 3), "n": jnp.arange(3, dtype=jnp.int32)}
+    packed, layout = pack(tree, multiple_of=4)
+    assert layout.sizes == (("float32", 8), ("int32", 4)) and layout.multiple_of == 4
+    assert layout.padding("float32") == 2 and layout.used("int32") == 3
+    np.testing.assert_array_equal(np.asarray(packed["float32"]), [0, 1, 2, 3, 4, 5, 0, 0])
+    # Unpacking ignores whatever the padding holds, with static and dynamic offsets.
+    dirty = {"float32": packed["float32"].at[6:].set(99.0), "int32": packed["int32"]}
+    for offsets in (None, layout.offsets()):
+        back = layout.unpack(dirty, offsets)
+        assert bool(jnp.all(back["a"] == tree["a"])) and bool(jnp.all(back["n"] == tree["n"]))
+    # Padding elements belong to no leaf; the gradient there is zero.
+    assert layout.segment_ids("float32").tolist() == [0] * 6 + [2, 2]
+    g = jax.grad(lambda p: jnp.sum(layout.unpack(p, layout.offsets())["a"] ** 2))(
+        {"float32": packed["float32"], "int32": packed["int32"].astype(jnp.float32)}
+    )
+    np.testing.assert_allclose(np.asarray(g["float32"]), [0, 2, 4, 6, 8, 10, 0, 0])
+    # An exact multiple needs no padding.
+    assert pack_layout(tree, multiple_of=3).sizes == (("float32", 6), ("int32", 3))
+
+
+def test_pad_scope_sets_the_padding_of_fused_transforms():
+    params = _params()  # 21 float32 elements
+    tx = jopt.fused(jopt.adam(1e-2), pad_to=4)
+    with jopt.fused.pad_scope(6):  # what ZeRO-1 does: lcm(4, 6) = 12 -> 24 elements
+        state = tx.init(params)
+        updates, state = tx.update(params, state, params)
+    assert state.inner[0].mu["float32"].shape == (24,)
+    assert tx.init(params).inner[0].mu["float32"].shape == (24,)  # pad_to=4 alone: 21 -> 24
+    assert jopt.fused(jopt.adam(1e-2)).init(params).inner[0].mu["float32"].shape == (21,)
+    ref, _ = jopt.adam(1e-2).update(params, jopt.adam(1e-2).init(params), params)
+    assert _max_abs_diff(updates, ref) <= TOL
 
 
 def test_one_buffer_per_dtype_and_dtypes_kept():
@@ -298,6 +376,11 @@ def test_bad_input_raises_jopt_error():
         layout.pack({"a": jnp.ones(4)})
     with pytest.raises(jopt.JoptError, match="missing"):
         layout.unpack({})
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(jopt.JoptError, match="positive integer"):
+            jopt.fused(jopt.adam(1e-2), pad_to=bad)
+    with pytest.raises(jopt.JoptError, match="multiple_of must be a positive integer"):
+        pack_layout({"a": jnp.ones(3)}, multiple_of=0)
 
 
 def test_fused_under_vmap_like_a_sweep():

@@ -18,6 +18,11 @@ elementwise per leaf (``jopt.core.map_elementwise``), slicing a leaf slices its 
 Each state leaf is split along its *largest axis divisible by the data-axis size*; leaves with no
 such axis (scalar step counts, odd shapes) stay replicated. :func:`zero1_coverage` reports the
 fraction of state bytes that really is sharded.
+
+Fused optimizers (``jopt.fused``) keep their state in one 1-D buffer per dtype. ``zero1`` runs
+the inner ``init`` and ``update`` inside ``jopt.fused.pad_scope(N)``, so every fused transform
+inside pads its buffers with zeros to a multiple of ``N`` and they split evenly: ``1/N`` of the
+packed state per device, whatever the leaf shapes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jopt.core import GradientTransformation, call_update
 from jopt.distributed._config import DATA_AXIS
+from jopt.fused import pad_scope
 
 
 def _shard_axis(shape: tuple[int, ...], n: int) -> int | None:
@@ -95,16 +101,21 @@ def zero1(tx: Any, mesh: Mesh) -> GradientTransformation:
     ``params + updates`` stays replicated. Results equal ``tx``'s up to float rounding.
 
     Works under any ``jit`` (including ``jopt.train.fit``'s, which sets no shardings itself).
+    A ``jopt.fused`` transform inside pads its packed buffers to a multiple of the data-axis
+    size (``jopt.fused.pad_scope``), so the packed state is sharded too.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
+    n = int(mesh.shape[DATA_AXIS])
 
     def init_fn(params):
-        state = tx.init(params)
+        with pad_scope(n):
+            state = tx.init(params)
         return _constrain(state, zero1_shardings(state, mesh))
 
     def update_fn(updates, state, params=None, **extra_args):
         updates = _constrain(updates, zero1_shardings(updates, mesh))
-        updates, state = call_update(tx, updates, state, params, **extra_args)
+        with pad_scope(n):
+            updates, state = call_update(tx, updates, state, params, **extra_args)
         state = _constrain(state, zero1_shardings(state, mesh))
         updates = jax.tree.map(lambda u: jax.lax.with_sharding_constraint(u, replicated), updates)
         return updates, state

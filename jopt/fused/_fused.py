@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from jopt.core import GradientTransformation, JoptError, call_update
-from jopt.fused._layout import PackLayout, pack_layout
+from jopt.fused._layout import PackLayout, _check_multiple, pack_layout
 
 # The layout of the packed tree currently being processed by a fused transform. It is set only
 # while ``fused`` calls its inner ``init``/``update`` (at trace time, it is static Python data),
@@ -36,6 +37,29 @@ from jopt.fused._layout import PackLayout, pack_layout
 _CURRENT_LAYOUT: contextvars.ContextVar[PackLayout | None] = contextvars.ContextVar(
     "jopt_fused_layout", default=None
 )
+
+
+# A padding multiple that wrappers around a fused transform ask for (``jopt.distributed.zero1``
+# asks for its data-axis size, so the packed buffers split evenly over the devices). Read when
+# ``fused`` builds its layout, at trace time.
+_PAD_REQUEST: contextvars.ContextVar[int] = contextvars.ContextVar("jopt_fused_pad", default=1)
+
+
+@contextlib.contextmanager
+def pad_scope(multiple_of: int) -> Iterator[None]:
+    """Inside this scope, every :func:`fused` transform pads its buffers to a multiple of
+    ``multiple_of`` (the least common multiple with its own ``pad_to`` and any outer scope).
+
+    ``jopt.distributed.zero1`` calls its inner ``init`` and ``update`` in
+    ``pad_scope(data-axis size)``. Use the same scope for ``init`` and ``update``: the padding
+    is part of the state's shapes.
+    """
+    n = _check_multiple(multiple_of, "pad_scope's multiple_of")
+    token = _PAD_REQUEST.set(math.lcm(_PAD_REQUEST.get(), n))
+    try:
+        yield
+    finally:
+        _PAD_REQUEST.reset(token)
 
 
 @contextlib.contextmanager
@@ -62,7 +86,7 @@ class FusedState(NamedTuple):
     offsets: tuple = ()
 
 
-def fused(tx: Any, *, dynamic_offsets: bool = True) -> GradientTransformation:
+def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> GradientTransformation:
     """Run ``tx`` over packed buffers (one per dtype); same results as ``tx``.
 
     .. math::
@@ -83,6 +107,14 @@ def fused(tx: Any, *, dynamic_offsets: bool = True) -> GradientTransformation:
     (faster steps for thousands of tiny leaves) but compiles a kernel per leaf (slow compiles on
     XLA:CPU). benchmarks/README.md has the figures.
 
+    ``pad_to=N`` pads each buffer (and so each packed state slot) with zeros to a multiple of
+    ``N`` elements, so that ZeRO-1 can split it over ``N`` devices (``jopt.distributed.zero1``
+    asks for its device count by itself, see :func:`pad_scope`). The padding holds zero
+    gradients and zero parameters; elementwise maths keeps it at zero (zero moments, zero
+    updates) and adds nothing to global norms, and unpacking never reads it, so results equal
+    the unpadded ones. Pass the largest device count you will shard over (e.g. 8) to keep
+    checkpoints portable between 8, 4, 2 and 1 devices: the padded length is in the state.
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.fused(jopt.adam(1e-3))
@@ -94,15 +126,19 @@ def fused(tx: Any, *, dynamic_offsets: bool = True) -> GradientTransformation:
     """
     if not (hasattr(tx, "init") and hasattr(tx, "update")):
         raise JoptError(f"fused expects a gradient transformation (init, update), got {tx!r}")
+    pad_to = _check_multiple(pad_to, "fused's pad_to")
+
+    def layout_of(tree):
+        return pack_layout(tree, multiple_of=math.lcm(pad_to, _PAD_REQUEST.get()))
 
     def init_fn(params):
-        layout = pack_layout(params)
+        layout = layout_of(params)
         with _layout_scope(layout):
             offsets = layout.offsets() if dynamic_offsets else ()
             return FusedState(inner=tx.init(layout.pack(params)), offsets=offsets)
 
     def update_fn(updates, state, params=None, **extra_args):
-        layout = pack_layout(updates)
+        layout = layout_of(updates)
         packed_updates = layout.pack(updates)
         # Under jit an unused packed copy of the parameters is dead code and costs nothing.
         packed_params = None if params is None else layout.pack(params, cast=False)

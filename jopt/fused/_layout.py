@@ -7,6 +7,10 @@ so they run under ``jit``, ``grad`` and ``vmap``.
 
 The packed form of a tree is a ``dict`` ``{dtype name: 1-D buffer}``, itself a pytree, so any
 transform that treats its input as a tree of independent arrays runs on it unchanged.
+
+With ``multiple_of=N`` every buffer is padded with zeros at its end to a multiple of ``N``
+elements, so that it splits evenly over ``N`` devices (ZeRO-1 over packed state). The padding
+belongs to no leaf: packing writes zeros there, unpacking never reads it.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ class PackLayout:
     Attributes:
         treedef: the structure of the original tree (``None`` leaves stay ``None``).
         slots: one :class:`LeafSlot` per array leaf, in ``jax.tree.leaves`` order.
-        sizes: ``{group: total elements}``, with groups named by dtype (``"float32"``...).
+        sizes: ``{group: buffer length}``, with groups named by dtype (``"float32"``...): the
+            elements of its leaves, plus the zero padding up to a multiple of ``multiple_of``.
+        multiple_of: every buffer length is a multiple of it (``1``: no padding).
     """
 
     treedef: Any
     slots: tuple[LeafSlot, ...]
     sizes: tuple[tuple[str, int], ...]
+    multiple_of: int = 1
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -55,6 +62,14 @@ class PackLayout:
     @property
     def num_leaves(self) -> int:
         return len(self.slots)
+
+    def used(self, group: str) -> int:
+        """Elements of buffer ``group`` that hold leaves (its length minus the padding)."""
+        return sum(s.size for s in self.slots if s.group == group)
+
+    def padding(self, group: str) -> int:
+        """Zero elements at the end of buffer ``group``."""
+        return dict(self.sizes)[group] - self.used(group)
 
     def pack(self, tree: Any, *, cast: bool = True) -> dict[str, jax.Array]:
         """Concatenate the leaves of ``tree`` (structure of this layout) into its buffers.
@@ -87,6 +102,10 @@ class PackLayout:
                         f"cannot pack leaves of dtypes {dtypes} into one buffer {g!r}; "
                         "parameters sharing an update dtype must share a dtype"
                     )
+        for g, p in parts.items():
+            pad = self.padding(g)
+            if pad:  # zeros: a zero gradient keeps zero moments, adds nothing to global norms
+                p.append(jnp.zeros((pad,), p[0].dtype))
         return {g: p[0] if len(p) == 1 else jnp.concatenate(p) for g, p in parts.items()}
 
     def offsets(self) -> tuple[jax.Array, ...]:
@@ -125,6 +144,8 @@ class PackLayout:
         pieces: dict[str, list[jax.Array]] = {}
         for g in self.groups:
             bounds = [s.offset for s in self.slots if s.group == g][1:]
+            if self.padding(g):
+                bounds.append(self.used(g))  # the last piece is the padding, never read
             buf = packed[g]
             pieces[g] = [buf] if not bounds else jnp.split(buf, bounds)
         taken = dict.fromkeys(self.groups, 0)
@@ -138,9 +159,10 @@ class PackLayout:
         """For buffer ``group``, the index of the leaf each element belongs to (numpy, static).
 
         Leaf indices are positions in ``jax.tree.leaves`` order; use them with
-        ``jax.ops.segment_sum`` to compute per-leaf reductions on a packed buffer.
+        ``jax.ops.segment_sum`` to compute per-leaf reductions on a packed buffer. Padding
+        elements get ``num_leaves`` (out of range for ``num_segments=num_leaves``, so dropped).
         """
-        ids = np.empty((dict(self.sizes)[group],), np.int32)
+        ids = np.full((dict(self.sizes)[group],), self.num_leaves, np.int32)
         for i, slot in enumerate(self.slots):
             if slot.group == group:
                 ids[slot.offset : slot.offset + slot.size] = i
@@ -182,10 +204,20 @@ def _group_name(dtype: Any) -> str:
     return jnp.dtype(dtype).name
 
 
-def pack_layout(tree: Any) -> PackLayout:
+def _check_multiple(multiple_of: Any, what: str) -> int:
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int | np.integer):
+        raise JoptError(f"{what} must be a positive integer, got {multiple_of!r}")
+    if multiple_of < 1:
+        raise JoptError(f"{what} must be a positive integer, got {multiple_of}")
+    return int(multiple_of)
+
+
+def pack_layout(tree: Any, *, multiple_of: int = 1) -> PackLayout:
     """The :class:`PackLayout` of ``tree``: leaves grouped by dtype, in tree order.
 
     Only shapes and dtypes are read, so ``tree`` may hold ``jax.ShapeDtypeStruct`` or tracers.
+    ``multiple_of=N`` pads each buffer with zeros to a multiple of ``N`` elements (so it splits
+    evenly over ``N`` devices).
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -194,6 +226,7 @@ def pack_layout(tree: Any) -> PackLayout:
         >>> packed["float32"].shape
         (9,)
     """
+    multiple_of = _check_multiple(multiple_of, "multiple_of")
     leaves, treedef = jax.tree.flatten(tree)
     offsets: dict[str, int] = {}
     slots = []
@@ -206,11 +239,14 @@ def pack_layout(tree: Any) -> PackLayout:
         off = offsets.get(group, 0)
         slots.append(LeafSlot(group=group, offset=off, size=size, shape=shape))
         offsets[group] = off + size
-    sizes = tuple(sorted(offsets.items()))
-    return PackLayout(treedef=treedef, slots=tuple(slots), sizes=sizes)
+    sizes = tuple(sorted((g, -(-n // multiple_of) * multiple_of) for g, n in offsets.items()))
+    return PackLayout(treedef=treedef, slots=tuple(slots), sizes=sizes, multiple_of=multiple_of)
 
 
-def pack(tree: Any) -> tuple[dict[str, jax.Array], PackLayout]:
-    """Pack ``tree`` into ``({dtype: buffer}, layout)``; ``layout.unpack`` inverts it."""
-    layout = pack_layout(tree)
+def pack(tree: Any, *, multiple_of: int = 1) -> tuple[dict[str, jax.Array], PackLayout]:
+    """Pack ``tree`` into ``({dtype: buffer}, layout)``; ``layout.unpack`` inverts it.
+
+    ``multiple_of`` pads each buffer with zeros, as in :func:`pack_layout`.
+    """
+    layout = pack_layout(tree, multiple_of=multiple_of)
     return layout.pack(tree), layout
