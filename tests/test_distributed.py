@@ -137,6 +137,25 @@ def test_zero1_state_is_sharded_and_matches(runs):
     assert c["zero_param_diff"] <= 1e-5 and c["zero_opt_diff"] <= 1e-5
 
 
+def test_zero1_shards_fused_packed_state_and_matches(runs):
+    c = runs["checks"]
+    # The digits MLP packs into 2410 float32 elements, which 8 does not divide: zero1 pads the
+    # fused buffers to 2416 and splits them, 302 elements per device.
+    assert c["fused_unpadded_len"] == 2410
+    assert c["fused_mu_shape"] == [2416]
+    assert c["fused_mu_spec"] == "P('data',)" and c["fused_mu_devices"] == 8
+    assert c["fused_mu_shard_shapes"] == [[302]]
+    total = c["fused_opt_bytes_total"]
+    (per_device,) = c["fused_opt_bytes_per_device"]  # the same on every device
+    # mu and nu (2 x 2416 x 4 bytes) split 8 ways; the step count and 4 leaf offsets stay whole.
+    assert per_device == 2 * 302 * 4 + 4 + 4 * 4
+    assert total == 2 * 2416 * 4 + 4 + 4 * 4
+    assert c["fused_coverage"] > 0.99
+    assert c["fused_params_replicated"]
+    # Same parameters as unsharded, unfused single-device training.
+    assert c["fused_param_diff"] <= 1e-5 and c["fused_loss_diff"] <= 1e-5
+
+
 @pytest.mark.parametrize("n", [4, 1])
 def test_checkpoint_saved_on_8_restores_on_fewer(runs, n):
     c = runs["checks"]

@@ -112,6 +112,29 @@ def checks(out_dir: str) -> dict:
     out["zero_param_diff"] = max_diff(ref.state.params, sz.params)
     out["zero_opt_diff"] = max_diff(ref.state.opt_state, sz.opt_state)
 
+    # ZeRO-1 over a fused optimizer: the packed buffers (2410 float32 elements, not a multiple
+    # of 8) are padded to 2416 by zero1 and split 8 ways; same parameters as 1 device, unfused.
+    from jopt.fused import pack_layout
+
+    m, t, d, s = z.prepare_fit(model, jopt.fused(tx), data, key=0, batching=batching)
+    rf = fit(m, t, d, state=s, **fit_kw)
+    fmu = rf.state.opt_state.inner[0].mu["float32"]
+    out["fused_unpadded_len"] = dict(pack_layout(rf.state.params).sizes)["float32"]
+    out["fused_mu_shape"] = list(fmu.shape)
+    out["fused_mu_spec"] = str(fmu.sharding.spec)
+    out["fused_mu_shard_shapes"] = sorted({sh.data.shape for sh in fmu.addressable_shards})
+    out["fused_mu_devices"] = len(fmu.sharding.device_set)
+    out["fused_opt_bytes_per_device"] = sorted(
+        set(jd.bytes_per_device(rf.state.opt_state).values())
+    )
+    out["fused_opt_bytes_total"] = sum(x.nbytes for x in jax.tree.leaves(rf.state.opt_state))
+    out["fused_coverage"] = jd.zero1_coverage(rf.state.opt_state, z.mesh)
+    out["fused_params_replicated"] = all(
+        x.sharding.is_fully_replicated for x in jax.tree.leaves(rf.state.params)
+    )
+    out["fused_param_diff"] = max_diff(ref.state.params, rf.state.params)
+    out["fused_loss_diff"] = abs(ref.history[0]["train_loss"] - rf.history[0]["train_loss"])
+
     # Checkpoint the ZeRO-1 state on 8 devices; restore on 4 (ZeRO-1) and on 1.
     ckpt = jd.save_checkpoint(Path(out_dir) / "ckpt8", sz)
     like = jax.eval_shape(lambda: sz)
