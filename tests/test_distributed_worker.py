@@ -156,6 +156,21 @@ def checks(out_dir: str) -> dict:
             nxt = fit(m4, t4, d4, state=s4, **fit_kw)
             out["restore4_next_epoch_diff"] = max_diff(ref_next.state.params, nxt.state.params)
 
+    # The fused ZeRO-1 state (padded to 2416 for 8 devices) restores on 4 and trains on: the
+    # fused update keeps the state's padded length (2416 = 4 x 604) and matches 1 device.
+    fckpt = jd.save_checkpoint(Path(out_dir) / "ckpt8_fused", rf.state)
+    flike = jax.eval_shape(lambda: rf.state)
+    d4 = jd.DataParallel(jd.make_data_mesh(4), zero=1)
+    frestored = jd.restore_checkpoint(fckpt, flike, d4.state_shardings(flike))
+    m4, t4, dd4, s4 = d4.prepare_fit(
+        model, jopt.fused(tx), data, batching=batching, state=frestored
+    )
+    fnext = fit(m4, t4, dd4, state=s4, **fit_kw)
+    fmu4 = fnext.state.opt_state.inner[0].mu["float32"]
+    out["fused_restore4_mu_shape"] = list(fmu4.shape)
+    out["fused_restore4_shard_shapes"] = sorted({sh.data.shape for sh in fmu4.addressable_shards})
+    out["fused_restore4_next_epoch_diff"] = max_diff(ref_next.state.params, fnext.state.params)
+
     # The experiment runner (what `jopt run cfg.yaml distributed.data=8` calls): one epoch of the
     # quickstart config on one device and on 8 with ZeRO-1 give the same logged metrics.
     from jopt.experiment import load_config

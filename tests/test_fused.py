@@ -217,6 +217,15 @@ def test_pad_scope_sets_the_padding_of_fused_transforms():
     assert jopt.fused(jopt.adam(1e-2)).init(params).inner[0].mu["float32"].shape == (21,)
     ref, _ = jopt.adam(1e-2).update(params, jopt.adam(1e-2).init(params), params)
     assert _max_abs_diff(updates, ref) <= TOL
+    # The state's padded length wins over the request: a state padded for 6 devices (e.g. a
+    # checkpoint) goes on under a transform that asks for no padding, with the same updates.
+    plain = jopt.fused(jopt.adam(1e-2))
+    u_pad, s_pad = plain.update(params, state, params)
+    assert s_pad.inner[0].mu["float32"].shape == (24,)
+    u_ref, _ = tx.update(params, state, params)
+    assert _max_abs_diff(u_pad, u_ref) == 0.0
+    with pytest.raises(jopt.JoptError, match="has 24 elements but the updates need 25"):
+        plain.update({**params, "b": jnp.ones(9)}, state, {**params, "b": jnp.ones(9)})
 
 
 def test_one_buffer_per_dtype_and_dtypes_kept():

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
+
+import jax
 
 from jopt.core import GradientTransformation, JoptError, call_update
 from jopt.fused._layout import PackLayout, _check_multiple, pack_layout
@@ -110,10 +113,10 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
     ``pad_to=N`` pads each buffer (and so each packed state slot) with zeros to a multiple of
     ``N`` elements, so that ZeRO-1 can split it over ``N`` devices (``jopt.distributed.zero1``
     asks for its device count by itself, see :func:`pad_scope`). The padding holds zero
-    gradients and zero parameters; elementwise maths keeps it at zero (zero moments, zero
-    updates) and adds nothing to global norms, and unpacking never reads it, so results equal
-    the unpadded ones. Pass the largest device count you will shard over (e.g. 8) to keep
-    checkpoints portable between 8, 4, 2 and 1 devices: the padded length is in the state.
+    gradients and zero parameters; elementwise maths gives it zero updates and it adds nothing
+    to global norms, and unpacking never reads it, so results equal the unpadded ones. The
+    padded length is in the state, and ``update`` keeps the length of the state it is given: a
+    state padded for 8 devices goes on under 4, 2 or 1 (e.g. restored from a checkpoint).
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -138,7 +141,9 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
             return FusedState(inner=tx.init(layout.pack(params)), offsets=offsets)
 
     def update_fn(updates, state, params=None, **extra_args):
-        layout = layout_of(updates)
+        # The state's own buffer lengths win over the requested padding, so a state padded for
+        # 8 devices (e.g. restored from a checkpoint) keeps working on 4, on 1, or unwrapped.
+        layout = _match_state(layout_of(updates), state.inner)
         packed_updates = layout.pack(updates)
         # Under jit an unused packed copy of the parameters is dead code and costs nothing.
         packed_params = None if params is None else layout.pack(params, cast=False)
@@ -150,6 +155,36 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
         return layout.unpack(new_updates, offsets), FusedState(inner, state.offsets)
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _match_state(layout: PackLayout, inner: Any) -> PackLayout:
+    """``layout`` with each buffer as long as the packed slots of ``inner`` (padding included).
+
+    Packed slots are the 1-D arrays under a dict key named like a buffer (``mu["float32"]``).
+    """
+    found: dict[str, set[int]] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(inner)[0]:
+        key = path[-1] if path else None
+        is_slot = isinstance(key, jax.tree_util.DictKey) and key.key in layout.groups
+        if is_slot and len(getattr(leaf, "shape", ())) == 1:
+            found.setdefault(key.key, set()).add(int(leaf.shape[0]))
+    sizes = dict(layout.sizes)
+    changed = False
+    for group, lengths in found.items():
+        if len(lengths) != 1:
+            continue  # ambiguous: keep the requested layout
+        (length,) = lengths
+        if length < layout.used(group):
+            raise JoptError(
+                f"fused state buffer {group!r} has {length} elements but the updates need "
+                f"{layout.used(group)}; pass the state made by this transform's init for these "
+                "parameters"
+            )
+        if length != sizes[group]:
+            sizes[group], changed = length, True
+    if not changed:
+        return layout
+    return dataclasses.replace(layout, sizes=tuple(sorted(sizes.items())))
 
 
 def per_leaf(tx: Any) -> GradientTransformation:
