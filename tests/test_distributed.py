@@ -81,7 +81,7 @@ def runs(tmp_path_factory):
         **popen,
     )
     port = _free_port()
-    procs = []
+    procs, run_procs = [], []
     if port is not None:
         procs = [
             subprocess.Popen(
@@ -91,13 +91,38 @@ def runs(tmp_path_factory):
             )
             for pid in range(2)
         ]
+        # `jopt run` as a 2-process job (2 host devices each, ZeRO-1): the same config as `cli`.
+        run_port = _free_port()
+        while run_port == port:
+            run_port = _free_port()
+        coord = {"JOPT_COORDINATOR_ADDRESS": f"127.0.0.1:{run_port}", "JOPT_NUM_PROCESSES": "2"}
+        run_procs = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "jopt.cli", "run"),
+                    str(ROOT / "configs" / "quickstart.yaml"),
+                    "train.epochs=1",
+                    "distributed.data=-1",
+                    "distributed.zero=1",
+                    "distributed.local_devices=2",
+                    f"output.runs_dir={tmp / 'mp_runs'}",
+                    "output.plots=false",
+                    "--no-progress",
+                ],
+                env=_env(**coord, JOPT_PROCESS_ID=str(pid)),
+                **popen,
+            )
+            for pid in range(2)
+        ]
     try:
         result = {"checks": _result(checks), "tmp": tmp, "port": port}
         result["processes"] = [_result(p) for p in procs]
         out, _ = cli.communicate(timeout=TIMEOUT)
         result["cli"] = (cli.returncode, out)
+        outs = [p.communicate(timeout=TIMEOUT)[0] for p in run_procs]
+        result["mp_run"] = [(p.returncode, o) for p, o in zip(run_procs, outs, strict=True)]
     finally:
-        for p in [checks, cli, *procs]:
+        for p in [checks, cli, *procs, *run_procs]:
             if p.poll() is None:
                 p.kill()
     return result
@@ -214,6 +239,28 @@ def test_two_processes_train_on_loopback(runs):
     written = json.loads((runs["tmp"] / "mp" / "process0.json").read_text())
     assert written["pid"] == 0  # only process 0 wrote its report
     assert not (runs["tmp"] / "mp" / "process1.json").exists()
+
+
+def test_jopt_run_two_processes_share_one_run_directory(runs):
+    """`jopt run` on 2 processes: one run directory named by process 0, written by process 0
+    alone, with a checkpoint both processes saved collectively; metrics equal the 1-process
+    4-device run of the same config."""
+    if runs["port"] is None:
+        pytest.skip("cannot bind a localhost TCP port for the coordinator on this platform")
+    (c0, out0), (c1, out1) = runs["mp_run"]
+    assert c0 == 0 and c1 == 0, (out0[-3000:], out1[-3000:])
+    assert "results in" in out0 and "results in" not in out1  # process 0 alone reports
+    (run_dir,) = (runs["tmp"] / "mp_runs").iterdir()
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "summary.json").is_file()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["epoch_000001", "epoch_000001.json"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1]
+    (cli_dir,) = (runs["tmp"] / "cli_runs").iterdir()
+    ref = json.loads((cli_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    for k in ("train_loss", "val_loss", "test_loss", "val_accuracy"):
+        assert abs(rows[-1][k] - ref[k]) <= 1e-5, k
 
 
 # --- in-process: config, mesh and sharding rules ------------------------------------------------

@@ -74,7 +74,7 @@ def finish(
 ) -> dict:
     """Write ``summary.json`` and the plots of one member; return the summary."""
     summary = summarize(member, trainer, wall_s, status)
-    if member.run_dir is not None:
+    if member.run_dir is not None and member.writes:
         art.write_json(os.path.join(member.run_dir, "summary.json"), summary)
         if plots and member.config.output.plots and member.rows:
             plot_run(member.rows, os.path.join(member.run_dir, "plots"), member.config.name)
@@ -110,12 +110,46 @@ def run(
     t0 = time.perf_counter()
     parallel = start_distributed(config)  # before any other JAX work
     st = make_setup(config)  # loads data; raises JoptError for bad sizes before any write
-    member = Member(config)
+    member = Member(config, writes=_writes(parallel))
     progress = config.output.progress if progress is None else progress
-    trainer = GroupTrainer([member], st, progress=progress, parallel=parallel)
-    member.run_dir = art.make_run_dir(config.output.runs_dir, config.name)
-    art.atomic_write(os.path.join(member.run_dir, "config.yaml"), dump_config(config))
+    trainer = GroupTrainer([member], st, progress=progress and member.writes, parallel=parallel)
+    member.run_dir = _make_run_dir(config, parallel)
+    if member.writes:
+        art.atomic_write(os.path.join(member.run_dir, "config.yaml"), dump_config(config))
     return _train(trainer, member, t0, 0, stop_after, quiet)
+
+
+def _writes(parallel: Any) -> bool:
+    """Whether this process writes the run's files: always, except in processes other than 0
+    of a multi-process job."""
+    return parallel is None or parallel.is_main
+
+
+def _make_run_dir(config: Config, parallel: Any) -> str:
+    """A fresh run directory; in a multi-process job, the same one in every process.
+
+    Checkpoint saves are collective (every process writes its own shards into one directory),
+    so process 0 creates the directory and sends its path to the others with
+    ``multihost_utils.broadcast_one_to_all`` (the path must be on a filesystem all processes
+    see). A single process draws its own name as before.
+    """
+    if parallel is None or jax.process_count() == 1:
+        return art.make_run_dir(config.output.runs_dir, config.name)
+    from jax.experimental import multihost_utils
+
+    path = art.make_run_dir(config.output.runs_dir, config.name) if parallel.is_main else ""
+    raw = os.fsencode(os.path.abspath(path) if path else "")
+    if len(raw) > _PATH_BYTES:
+        raise JoptError(f"output.runs_dir path too long for a multi-process run: {path}")
+    buf = np.zeros(_PATH_BYTES, np.uint8)
+    buf[: len(raw)] = np.frombuffer(raw, np.uint8)
+    got = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+    path = os.fsdecode(got.tobytes().rstrip(b"\0"))
+    os.makedirs(path, exist_ok=True)  # a no-op on a shared filesystem
+    return path
+
+
+_PATH_BYTES = 4096  # the broadcast buffer for the run directory's path (Linux PATH_MAX)
 
 
 def _train(
@@ -143,7 +177,7 @@ def _train(
         if member.final_state is None:
             member.final_state = trainer.state
         summary = finish(member, trainer, time.perf_counter() - t0, status)
-    if not quiet:
+    if not quiet and member.writes:
         print(format_summary(summary, member.run_dir))
     return member.run_dir
 
@@ -172,10 +206,13 @@ def resume(
         raise JoptError(f"{run_dir} already finished all {st.epochs} epochs")
     t0 = time.perf_counter()
     member = Member(
-        config, run_dir=run_dir, rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+        config,
+        run_dir=run_dir,
+        rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl")),
+        writes=_writes(parallel),
     )
     progress = config.output.progress if progress is None else progress
-    trainer = GroupTrainer([member], st, progress=progress, parallel=parallel)
+    trainer = GroupTrainer([member], st, progress=progress and member.writes, parallel=parallel)
     trainer.restore(
         path,
         {

@@ -44,6 +44,9 @@ class Member:
     last_epoch: int = 0
     best_vars: Any = None  # host copy of (params, model_state) at the best epoch
     final_state: Any = None
+    # False in processes other than 0 of a multi-process job: they train and join the
+    # (collective) checkpoint saves, but process 0 alone writes logs and summaries.
+    writes: bool = True
 
     def bookkeeping(self) -> dict:
         return {
@@ -159,7 +162,17 @@ class GroupTrainer:
         values = [vmappable_values(m.config) for m in members]
         seeds = jnp.asarray([m.config.seed for m in members], jnp.uint32)
         hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
-        if self.K == 1:
+        # In a multi-process job the state is built straight into its global shardings: a
+        # ZeRO-1 optimizer's init already yields arrays spread over other processes' devices,
+        # which no process can copy whole to place them afterwards.
+        self.placed = parallel is not None and jax.process_count() > 1
+        if self.placed:
+            args = (
+                np.uint32(members[0].config.seed),
+                {k: np.float32(v[0]) for k, v in hps.items()},
+            )
+            self.state = parallel.init_state(init_one, *args)
+        elif self.K == 1:
             self.state = jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()})
         else:
             self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
@@ -173,7 +186,8 @@ class GroupTrainer:
             eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
         t0 = time.perf_counter()
         if parallel is not None:
-            self.state = parallel.shard_state(self.state)
+            if not self.placed:
+                self.state = parallel.shard_state(self.state)
             self.x, self.y = parallel.replicate(self.x, self.y)
             self.splits = {s: tuple(parallel.replicate(*xy)) for s, xy in self.splits.items()}
             self.epoch = parallel.jit_epoch(epoch_fn, self.state)
@@ -340,7 +354,7 @@ class GroupTrainer:
                     mb.final_state = jax.device_get(
                         self.state if self.K == 1 else _take(self.state, k)
                     )
-            if mb.run_dir is not None:
+            if mb.run_dir is not None and mb.writes:
                 art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
         self._due(epoch)
 
@@ -361,9 +375,10 @@ class GroupTrainer:
     def _checkpoint(self, mb: Member, epoch: int, state) -> None:
         best = mb.best_vars if mb.best_vars is not None else (state.params, state.model_state)
         path = save_checkpoint(mb.run_dir, epoch, {"state": state, "best": best})
-        art.write_json(
-            path + ".json", {"epoch": epoch, **mb.bookkeeping(), "train_s": self.train_s}
-        )
+        if mb.writes:
+            art.write_json(
+                path + ".json", {"epoch": epoch, **mb.bookkeeping(), "train_s": self.train_s}
+            )
 
     def save_final(self) -> None:
         for mb in self.members:
