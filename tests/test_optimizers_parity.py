@@ -100,10 +100,10 @@ def test_matches_optax(case, problem):
         assert err <= 1e-6, f"{case.name} {kw}: relative error {err:.2e} > 1e-6"
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+# Combinator entries (with_hparams(adam), groups(...)) are compared with optax's wrappers by
+# trajectory only: their signatures are not meant to match.
+@pytest.mark.parametrize("case", [c for c in CASES if c.signature_compatible], ids=lambda c: c.name)
 def test_signature_matches_optax(case):
-    if not case.signature_compatible:
-        pytest.skip("declared signature-incompatible")
     ours = list(inspect.signature(case.factory).parameters.values())
     theirs = list(inspect.signature(case.optax_factory).parameters.values())
     assert len(ours) >= len(theirs)
