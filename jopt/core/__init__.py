@@ -14,16 +14,12 @@ from jopt.core._base import (
 from jopt.core._chain import call_update, chain, named_chain
 from jopt.core._tree import (
     all_finite,
-    bias_correction,
-    cast,
-    cast_like,
     global_norm,
     map_elementwise,
     safe_increment,
     scalar_as,
     squared_norm,
     state_dtype,
-    tree_sum,
     zeros_like,
 )
 from jopt.core.errors import JoptError
@@ -38,10 +34,7 @@ __all__ = [
     "Updates",
     "all_finite",
     "apply_updates",
-    "bias_correction",
     "call_update",
-    "cast",
-    "cast_like",
     "chain",
     "global_norm",
     "identity",
@@ -52,6 +45,5 @@ __all__ = [
     "squared_norm",
     "state_dtype",
     "stateless",
-    "tree_sum",
     "zeros_like",
 ]

@@ -55,16 +55,8 @@ def zeros_like(tree: Any, dtype: Any = None) -> Any:
     return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), state_dtype(x, dtype)), tree)
 
 
-def cast_like(tree: Any, like: Any) -> Any:
-    """Cast every leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.asarray(y).dtype), tree, like)
 
 
-def cast(tree: Any, dtype: Any) -> Any:
-    """Cast every leaf to ``dtype`` (``None`` leaves the tree unchanged)."""
-    if dtype is None:
-        return tree
-    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
 
 
 def squared_norm(tree: Any) -> jax.Array:
@@ -80,10 +72,6 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(squared_norm(tree))
 
 
-def tree_sum(tree: Any) -> jax.Array:
-    """The sum of every element of every leaf."""
-    leaves = jax.tree.leaves(tree)
-    return sum((jnp.sum(x) for x in leaves), jnp.zeros((), jnp.float32))
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -107,9 +95,3 @@ def scalar_as(x: Any, like: jax.Array) -> jax.Array:
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` for an int32 step counter, saturating at the int32 maximum."""
     return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
-
-
-def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
-    """``moment / (1 - decay**count)``, the Adam bias correction (Kingma & Ba 2015)."""
-    correction = 1 - jnp.asarray(decay, jnp.float32) ** count.astype(jnp.float32)
-    return map_elementwise(lambda m: m / correction.astype(m.dtype), moment)

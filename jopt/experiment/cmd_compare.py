@@ -48,8 +48,10 @@ def _rows_and_curves(path: str):
     # A test-problem run logs steps (and its gap to the optimum) rather than epochs.
     epochs = summary.get("epochs_run", summary.get("steps"))
     row = {"point": name, "seeds": 1, "epochs": epochs}
-    metrics = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-    for m in (*metrics, "gap_to_optimum") if "problem" in summary else metrics:
+    metrics = ["train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+    if "problem" in summary:
+        metrics.append("gap_to_optimum")
+    for m in metrics:
         row[m] = summary["best"].get(m, summary["final"].get(m))
         row[f"{m}_std"] = None
     return [row], {name: art.read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
