@@ -157,7 +157,7 @@ def lookahead(tx: Any, sync_period: int = 6, slow_step_size: float = 0.5) -> Gra
             out = jnp.where(sync, new_slow - p.astype(s.dtype), u.astype(s.dtype))
             return out.astype(u.dtype), new_slow
 
-        new_updates, slow = map_elementwise(combine, fast_updates, params, state.slow)
+        new_updates, slow = map_elementwise(combine, fast_updates, params, state.slow, n_out=2)
         return new_updates, LookaheadState(inner, slow, count, sync, sync_period)
 
     return GradientTransformation(init_fn, update_fn)

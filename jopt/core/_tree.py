@@ -18,21 +18,25 @@ import jax.numpy as jnp
 _INT32_MAX = jnp.iinfo(jnp.int32).max
 
 
-def map_elementwise(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+def map_elementwise(fn: Callable[..., Any], tree: Any, *rest: Any, n_out: int = 1) -> Any:
     """Apply ``fn(leaf, *matching_leaves)`` to every array leaf of ``tree``.
 
-    ``rest`` are trees with the structure of ``tree`` (or with ``tree`` as a prefix). When
-    ``fn`` returns a tuple of ``k`` arrays, the result is a tuple of ``k`` trees, each with
-    the structure of ``tree``. ``None`` leaves (masked-out parameters) stay ``None``.
+    The structure comes from ``tree`` (the input), never from what ``fn`` returns, so tuple,
+    list and NamedTuple parameters (equinox modules, ``(w, b)`` pairs) map like dicts. ``rest``
+    are trees with the structure of ``tree`` (or with ``tree`` as a prefix). A function that
+    returns several arrays says how many with ``n_out``; the result is then a tuple of
+    ``n_out`` trees, each with the structure of ``tree``. ``None`` nodes (masked-out
+    parameters) stay ``None``, and an empty tree gives empty trees.
     """
-    leaves = jax.tree.leaves(tree)
-    out = jax.tree.map(fn, tree, *rest)
-    if not leaves:
-        return out
-    first = jax.tree.leaves(out, is_leaf=lambda x: isinstance(x, tuple))[0]
-    if not isinstance(first, tuple):
-        return out
-    return tuple(jax.tree.map(lambda _, r, i=i: r[i], tree, out) for i in range(len(first)))
+    treedef = jax.tree.structure(tree)
+    columns = [treedef.flatten_up_to(t) for t in (tree, *rest)]
+    outs = [fn(*args) for args in zip(*columns, strict=True)]
+    if n_out == 1:
+        return treedef.unflatten(outs)
+    for out in outs:
+        if not isinstance(out, tuple) or len(out) != n_out:
+            raise TypeError(f"map_elementwise: fn must return a tuple of {n_out} arrays")
+    return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
 
 
 def state_dtype(x: jax.Array, dtype: Any = None) -> jnp.dtype:
@@ -56,9 +60,6 @@ def zeros_like(tree: Any, dtype: Any = None) -> Any:
 
 
 
-
-
-
 def squared_norm(tree: Any) -> jax.Array:
     """Sum of squares of all leaves, accumulated in float32 (or wider)."""
     leaves = jax.tree.leaves(tree)
@@ -70,8 +71,6 @@ def squared_norm(tree: Any) -> jax.Array:
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of the whole tree, as if its leaves were concatenated."""
     return jnp.sqrt(squared_norm(tree))
-
-
 
 
 def all_finite(tree: Any) -> jax.Array:

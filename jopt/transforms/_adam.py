@@ -96,7 +96,7 @@ def scale_by_adam(
             v = scalar_as(1 - b2, v) * (gv * gv) + b2_ * v
             return m, v
 
-        mu, nu = map_elementwise(moments, updates, state.mu, state.nu)
+        mu, nu = map_elementwise(moments, updates, state.mu, state.nu, n_out=2)
 
         def direction(g, m, v_hat):
             dt = v_hat.dtype

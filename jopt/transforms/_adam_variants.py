@@ -63,7 +63,7 @@ def scale_by_adamax(
             d = m.astype(u.dtype) / c1.astype(u.dtype) / u
             return d.astype(g.dtype), m, u
 
-        updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu)
+        updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByAdamaxState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
@@ -153,7 +153,7 @@ def scale_by_radam(
             )
             return jnp.where(rectify, adaptive, m_hat).astype(g.dtype), m, v
 
-        updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu)
+        updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByRAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)

@@ -99,9 +99,9 @@ def scale_by_rms(
             return scaling(g, v, v_hat - m_hat * m_hat), m, v
 
         if centered:
-            updates, mu, nu = map_elementwise(step_centered, updates, state.mu, state.nu)
+            updates, mu, nu = map_elementwise(step_centered, updates, state.mu, state.nu, n_out=3)
         else:
-            (updates, nu), mu = map_elementwise(step, updates, state.nu), ()
+            (updates, nu), mu = map_elementwise(step, updates, state.nu, n_out=2), ()
         return updates, ScaleByRmsState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init_fn, update_fn)
@@ -147,7 +147,7 @@ def scale_by_rss(
             inv = jnp.where(s > 0, jax.lax.rsqrt(s + scalar_as(eps, s)), jnp.zeros_like(s))
             return (inv * gs).astype(g.dtype), s
 
-        updates, sos = map_elementwise(step, updates, state.sum_of_squares)
+        updates, sos = map_elementwise(step, updates, state.sum_of_squares, n_out=2)
         return updates, ScaleByRssState(sum_of_squares=sos)
 
     return GradientTransformation(init_fn, update_fn)
@@ -197,7 +197,7 @@ def scale_by_adadelta(
             e_x = scalar_as(1 - rho, e_x) * (d * d) + r * e_x
             return d.astype(g.dtype), e_g, e_x
 
-        updates, e_g, e_x = map_elementwise(step, updates, state.e_g, state.e_x)
+        updates, e_g, e_x = map_elementwise(step, updates, state.e_g, state.e_x, n_out=3)
         return updates, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)
 
     return GradientTransformation(init_fn, update_fn)

@@ -90,7 +90,7 @@ def scale_by_lion(
             m = scalar_as(1 - b2, m) * gm + b2_ * m
             return d.astype(g.dtype), m
 
-        updates, mu = map_elementwise(step, updates, state.mu)
+        updates, mu = map_elementwise(step, updates, state.mu, n_out=2)
         return updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)
 
     return GradientTransformation(init_fn, update_fn)

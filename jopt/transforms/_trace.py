@@ -48,7 +48,7 @@ def trace(
             u = gm + beta * m_new if nesterov else m_new
             return u.astype(g.dtype), m_new
 
-        updates, new_trace = map_elementwise(step, updates, state.trace)
+        updates, new_trace = map_elementwise(step, updates, state.trace, n_out=2)
         return updates, TraceState(trace=new_trace)
 
     return GradientTransformation(init_fn, update_fn)
