@@ -121,4 +121,8 @@ from jopt.bench import memory_report
 from jopt import numerics
 # --- /numerics ---
 
+# --- issue 15 (H3b): contrib optimizers, plateau, L-BFGS, torch/Keras extras ---
+from jopt.transforms import ReduceOnPlateauState, observe_plateau, reduce_on_plateau
+# --- /issue 15 (H3b) ---
+
 __version__ = "0.1.0"

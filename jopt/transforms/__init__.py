@@ -68,3 +68,9 @@ __all__ = [
     "scale_by_trust_ratio",
     "trace",
 ]
+
+# --- issue 15 (H3b): plateau, contrib blocks, line searches ---
+from jopt.transforms._plateau import ReduceOnPlateauState, observe_plateau, reduce_on_plateau
+
+__all__ += ["ReduceOnPlateauState", "observe_plateau", "reduce_on_plateau"]
+# --- /issue 15 (H3b) ---
