@@ -213,7 +213,7 @@ def test_reset_by_path_zeroes_only_matching_slots():
 
 
 def test_reset_parameter_copies_need_init_state():
-    tx = jopt.ema(jopt.sgd(0.1), decay=0.5)
+    tx = jopt.with_param_ema(jopt.sgd(0.1), decay=0.5)
     params = _params()
     fresh = tx.init(params)
     _, state = tx.update(_grads(params), fresh, params)

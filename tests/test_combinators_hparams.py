@@ -139,7 +139,7 @@ def test_monitor_and_tap_metrics():
 
         clip = optax.clip_by_global_norm(1.0)
     inner = jopt.chain(jopt.tap("raw"), clip, jopt.tap("clipped"), jopt.sgd(0.1))
-    tx = jopt.monitor(jopt.with_hparams(lambda learning_rate: inner, name="clipsgd")(0.1))
+    tx = jopt.with_norms(jopt.with_hparams(lambda learning_rate: inner, name="clipsgd")(0.1))
     params = {"w": jnp.full((4,), 2.0, jnp.float32)}
     grads = {"w": jnp.full((4,), 3.0, jnp.float32)}
     _, state = jax.jit(tx.update)(grads, tx.init(params), params)

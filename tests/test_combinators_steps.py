@@ -102,7 +102,7 @@ def test_skipped_step_leaves_params_and_state_unchanged():
 
 
 def test_max_consecutive_raises_on_the_host():
-    tx = jopt.monitor(jopt.skip_nonfinite(jopt.sgd(0.1), max_consecutive=2))
+    tx = jopt.with_norms(jopt.skip_nonfinite(jopt.sgd(0.1), max_consecutive=2))
     _, state = _run(tx, _grads_with_nan_at([1, 2]), 4)
     assert int(jopt.metrics(state)["skip/total"]) == 2
     jopt.check_state(state)  # two in a row is within the limit, and the counter was reset
@@ -116,7 +116,7 @@ def test_max_consecutive_raises_on_the_host():
 def test_ema_matches_closed_form():
     d, lr, steps = 0.8, 0.1, 6
     g = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.ones(())}
-    tx = jopt.ema(jopt.sgd(lr), decay=d)
+    tx = jopt.with_param_ema(jopt.sgd(lr), decay=d)
     _, state = _run(tx, lambda p, i: g, steps)
     # theta_t = theta_0 - t lr g;  ema_t = d^t theta_0 + (1-d) sum_i d^(t-i) theta_i.
     for key in ("w", "b"):
@@ -126,15 +126,15 @@ def test_ema_matches_closed_form():
             d ** (steps - i) * thetas[i] for i in range(1, steps + 1)
         )
         np.testing.assert_allclose(jopt.ema_params(state)[key], expected, rtol=1e-6, atol=1e-7)
-    with pytest.raises(jopt.JoptError, match=r"no jopt\.ema"):
+    with pytest.raises(jopt.JoptError, match=r"no jopt\.with_param_ema"):
         jopt.ema_params(jopt.sgd(0.1).init(_P0))
     with pytest.raises(jopt.JoptError, match="decay"):
-        jopt.ema(jopt.sgd(0.1), decay=1.5)
+        jopt.with_param_ema(jopt.sgd(0.1), decay=1.5)
 
 
 def test_lookahead_matches_optax_fast_weights():
     k, alpha = 3, 0.5
-    tx = jopt.lookahead(jopt.sgd(0.1, momentum=0.5), sync_period=k, slow_step_size=alpha)
+    tx = jopt.with_lookahead(jopt.sgd(0.1, momentum=0.5), sync_period=k, slow_step_size=alpha)
     ref = optax.lookahead(optax.sgd(0.1, momentum=0.5), sync_period=k, slow_step_size=alpha)
     params, state = _P0, tx.init(_P0)
     ref_params = optax.LookaheadParams.init_synced(_P0)
@@ -172,8 +172,9 @@ def test_precision_policy_per_slot():
 # --- the registry contract (jit, dtypes, extra args, no retrace) for the remaining ones ---
 
 _BASE = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.ones(3)}
-# with_hparams, groups, accumulate, skip_nonfinite, lookahead, ema and monitor are entries of
-# tests/registry.py (the core contract and parity tests); these are the ones it cannot hold.
+# with_hparams, groups, accumulate, skip_nonfinite, with_lookahead, with_param_ema and with_norms
+# are entries of tests/registry.py (the core contract and parity tests); these are the ones it
+# cannot hold.
 COMBINATORS = {
     "groups_freeze": lambda: jopt.groups([("b", "b", "freeze")], default=jopt.sgd(0.1)),
     "tap": lambda: jopt.chain(jopt.tap("g"), jopt.adam(0.05)),
@@ -211,10 +212,15 @@ def test_contract(name, dtype):
 
 def test_bad_arguments_raise_one_line_errors():
     cases = [
-        (lambda: jopt.lookahead(jopt.sgd(0.1), sync_period=0), "sync_period"),
-        (lambda: jopt.lookahead(jopt.sgd(0.1), slow_step_size=2.0), "slow_step_size"),
+        (lambda: jopt.with_lookahead(jopt.sgd(0.1), sync_period=0), "sync_period"),
+        (lambda: jopt.with_lookahead(jopt.sgd(0.1), slow_step_size=2.0), "slow_step_size"),
         (lambda: jopt.tap(""), "tap: name"),
-        (lambda: jopt.ema(jopt.sgd(0.1)).update(_P0, jopt.ema(jopt.sgd(0.1)).init(_P0)), "params"),
+        (
+            lambda: jopt.with_param_ema(jopt.sgd(0.1)).update(
+                _P0, jopt.with_param_ema(jopt.sgd(0.1)).init(_P0)
+            ),
+            "params",
+        ),
         (lambda: jopt.with_precision(jopt.sgd(0.1), accumulator_dtype="nonsense"), "not a dtype"),
     ]
     for make, match in cases:

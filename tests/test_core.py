@@ -47,7 +47,7 @@ def test_apply_updates_keeps_each_parameter_dtype():
 
 def test_map_elementwise_returns_a_tuple_of_trees():
     tree = {"a": jnp.arange(3.0), "b": (jnp.ones(2),)}
-    doubled, squared = map_elementwise(lambda x: (2 * x, x * x), tree)
+    doubled, squared = map_elementwise(lambda x: (2 * x, x * x), tree, n_out=2)
     assert jax.tree.structure(doubled) == jax.tree.structure(tree)
     np.testing.assert_array_equal(squared["a"], jnp.array([0.0, 1.0, 4.0]))
     np.testing.assert_array_equal(doubled["b"][0], jnp.full(2, 2.0))

@@ -95,17 +95,28 @@ SAME_AS_OPTAX = [
         optax.exponential_decay(0.1, 7, 0.9, 3, True, 0.05),
     ),
     (S.polynomial(0.1, 0.01, 1.5, 50, 10), optax.polynomial_schedule(0.1, 0.01, 1.5, 50, 10)),
+    # optax's edge cases: a zero rate or a non-positive transition is the constant init_value,
+    # and a negative transition_begin counts as 0.
+    (S.exponential_decay(1.0, 2, decay_rate=0.0), optax.exponential_decay(1.0, 2, 0.0)),
+    (S.exponential_decay(0.5, 0, 0.9), optax.exponential_decay(0.5, 0, 0.9)),
+    (S.exponential_decay(0.5, -4, 0.9), optax.exponential_decay(0.5, -4, 0.9)),
+    (S.exponential_decay(0.5, 10, 0.9, -5), optax.exponential_decay(0.5, 10, 0.9, -5)),
+    (S.polynomial(0.1, 0.01, 1.5, 0), optax.polynomial_schedule(0.1, 0.01, 1.5, 0)),
+    (S.polynomial(0.1, 0.01, 1.5, 20, -3), optax.polynomial_schedule(0.1, 0.01, 1.5, 20, -3)),
     (S.cosine_decay(0.1, 80, 0.2, 1.5), optax.cosine_decay_schedule(0.1, 80, 0.2, 1.5)),
     (
         S.warmup_cosine_decay(0.0, 0.1, 20, 100, 0.01),
         optax.warmup_cosine_decay_schedule(0.0, 0.1, 20, 100, 0.01),
     ),
     (
-        S.one_cycle(90, 0.1, 0.25, 10.0, 100.0),
+        S.one_cycle(90, 0.1, pct_start=0.25, div_factor=10.0, final_div_factor=100.0),
         optax.cosine_onecycle_schedule(90, 0.1, 0.25, 10.0, 100.0),
     ),
     (
-        S.one_cycle(90, 0.1, 0.25, 10.0, 100.0, anneal="linear", pct_final=0.8),
+        S.one_cycle(
+            90, 0.1, pct_start=0.25, pct_final=0.8, div_factor=10.0, final_div_factor=100.0,
+            anneal="linear",
+        ),
         optax.linear_onecycle_schedule(90, 0.1, 0.25, 0.8, 10.0, 100.0),
     ),
 ]
@@ -125,8 +136,6 @@ def test_same_as_optax(ours, theirs):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: S.exponential_decay(1.0, 0, 0.5), "transition_steps must be a positive"),
-        (lambda: S.polynomial(1.0, 0.0, 1.0, -3), "transition_steps must be a positive"),
         (lambda: S.cosine_decay(1.0, 0), "decay_steps must be a positive"),
         (lambda: S.warmup_cosine_decay(0.0, 1.0, 10, 10), "warmup_steps < decay_steps"),
         (lambda: S.one_cycle(100, 1.0, anneal="triangle"), "anneal must be"),
@@ -140,3 +149,10 @@ def test_bad_arguments_raise_one_line_jopt_error(make, match):
     with pytest.raises(JoptError, match=match) as e:
         make()
     assert "\n" not in str(e.value)
+
+
+def test_one_cycle_takes_its_shape_by_keyword_only():
+    # optax's cosine and linear one-cycle schedules put pct_final in different places, so a
+    # positional call could silently mean the other schedule; jopt refuses it.
+    with pytest.raises(TypeError):
+        S.one_cycle(100, 1.0, 0.3)

@@ -1,6 +1,12 @@
 """Composition beyond optax: hyperparameters as state, parameter groups, robust steps, metrics."""
 
-from jopt.combinators._averaging import EmaState, LookaheadState, ema, ema_params, lookahead
+from jopt.combinators._averaging import (
+    LookaheadSlowState,
+    ParamEmaState,
+    ema_params,
+    with_lookahead,
+    with_param_ema,
+)
 from jopt.combinators._groups import GroupsState, GroupsTransformation, coverage, describe, groups
 from jopt.combinators._hparams import (
     HparamsState,
@@ -9,7 +15,7 @@ from jopt.combinators._hparams import (
     set_hparams,
     with_hparams,
 )
-from jopt.combinators._metrics import MonitorState, TapState, metrics, monitor, tap
+from jopt.combinators._metrics import NormsState, TapState, metrics, tap, with_norms
 from jopt.combinators._precision import with_precision
 from jopt.combinators._reset import reset
 from jopt.combinators._robust import (
@@ -23,31 +29,31 @@ from jopt.combinators._robust import (
 
 __all__ = [
     "AccumulateState",
-    "EmaState",
     "GroupsState",
     "GroupsTransformation",
     "HparamsState",
     "HparamsTransformation",
-    "LookaheadState",
-    "MonitorState",
+    "LookaheadSlowState",
     "NonFiniteError",
+    "NormsState",
+    "ParamEmaState",
     "SkipState",
     "TapState",
     "accumulate",
     "check_state",
     "coverage",
     "describe",
-    "ema",
     "ema_params",
     "get_hparams",
     "groups",
-    "lookahead",
     "metrics",
-    "monitor",
     "reset",
     "set_hparams",
     "skip_nonfinite",
     "tap",
     "with_hparams",
+    "with_lookahead",
+    "with_norms",
+    "with_param_ema",
     "with_precision",
 ]

@@ -1,4 +1,8 @@
-"""Parameter averaging: :func:`ema` (Polyak averaging) and :func:`lookahead`."""
+"""Parameter averaging: :func:`with_param_ema` (Polyak averaging) and :func:`with_lookahead`.
+
+Not ``optax.ema`` / ``optax.lookahead``: those mean something else (an EMA of the updates; slow
+weights in a special parameter type), so jopt's wrappers carry other names.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,8 @@ def _need_params(params: Any, name: str) -> None:
 
 
 @combinator_state()
-class EmaState:
-    """State of :func:`ema`.
+class ParamEmaState:
+    """State of :func:`with_param_ema`.
 
     Attributes:
         inner_state: the wrapped optimizer's state.
@@ -42,7 +46,9 @@ class EmaState:
     count: jax.Array
 
 
-def ema(tx: Any, decay: float = 0.999, ema_dtype: Any = None) -> GradientTransformation:
+def with_param_ema(
+    tx: Any, decay: float = 0.999, ema_dtype: Any = None
+) -> GradientTransformation:
     """Keep an exponential moving average of the parameters ``tx`` produces.
 
     .. math::
@@ -60,13 +66,13 @@ def ema(tx: Any, decay: float = 0.999, ema_dtype: Any = None) -> GradientTransfo
         ema_dtype: dtype of the average; float32 or wider by default.
     """
     if not isinstance(decay, jax.Array) and not 0.0 <= float(decay) <= 1.0:
-        raise JoptError(f"ema: decay must be in [0, 1], got {decay!r}")
+        raise JoptError(f"with_param_ema: decay must be in [0, 1], got {decay!r}")
 
     def init_fn(params):
-        return EmaState(tx.init(params), _copy(params, ema_dtype), jnp.zeros([], jnp.int32))
+        return ParamEmaState(tx.init(params), _copy(params, ema_dtype), jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
-        _need_params(params, "ema")
+        _need_params(params, "with_param_ema")
         updates, inner = call_update(tx, updates, state.inner_state, params, **extra_args)
 
         def average(e, p, u):
@@ -74,26 +80,26 @@ def ema(tx: Any, decay: float = 0.999, ema_dtype: Any = None) -> GradientTransfo
             return (decay * e + (1.0 - decay) * new_p).astype(e.dtype)
 
         new_ema = map_elementwise(average, state.ema, params, updates)
-        return updates, EmaState(inner, new_ema, safe_increment(state.count))
+        return updates, ParamEmaState(inner, new_ema, safe_increment(state.count))
 
     return GradientTransformation(init_fn, update_fn)
 
 
 def ema_params(state: Any) -> Any:
-    """The averaged parameters of the (first) :func:`ema` in ``state``.
+    """The averaged parameters of the (first) :func:`with_param_ema` in ``state``.
 
     Raises:
-        JoptError: when ``state`` holds no ``ema``.
+        JoptError: when ``state`` holds no ``with_param_ema``.
     """
     for _, node in nodes(state):
-        if isinstance(node, EmaState):
+        if isinstance(node, ParamEmaState):
             return node.ema
-    raise JoptError("ema_params: the state holds no jopt.ema(...) average")
+    raise JoptError("ema_params: the state holds no jopt.with_param_ema(...) average")
 
 
 @combinator_state(meta=("sync_period",))
-class LookaheadState:
-    """State of :func:`lookahead`.
+class LookaheadSlowState:
+    """State of :func:`with_lookahead`.
 
     Attributes:
         inner_state: the fast optimizer's state.
@@ -113,7 +119,9 @@ class LookaheadState:
         return {"lookahead/synced": self.synced}
 
 
-def lookahead(tx: Any, sync_period: int = 6, slow_step_size: float = 0.5) -> GradientTransformation:
+def with_lookahead(
+    tx: Any, sync_period: int = 6, slow_step_size: float = 0.5
+) -> GradientTransformation:
     """Lookahead (Zhang et al. 2019), a drop-in: parameters are passed as usual.
 
     The parameters the caller holds are the fast weights. Every ``k = sync_period`` steps
@@ -132,12 +140,12 @@ def lookahead(tx: Any, sync_period: int = 6, slow_step_size: float = 0.5) -> Gra
         slow_step_size: ``alpha`` in [0, 1].
     """
     if isinstance(sync_period, bool) or not isinstance(sync_period, int) or sync_period < 1:
-        raise JoptError(f"lookahead: sync_period must be an int >= 1, got {sync_period!r}")
+        raise JoptError(f"with_lookahead: sync_period must be an int >= 1, got {sync_period!r}")
     if not 0.0 <= float(slow_step_size) <= 1.0:
-        raise JoptError(f"lookahead: slow_step_size must be in [0, 1], got {slow_step_size!r}")
+        raise JoptError(f"with_lookahead: slow_step_size must be in [0, 1], got {slow_step_size!r}")
 
     def init_fn(params):
-        return LookaheadState(
+        return LookaheadSlowState(
             tx.init(params),
             _copy(params, None),
             jnp.zeros([], jnp.int32),
@@ -146,7 +154,7 @@ def lookahead(tx: Any, sync_period: int = 6, slow_step_size: float = 0.5) -> Gra
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        _need_params(params, "lookahead")
+        _need_params(params, "with_lookahead")
         fast_updates, inner = call_update(tx, updates, state.inner_state, params, **extra_args)
         count = safe_increment(state.count)
         sync = count % sync_period == 0
@@ -158,6 +166,6 @@ def lookahead(tx: Any, sync_period: int = 6, slow_step_size: float = 0.5) -> Gra
             return out.astype(u.dtype), new_slow
 
         new_updates, slow = map_elementwise(combine, fast_updates, params, state.slow, n_out=2)
-        return new_updates, LookaheadState(inner, slow, count, sync, sync_period)
+        return new_updates, LookaheadSlowState(inner, slow, count, sync, sync_period)
 
     return GradientTransformation(init_fn, update_fn)

@@ -1,4 +1,4 @@
-"""The metrics channel: :func:`monitor`, :func:`tap` and :func:`metrics`.
+"""The metrics channel: :func:`with_norms`, :func:`tap` and :func:`metrics`.
 
 Combinators write scalar diagnostics into their own state, so a chain reports them without
 being split and without side effects. ``metrics(state)`` collects them into one flat dict of
@@ -6,12 +6,12 @@ scalar arrays; it is a pure function of the state, so it runs inside ``jit`` and
 
 Keys (``groups/<group>/`` in front inside parameter groups):
 
-- ``grad_norm``, ``update_norm``, ``param_norm``, ``update_ratio`` from :func:`monitor`;
+- ``grad_norm``, ``update_norm``, ``param_norm``, ``update_ratio`` from :func:`with_norms`;
 - ``<name>`` from each :func:`tap` (for instance the norm after clipping);
 - ``<opt>/learning_rate`` from :func:`with_hparams` (the effective rate: schedule and group
   multiplier applied);
 - ``skip/...`` from :func:`skip_nonfinite`, ``accumulate/...`` from :func:`accumulate`,
-  ``lookahead/synced`` from :func:`lookahead`.
+  ``lookahead/synced`` from :func:`with_lookahead`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from jopt.core import GradientTransformation, JoptError, call_update, global_nor
 
 
 @combinator_state()
-class MonitorState:
-    """State of :func:`monitor`.
+class NormsState:
+    """State of :func:`with_norms`.
 
     Attributes:
         inner_state: the wrapped transformation's state.
@@ -57,18 +57,19 @@ def _zero() -> jax.Array:
     return jnp.zeros([], jnp.float32)
 
 
-def monitor(tx: Any) -> GradientTransformation:
+def with_norms(tx: Any) -> GradientTransformation:
     """Record gradient, update and parameter norms of ``tx``'s steps in the state.
 
     .. math::
 
         \\text{update\\_ratio} = \\lVert u_t \\rVert_2 / \\lVert \\theta_{t-1} \\rVert_2
 
-    Read them with :func:`metrics`. The updates are those of ``tx``, unchanged.
+    Read them with :func:`metrics`. The updates are those of ``tx``, unchanged. (Not
+    ``optax.monitor``, which takes a dict of measures.)
 
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> tx = jopt.monitor(jopt.sgd(0.1))
+        >>> tx = jopt.with_norms(jopt.sgd(0.1))
         >>> params = {"w": jnp.ones(4)}
         >>> _, state = tx.update({"w": jnp.ones(4)}, tx.init(params), params)
         >>> sorted(jopt.metrics(state))
@@ -76,7 +77,7 @@ def monitor(tx: Any) -> GradientTransformation:
     """
 
     def init_fn(params):
-        return MonitorState(tx.init(params), _zero(), _zero(), _zero(), _zero())
+        return NormsState(tx.init(params), _zero(), _zero(), _zero(), _zero())
 
     def update_fn(updates, state, params=None, **extra_args):
         grad_norm = global_norm(updates).astype(jnp.float32)
@@ -85,7 +86,7 @@ def monitor(tx: Any) -> GradientTransformation:
         param_norm = _zero() if params is None else global_norm(params).astype(jnp.float32)
         safe = jnp.where(param_norm > 0, param_norm, 1.0)
         ratio = jnp.where(param_norm > 0, update_norm / safe, 0.0)
-        return updates, MonitorState(inner, grad_norm, update_norm, param_norm, ratio)
+        return updates, NormsState(inner, grad_norm, update_norm, param_norm, ratio)
 
     return GradientTransformation(init_fn, update_fn)
 

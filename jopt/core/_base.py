@@ -68,8 +68,8 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init_fn, update_fn)
 
 
-def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
-    """A transformation from ``fn(updates, params) -> updates`` with no state."""
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transformation from ``f(updates, params) -> updates`` with no state, as optax's."""
 
     def init_fn(params: Params) -> EmptyState:
         del params
@@ -77,7 +77,7 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        return fn(updates, params), state
+        return f(updates, params), state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -94,7 +94,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             return None
         p, u = jnp.asarray(p), jnp.asarray(u)
         # Add in the wider of the two dtypes, written out because strict dtype promotion
-        # refuses bfloat16 + float32.
+        # refuses bfloat16 + float32. Integer parameters add in the update's (float) dtype and
+        # are cast back, as optax does.
+        if not jnp.issubdtype(p.dtype, jnp.inexact):
+            return (p.astype(u.dtype) + u).astype(p.dtype)
         wide = p.dtype if p.dtype.itemsize >= u.dtype.itemsize else u.dtype
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 

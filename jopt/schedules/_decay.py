@@ -9,12 +9,17 @@ import jax.numpy as jnp
 import jax.typing
 
 from jopt.core import JoptError
-from jopt.schedules._basic import Schedule, _f32, join_schedules
+from jopt.schedules._basic import Schedule, _f32, constant, join_schedules
 
 
 def _positive(name: str, arg: str, value: int) -> None:
     if not value > 0:
         raise JoptError(f"{name}: {arg} must be a positive integer, got {value}")
+
+
+def _is_zero(x: jax.typing.ArrayLike) -> bool:
+    # Only a concrete number can be tested here; a traced rate is never "zero" at build time.
+    return isinstance(x, int | float) and x == 0
 
 
 def exponential_decay(
@@ -34,10 +39,13 @@ def exponential_decay(
             for } t \\le t_0
 
     clipped at ``end_value`` (a floor when ``r < 1``, a ceiling when ``r > 1``).
+
+    Edge cases as optax: ``transition_steps <= 0`` or ``decay_rate == 0`` give the constant
+    ``init_value``, and a negative ``transition_begin`` counts as 0.
     """
-    _positive("exponential_decay", "transition_steps", transition_steps)
-    if transition_begin < 0:
-        raise JoptError(f"exponential_decay: transition_begin must be >= 0, got {transition_begin}")
+    if transition_steps <= 0 or _is_zero(decay_rate):
+        return constant(init_value)
+    transition_begin = max(transition_begin, 0)
 
     def schedule(count):
         t = _f32(count) - transition_begin
@@ -67,10 +75,13 @@ def polynomial(
 
         \\eta(t) = (\\eta_0 - \\eta_T)\\left(1 - \\frac{\\min(\\max(t - t_0, 0), T)}{T}\\right)^{p}
         + \\eta_T
+
+    Edge cases as optax: ``transition_steps <= 0`` gives the constant ``init_value``, and a
+    negative ``transition_begin`` counts as 0.
     """
-    _positive("polynomial", "transition_steps", transition_steps)
-    if transition_begin < 0:
-        raise JoptError(f"polynomial: transition_begin must be >= 0, got {transition_begin}")
+    if transition_steps <= 0:
+        return constant(init_value)
+    transition_begin = max(transition_begin, 0)
 
     def schedule(count):
         t = jnp.clip(_f32(count) - transition_begin, 0, transition_steps)
@@ -161,12 +172,12 @@ def _interpolate(count, bounds, values, kind):
 def one_cycle(
     transition_steps: int,
     peak_value: jax.typing.ArrayLike,
+    *,
     pct_start: float = 0.3,
+    pct_final: float = 0.85,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
-    *,
     anneal: Literal["cos", "linear"] = "cos",
-    pct_final: float = 0.85,
 ) -> Schedule:
     """The one-cycle policy (Smith & Topin 2018, "Super-Convergence").
 
@@ -176,6 +187,9 @@ def one_cycle(
     ``anneal="linear"`` equals ``optax.linear_onecycle_schedule``: linear up to ``peak`` at
     ``pct_start``, linear back to ``peak/div_factor`` at ``pct_final``, then linear down to
     ``peak/(div_factor*final_div_factor)``. After ``transition_steps`` the value stays at the end.
+
+    Everything after ``peak_value`` is keyword-only: optax's two one-cycle schedules order
+    ``pct_final`` differently, so a positional call could silently mean another schedule.
     """
     _positive("one_cycle", "transition_steps", transition_steps)
     start = peak_value / div_factor

@@ -8,7 +8,16 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, map_elementwise, safe_increment, scalar_as, zeros_like
+from jopt.core import (
+    GradientTransformation,
+    abs_sq,
+    compute_dtype,
+    inexact_dtype,
+    map_elementwise,
+    safe_increment,
+    scalar_as,
+    zeros_like,
+)
 
 
 class ScaleByAdamState(NamedTuple):
@@ -77,8 +86,8 @@ def scale_by_adam(
 
     def init_fn(params):
         mu = zeros_like(params, mu_dtype)
-        nu = zeros_like(params, nu_dtype)
-        nu_max = zeros_like(params, nu_dtype) if amsgrad else ()
+        nu = zeros_like(params, nu_dtype, real=True)
+        nu_max = zeros_like(params, nu_dtype, real=True) if amsgrad else ()
         return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -90,16 +99,16 @@ def scale_by_adam(
         c2 = _correction(b2, t) if bias_correction_nu else jnp.ones([], jnp.float32)
 
         def moments(g, m, v):
-            gm, gv = g.astype(m.dtype), g.astype(v.dtype)
+            # |g|^2 (real) in the second moment, as optax, so complex parameters work.
             b1_, b2_ = scalar_as(b1, m), scalar_as(b2, v)
-            m = scalar_as(1 - b1, m) * gm + b1_ * m
-            v = scalar_as(1 - b2, v) * (gv * gv) + b2_ * v
+            m = scalar_as(1 - b1, m) * g.astype(m.dtype) + b1_ * m
+            v = scalar_as(1 - b2, v) * abs_sq(g, v.dtype) + b2_ * v
             return m, v
 
         mu, nu = map_elementwise(moments, updates, state.mu, state.nu, n_out=2)
 
         def direction(g, m, v_hat):
-            dt = v_hat.dtype
+            dt = compute_dtype(m, v_hat)
             m = m.astype(dt)
             if nesterov:
                 b1_ = scalar_as(b1, m)
@@ -108,8 +117,8 @@ def scale_by_adam(
                 )
             else:
                 m_hat = m / c1.astype(dt)
-            u = m_hat / (jnp.sqrt(v_hat + scalar_as(eps_root, v_hat)) + scalar_as(eps, v_hat))
-            return u.astype(g.dtype)
+            denom = jnp.sqrt(v_hat + scalar_as(eps_root, v_hat)) + scalar_as(eps, v_hat)
+            return (m_hat / denom.astype(dt)).astype(inexact_dtype(g))
 
         if amsgrad:
             # optax.amsgrad keeps the maximum of the bias-corrected nu, not of the raw nu.

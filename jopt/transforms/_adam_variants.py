@@ -8,7 +8,16 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, map_elementwise, safe_increment, scalar_as, zeros_like
+from jopt.core import (
+    GradientTransformation,
+    abs_sq,
+    compute_dtype,
+    inexact_dtype,
+    map_elementwise,
+    safe_increment,
+    scalar_as,
+    zeros_like,
+)
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -48,7 +57,7 @@ def scale_by_adamax(
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params, mu_dtype),
-            nu=zeros_like(params, nu_dtype),
+            nu=zeros_like(params, nu_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -59,9 +68,11 @@ def scale_by_adamax(
         def step(g, m, u):
             b1_, b2_ = scalar_as(b1, m), scalar_as(b2, u)
             m = scalar_as(1 - b1, m) * g.astype(m.dtype) + b1_ * m
-            u = jnp.maximum(jnp.abs(g.astype(u.dtype)) + scalar_as(eps, u), b2_ * u)
-            d = m.astype(u.dtype) / c1.astype(u.dtype) / u
-            return d.astype(g.dtype), m, u
+            # |g| (real) for complex g: optax's infinity norm of the modulus.
+            u = jnp.maximum(jnp.sqrt(abs_sq(g, u.dtype)) + scalar_as(eps, u), b2_ * u)
+            dt = compute_dtype(m, u)
+            d = m.astype(dt) / c1.astype(dt) / u.astype(dt)
+            return d.astype(inexact_dtype(g)), m, u
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByAdamaxState(count=count, mu=mu, nu=nu)
@@ -115,7 +126,7 @@ def scale_by_radam(
         return ScaleByRAdamState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params, mu_dtype),
-            nu=zeros_like(params, nu_dtype),
+            nu=zeros_like(params, nu_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -136,22 +147,18 @@ def scale_by_radam(
         def step(g, m, v):
             b1_, b2_ = scalar_as(b1, m), scalar_as(b2, v)
             m = scalar_as(1 - b1, m) * g.astype(m.dtype) + b1_ * m
-            gv = g.astype(v.dtype)
-            v = scalar_as(1 - b2, v) * (gv * gv) + b2_ * v
-            dt = v.dtype
+            v = scalar_as(1 - b2, v) * abs_sq(g, v.dtype) + b2_ * v
+            dt = compute_dtype(m, v)
             if nesterov:
-                m_hat = scalar_as(b1, v) * (m.astype(dt) / c1_next.astype(dt)) + (
-                    scalar_as(1 - b1, v)
-                ) * (gv / c1.astype(dt))
+                m_hat = scalar_as(b1, m.astype(dt)) * (m.astype(dt) / c1_next.astype(dt)) + (
+                    scalar_as(1 - b1, m.astype(dt))
+                ) * (g.astype(dt) / c1.astype(dt))
             else:
                 m_hat = m.astype(dt) / c1.astype(dt)
-            v_hat = v / c2.astype(dt)
-            adaptive = (
-                r.astype(dt)
-                * m_hat
-                / (jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v))
-            )
-            return jnp.where(rectify, adaptive, m_hat).astype(g.dtype), m, v
+            v_hat = v / c2.astype(v.dtype)
+            denom = jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v)
+            adaptive = r.astype(dt) * m_hat / denom.astype(dt)
+            return jnp.where(rectify, adaptive, m_hat).astype(inexact_dtype(g)), m, v
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByRAdamState(count=count, mu=mu, nu=nu)

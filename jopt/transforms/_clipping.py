@@ -10,7 +10,11 @@ from jopt.core import (
     EmptyState,
     GradientTransformation,
     global_norm,
+    inexact,
+    inexact_dtype,
+    leaf_norms,
     map_elementwise,
+    real_dtype,
     scalar_as,
     state_dtype,
 )
@@ -28,6 +32,7 @@ def clip(max_delta: jax.typing.ArrayLike) -> GradientTransformation:
         del params, extra_args
 
         def fn(u):
+            u = inexact(u)
             d = scalar_as(max_delta, u)
             return jnp.clip(u, -d, d)
 
@@ -58,19 +63,13 @@ def clip_by_global_norm(max_norm: jax.typing.ArrayLike) -> GradientTransformatio
         safe_norm = jnp.where(keep, jnp.ones_like(g_norm), g_norm)
 
         def fn(u):
+            u = inexact(u)
             clipped = (u / safe_norm.astype(u.dtype)) * limit.astype(u.dtype)
             return jnp.where(keep, u, clipped)
 
         return map_elementwise(fn, updates), state
 
     return GradientTransformation(_empty, update_fn)
-
-
-def _safe_norm(x: jax.Array, min_norm: jax.Array) -> jax.Array:
-    # max(||x||, min_norm) with a finite gradient at x = 0 (optax.safe_norm).
-    norm = jnp.linalg.norm(x)
-    masked = jnp.where(norm <= min_norm, jnp.ones_like(x), x)
-    return jnp.where(norm <= min_norm, min_norm, jnp.linalg.norm(masked))
 
 
 def scale_by_trust_ratio(
@@ -86,8 +85,9 @@ def scale_by_trust_ratio(
         \\frac{c\\,\\lVert w_\\ell \\rVert}{\\lVert u_\\ell \\rVert + \\epsilon}
 
     per parameter array :math:`\\ell`, with the ratio set to 1 when either norm is zero and
-    both norms floored at ``min_norm``. This is a per-leaf reduction, not elementwise maths,
-    so it maps with ``jax.tree.map``: a fused executor must run it per original leaf.
+    both norms floored at ``min_norm``. This is a per-leaf reduction, not elementwise maths:
+    the norms come from ``jopt.core.leaf_norms``, which packed execution computes with a
+    segment sum per buffer (exact, and still packed).
     """
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -97,15 +97,23 @@ def scale_by_trust_ratio(
                 "scale_by_trust_ratio needs params: call update(updates, state, params)"
             )
 
-        def fn(u, p):
-            u32 = u.astype(state_dtype(u))
-            p32 = p.astype(u32.dtype)
-            floor = scalar_as(min_norm, u32)
-            p_norm, u_norm = _safe_norm(p32, floor), _safe_norm(u32, floor)
-            ratio = scalar_as(trust_coefficient, u32) * p_norm / (u_norm + scalar_as(eps, u32))
-            ratio = jnp.where((p_norm == 0.0) | (u_norm == 0.0), jnp.ones_like(ratio), ratio)
-            return (u32 * ratio).astype(u.dtype)
+        # Per-leaf norms: a scalar per leaf, or a segment reduction per packed buffer
+        # (``jopt.core.leaf_norms``), so the trust ratio is exact on packed buffers too.
+        u_norms, p_norms = leaf_norms(updates), leaf_norms(params)
 
-        return jax.tree.map(fn, updates, params), state
+        def fn(u, un, pn):
+            u32 = inexact(u).astype(state_dtype(u))
+            floor = jnp.asarray(min_norm).astype(real_dtype(u32.dtype))
+            p_norm = jnp.where(pn <= floor, floor, pn.astype(floor.dtype))
+            u_norm = jnp.where(un <= floor, floor, un.astype(floor.dtype))
+            ratio = scalar_as(trust_coefficient, floor) * p_norm / (u_norm + scalar_as(eps, floor))
+            ratio = jnp.where((p_norm == 0.0) | (u_norm == 0.0), jnp.ones_like(ratio), ratio)
+            return (u32 * ratio.astype(u32.dtype)).astype(inexact_dtype(u))
+
+        # Per leaf of the *updates* (structure from the input).
+        treedef = jax.tree.structure(updates)
+        cols = (treedef.flatten_up_to(t) for t in (updates, u_norms, p_norms))
+        leaves = [fn(u, un, pn) for u, un, pn in zip(*cols, strict=True)]
+        return treedef.unflatten(leaves), state
 
     return GradientTransformation(_empty, update_fn)

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, JoptError, map_elementwise, safe_increment
+from jopt.core import (
+    GradientTransformation,
+    JoptError,
+    inexact,
+    inexact_dtype,
+    map_elementwise,
+    safe_increment,
+)
 
 
 class AddNoiseState(NamedTuple):
@@ -24,7 +31,11 @@ class AddNoiseState(NamedTuple):
 
 
 def add_noise(
-    eta: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike, key: jax.Array | int | None = None
+    eta: jax.typing.ArrayLike,
+    gamma: jax.typing.ArrayLike,
+    key: jax.Array | int | None = None,
+    *,
+    seed: int | None = None,
 ) -> GradientTransformation:
     """Add annealed Gaussian noise to the updates (Neelakantan et al. 2015).
 
@@ -40,11 +51,17 @@ def add_noise(
     Args:
         eta: base variance.
         gamma: annealing exponent (0.55 in the paper).
-        key: a ``jax.random.key`` or an integer seed. Required: jopt has no global seed.
+        key: a ``jax.random.key`` or an integer seed. Required (``key`` or ``seed``): jopt has no
+            global seed, and never falls back to seed 0 as optax does.
+        seed: an integer seed, as optax's (deprecated there) ``seed``; give ``key`` or ``seed``.
     """
+    if seed is not None:
+        if key is not None:
+            raise JoptError("add_noise: give key or seed, not both")
+        key = seed
     if key is None:
         raise JoptError("add_noise needs an explicit PRNG key: pass key=jax.random.key(seed)")
-    if isinstance(key, int):
+    if isinstance(key, int) and not isinstance(key, bool):
         key = jax.random.key(key)
 
     def init_fn(params):
@@ -61,8 +78,12 @@ def add_noise(
         rng_key, sample_key = jax.random.split(state.rng_key)
         treedef = jax.tree.structure(updates)
         keys = jax.tree.unflatten(treedef, list(jax.random.split(sample_key, treedef.num_leaves)))
-        noise = jax.tree.map(lambda u, k: jax.random.normal(k, u.shape, u.dtype), updates, keys)
-        updates = map_elementwise(lambda u, n: u + std.astype(u.dtype) * n, updates, noise)
+        noise = map_elementwise(
+            lambda u, k: jax.random.normal(k, jnp.shape(u), inexact_dtype(u)), updates, keys
+        )
+        updates = map_elementwise(
+            lambda u, n: inexact(u) + std.astype(n.dtype) * n, updates, noise
+        )
         return updates, AddNoiseState(count=count, rng_key=rng_key)
 
     return GradientTransformation(init_fn, update_fn)

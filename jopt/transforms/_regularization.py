@@ -19,6 +19,8 @@ from jopt.core import (
     GradientTransformation,
     JoptError,
     ScalarOrSchedule,
+    inexact,
+    leaf_labels,
     map_elementwise,
     safe_increment,
     scalar_as,
@@ -29,9 +31,16 @@ Mask = Any | Callable[[Any], Any] | None
 
 
 def _flags(mask: Mask, params: Any) -> Any:
-    """A tree of Python bools with the structure of ``params`` (all True when no mask)."""
+    """A tree of Python bools with the structure of ``params`` (all True when no mask).
+
+    Through ``leaf_labels``, so a mask stays exact on packed buffers (one flag per buffer).
+    """
     if mask is None:
         return jax.tree.map(lambda _: True, params)
+    return leaf_labels(params, lambda leaves: _leaf_flags(mask, leaves))
+
+
+def _leaf_flags(mask: Mask, params: Any) -> Any:
     tree = mask(params) if callable(mask) else mask
     try:
         return jax.tree.map(lambda f, sub: jax.tree.map(lambda _: bool(f), sub), tree, params)
@@ -49,7 +58,9 @@ def _need_params(name: str, params: Any) -> None:
 def _masked_map(fn, updates, params, mask):
     """``fn(u, p)`` on the leaves the mask selects; the others keep their update."""
     flags = _flags(mask, params)
-    return map_elementwise(lambda u, p, f: fn(u, p) if f else u, updates, params, flags)
+    return map_elementwise(
+        lambda u, p, f: fn(inexact(u), p) if f else u, updates, params, flags
+    )
 
 
 def _stateless(update_fn) -> GradientTransformation:
@@ -93,7 +104,8 @@ def add_l1(strength: jax.typing.ArrayLike, mask: Mask = None) -> GradientTransfo
         _need_params("add_l1", params)
 
         def fn(u, p):
-            return (u + scalar_as(strength, u) * jnp.sign(p).astype(u.dtype)).astype(u.dtype)
+            sign = jnp.sign(inexact(p)).astype(u.dtype)
+            return (u + scalar_as(strength, u) * sign).astype(u.dtype)
 
         return _masked_map(fn, updates, params, mask), state
 
@@ -180,7 +192,7 @@ def l1_proximal(
 
         def fn(u, p):
             dt = state_dtype(p)
-            z = p.astype(dt) + u.astype(dt)
+            z = inexact(p).astype(dt) + u.astype(dt)
             shrunk = jnp.sign(z) * jnp.maximum(jnp.abs(z) - threshold.astype(dt), 0.0)
             # w + (w+ - w) is exactly 0 when w+ = 0, so the zeros survive apply_updates.
             return (shrunk - p.astype(dt)).astype(u.dtype)

@@ -10,7 +10,11 @@ import jax.typing
 
 from jopt.core import (
     GradientTransformation,
+    abs_sq,
+    compute_dtype,
+    inexact_dtype,
     map_elementwise,
+    real_dtype,
     safe_increment,
     scalar_as,
     state_dtype,
@@ -19,8 +23,11 @@ from jopt.core import (
 
 
 def _full_like(tree: Any, value: jax.typing.ArrayLike, dtype: Any = None) -> Any:
-    # jax.tree.map (not map_elementwise): this builds state, it is not update maths.
-    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, state_dtype(x, dtype)), tree)
+    # jax.tree.map (not map_elementwise): this builds state, it is not update maths. The
+    # slots hold |g|^2 sums, so they are real for complex parameters.
+    return jax.tree.map(
+        lambda x: jnp.full(jnp.shape(x), value, real_dtype(state_dtype(x, dtype))), tree
+    )
 
 
 class ScaleByRmsState(NamedTuple):
@@ -81,22 +88,21 @@ def scale_by_rms(
                 s = jax.lax.rsqrt(denom + scalar_as(eps, v))
             else:
                 s = 1 / (jnp.sqrt(denom) + scalar_as(eps, v))
-            return (s * g.astype(v.dtype)).astype(g.dtype)
+            dt = compute_dtype(g, v)
+            return (s.astype(dt) * g.astype(dt)).astype(inexact_dtype(g))
 
         def step(g, v):
             rho = scalar_as(decay, v)
-            gv = g.astype(v.dtype)
-            v = scalar_as(1 - decay, v) * (gv * gv) + rho * v
+            v = scalar_as(1 - decay, v) * abs_sq(g, v.dtype) + rho * v
             return scaling(g, v, v / corr.astype(v.dtype)), v
 
         def step_centered(g, m, v):
             rho = scalar_as(decay, v)
-            gv = g.astype(v.dtype)
-            m = scalar_as(1 - decay, v) * gv + rho * m
-            v = scalar_as(1 - decay, v) * (gv * gv) + rho * v
+            m = scalar_as(1 - decay, m) * g.astype(m.dtype) + scalar_as(decay, m) * m
+            v = scalar_as(1 - decay, v) * abs_sq(g, v.dtype) + rho * v
             c = corr.astype(v.dtype)
-            m_hat, v_hat = m / c, v / c
-            return scaling(g, v, v_hat - m_hat * m_hat), m, v
+            m_hat, v_hat = m / c.astype(m.dtype), v / c
+            return scaling(g, v, v_hat - abs_sq(m_hat, v.dtype)), m, v
 
         if centered:
             updates, mu, nu = map_elementwise(step_centered, updates, state.mu, state.nu, n_out=3)
@@ -142,10 +148,10 @@ def scale_by_rss(
         del params, extra_args
 
         def step(g, s):
-            gs = g.astype(s.dtype)
-            s = gs * gs + s
+            s = abs_sq(g, s.dtype) + s
             inv = jnp.where(s > 0, jax.lax.rsqrt(s + scalar_as(eps, s)), jnp.zeros_like(s))
-            return (inv * gs).astype(g.dtype), s
+            dt = compute_dtype(g, s)
+            return (inv.astype(dt) * g.astype(dt)).astype(inexact_dtype(g)), s
 
         updates, sos = map_elementwise(step, updates, state.sum_of_squares, n_out=2)
         return updates, ScaleByRssState(sum_of_squares=sos)
@@ -183,7 +189,8 @@ def scale_by_adadelta(
 
     def init_fn(params):
         return ScaleByAdadeltaState(
-            e_g=zeros_like(params, accumulator_dtype), e_x=zeros_like(params, accumulator_dtype)
+            e_g=zeros_like(params, accumulator_dtype, real=True),
+            e_x=zeros_like(params, accumulator_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -191,11 +198,11 @@ def scale_by_adadelta(
 
         def step(g, e_g, e_x):
             r, e = scalar_as(rho, e_g), scalar_as(eps, e_g)
-            gs = g.astype(e_g.dtype)
-            e_g = scalar_as(1 - rho, e_g) * (gs * gs) + r * e_g
-            d = (jnp.sqrt(e_x + e) / jnp.sqrt(e_g + e)) * gs
-            e_x = scalar_as(1 - rho, e_x) * (d * d) + r * e_x
-            return d.astype(g.dtype), e_g, e_x
+            e_g = scalar_as(1 - rho, e_g) * abs_sq(g, e_g.dtype) + r * e_g
+            dt = compute_dtype(g, e_g)
+            d = (jnp.sqrt(e_x + e) / jnp.sqrt(e_g + e)).astype(dt) * g.astype(dt)
+            e_x = scalar_as(1 - rho, e_x) * abs_sq(d, e_x.dtype) + r * e_x
+            return d.astype(inexact_dtype(g)), e_g, e_x
 
         updates, e_g, e_x = map_elementwise(step, updates, state.e_g, state.e_x, n_out=3)
         return updates, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)

@@ -12,6 +12,7 @@ from jopt.core import (
     GradientTransformation,
     ScalarOrSchedule,
     identity,
+    inexact,
     map_elementwise,
     safe_increment,
     scalar_as,
@@ -27,7 +28,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        return map_elementwise(lambda u: scalar_as(step_size, u) * u, updates), state
+        return map_elementwise(lambda u: scalar_as(step_size, u) * inexact(u), updates), state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -52,14 +53,14 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         step_size = step_size_fn(state.count)
-        updates = map_elementwise(lambda u: scalar_as(step_size, u) * u, updates)
+        updates = map_elementwise(lambda u: scalar_as(step_size, u) * inexact(u), updates)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
     return GradientTransformation(init_fn, update_fn)
 
 
 def scale_by_learning_rate(
-    learning_rate: ScalarOrSchedule | None, *, flip_sign: bool = True
+    learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True
 ) -> GradientTransformation:
     """``u <- -learning_rate * u`` (or ``+`` with ``flip_sign=False``).
 

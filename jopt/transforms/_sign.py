@@ -12,6 +12,8 @@ from jopt.core import (
     EmptyState,
     GradientTransformation,
     JoptError,
+    inexact,
+    inexact_dtype,
     map_elementwise,
     safe_increment,
     scalar_as,
@@ -28,7 +30,7 @@ def scale_by_sign() -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        return map_elementwise(jnp.sign, updates), state
+        return map_elementwise(lambda u: jnp.sign(inexact(u)), updates), state
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -88,7 +90,7 @@ def scale_by_lion(
             b1_, b2_ = scalar_as(b1, m), scalar_as(b2, m)
             d = sign(scalar_as(1 - b1, m) * gm + b1_ * m)
             m = scalar_as(1 - b2, m) * gm + b2_ * m
-            return d.astype(g.dtype), m
+            return d.astype(inexact_dtype(g)), m
 
         updates, mu = map_elementwise(step, updates, state.mu, n_out=2)
         return updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)

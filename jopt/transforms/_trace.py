@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jopt.core import GradientTransformation, map_elementwise, scalar_as, zeros_like
+from jopt.core import GradientTransformation, inexact_dtype, map_elementwise, scalar_as, zeros_like
 
 
 class TraceState(NamedTuple):
@@ -46,7 +46,7 @@ def trace(
             beta, gm = scalar_as(decay, m), g.astype(m.dtype)
             m_new = gm + beta * m
             u = gm + beta * m_new if nesterov else m_new
-            return u.astype(g.dtype), m_new
+            return u.astype(inexact_dtype(g)), m_new
 
         updates, new_trace = map_elementwise(step, updates, state.trace, n_out=2)
         return updates, TraceState(trace=new_trace)
