@@ -136,7 +136,11 @@ def test_npz_loader(tmp_path):
     assert ds.task == "classification" and ds.num_classes == 2 and ds.sizes()["test"] == 5
     got = np.concatenate([ds.x_train, ds.x_test])
     np.testing.assert_array_equal(np.sort(got[:, 0]), x[:, 0])
-    reg = load_dataset(_write_npz(tmp_path / "r.npz", x, y + 0.5), preprocess="none")
+    # the task is an explicit choice, never guessed from float labels
+    path = _write_npz(tmp_path / "r.npz", x, y + 0.5)
+    with pytest.raises(JoptError, match="fractional"):
+        load_dataset(path, preprocess="none")
+    reg = load_dataset(path, task="regression", preprocess="none")
     assert reg.task == "regression" and reg.y_train.dtype == np.float32
 
 

@@ -22,7 +22,7 @@ class Raw:
     x: np.ndarray
     y: np.ndarray
     task: str
-    num_classes: int
+    num_classes: int | None  # None: the largest label + 1 (user files)
     kind: str = "tabular"
     x_test: np.ndarray | None = None  # a predefined test split, if the data set has one
     y_test: np.ndarray | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import numpy as np
@@ -59,11 +60,86 @@ class Dataset:
         return {s: len(self.split(s)[1]) for s in ("train", "val", "test")}
 
 
+TASKS = ("classification", "regression")
+# A dense classifier's last layer holds hidden x num_classes weights; beyond this many classes
+# the labels are almost surely not class indices (ImageNet-21k has 21,841). See docs/decisions.md.
+MAX_CLASSES = 100_000
+_F32_MAX = float(np.finfo(np.float32).max)
+_REGRESSION_HINT = "for real-valued targets pass task='regression' (data.task)"
+
+
+def resolve_task(task: str | None, default: str, source: str) -> str:
+    """``task`` if given (checked), else ``default``."""
+    if task is None:
+        return default
+    if task not in TASKS:
+        raise JoptError(f"{source}: unknown task {task!r}; allowed: classification, regression")
+    return task
+
+
+def _check_finite(a: np.ndarray, what: str, source: str) -> None:
+    """Reject NaN/inf, and finite values that would overflow float32."""
+    if a.dtype.kind != "f":
+        return  # integers always fit float32's range (|x| < 2**64 < 3.4e38)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise JoptError(
+            f"{source}: {what} contain NaN or inf ({int(bad.sum())} values, first in example "
+            f"{first}); allowed: finite numbers"
+        )
+    if a.size and float(np.abs(a).max()) > _F32_MAX:
+        raise JoptError(
+            f"{source}: {what} hold values beyond float32's range (|v| > 3.4e38); "
+            "allowed: finite float32 numbers"
+        )
+
+
+def _looks_one_hot(y: np.ndarray) -> bool:
+    if y.ndim != 2 or y.size == 0:
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1))
+
+
+def _class_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Check that ``y`` holds class indices 0..K-1 (K <= MAX_CLASSES); return them as int32."""
+    if y.ndim != 1:
+        if _looks_one_hot(y):
+            raise JoptError(
+                f"{source}: labels look one-hot (shape {y.shape}); class labels must be 1-D "
+                f"integer indices 0..K-1 (y.argmax(1)), or {_REGRESSION_HINT}"
+            )
+        raise JoptError(
+            f"{source}: class labels must be 1-D integers 0..K-1, got shape {y.shape}; "
+            f"{_REGRESSION_HINT}"
+        )
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise JoptError(f"{source}: class labels contain NaN or inf; allowed: integers 0..K-1")
+        frac = y != np.round(y)
+        if frac.any():
+            raise JoptError(
+                f"{source}: class labels must be integers 0..K-1, found fractional values "
+                f"(e.g. {y[frac][0]:g}); {_REGRESSION_HINT}"
+            )
+    if len(y) and y.min() < 0:
+        raise JoptError(f"{source}: class labels must be in [0, num_classes), got {y.min():g}")
+    if len(y) and y.max() >= MAX_CLASSES:
+        top = int(y.max())
+        raise JoptError(
+            f"{source}: label {top} implies {top + 1} classes; at most {MAX_CLASSES} are "
+            f"allowed (labels must be class indices 0..K-1; {_REGRESSION_HINT})"
+        )
+    return y.astype(np.int32)
+
+
 def check_arrays(x: np.ndarray, y: np.ndarray, task: str, source: str) -> tuple[np.ndarray, ...]:
     """Validate raw ``(x, y)`` and cast them to the canonical dtypes.
 
-    Raises ``JoptError`` for NaN/inf, mismatched lengths, empty data, non-integer or negative
-    class labels, and object/string arrays. ``source`` names the file or dataset in the message.
+    Raises ``JoptError`` for non-numeric arrays, empty data, examples without features,
+    mismatched lengths, NaN/inf or values past float32's range, and, for classification,
+    labels that are not 1-D integers in ``[0, MAX_CLASSES)`` (fractions and one-hot rows are
+    refused, never turned into regression). ``source`` names the file or data set.
     """
     x = np.asarray(x)
     y = np.asarray(y)
@@ -74,29 +150,45 @@ def check_arrays(x: np.ndarray, y: np.ndarray, task: str, source: str) -> tuple[
     if x.ndim < 2:
         raise JoptError(f"{source}: inputs must have shape (n, features...), got {x.shape}")
     if len(x) == 0:
-        raise JoptError(f"{source}: the data set is empty")
+        raise JoptError(f"{source}: the data set is empty (0 examples); at least 1 is needed")
+    if math.prod(x.shape[1:]) == 0:
+        raise JoptError(
+            f"{source}: inputs have no features (shape {x.shape}); each example needs at "
+            "least one value"
+        )
     if y.ndim not in (1, 2) or len(y) != len(x):
         raise JoptError(
             f"{source}: labels must have shape ({len(x)},) to match {len(x)} inputs, got {y.shape}"
         )
+    _check_finite(x, "inputs", source)
     x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise JoptError(
-            f"{source}: inputs contain NaN or inf ({int((~np.isfinite(x)).sum())} values)"
-        )
     if task == "classification":
-        if y.ndim != 1:
-            raise JoptError(f"{source}: class labels must be 1-D integers, got shape {y.shape}")
-        if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
-            raise JoptError(f"{source}: class labels must be integers (got NaN or fractions)")
-        if np.any(y < 0):
-            raise JoptError(f"{source}: class labels must be in [0, num_classes), got {y.min()}")
-        y = y.astype(np.int32)
+        return x, _class_labels(y, source)
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise JoptError(f"{source}: regression targets have no columns (shape {y.shape})")
+    _check_finite(y, "regression targets", source)
+    return x, y.astype(np.float32)
+
+
+def num_classes_of(ys: list[np.ndarray], num_classes, source: str) -> int:
+    """The class count: ``num_classes`` if given (checked), else the largest label + 1."""
+    implied = max((int(y.max()) + 1 for y in ys if len(y)), default=0)
+    if num_classes is None:
+        k = implied
     else:
-        y = y.astype(np.float32)
-        if not np.all(np.isfinite(y)):
-            raise JoptError(f"{source}: regression targets contain NaN or inf")
-    return x, y
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+            raise JoptError(f"{source}: num_classes must be an integer, got {num_classes!r}")
+        k = int(num_classes)
+        if k > MAX_CLASSES:
+            raise JoptError(f"{source}: num_classes={k} is more than the {MAX_CLASSES} allowed")
+    if k < 2:
+        raise JoptError(
+            f"{source}: a classifier needs at least 2 classes, the labels hold {max(k, 0)}; "
+            f"give labels 0..K-1 with K >= 2, or {_REGRESSION_HINT}"
+        )
+    for y in ys:
+        check_labels(y, k, source)
+    return k
 
 
 def check_labels(y: np.ndarray, num_classes: int, source: str) -> None:

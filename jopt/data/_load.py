@@ -6,7 +6,7 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.data._builtin import BUILTIN, Raw
-from jopt.data._dataset import Dataset, check_arrays, check_labels
+from jopt.data._dataset import Dataset, check_arrays, num_classes_of, resolve_task
 from jopt.data._files import load_csv, load_idx, load_npz
 from jopt.data._split import apply_preprocess, fit_preprocess, split_arrays
 
@@ -18,19 +18,24 @@ def dataset_names() -> list[str]:
     return sorted(BUILTIN) + sorted(FILE_LOADERS)
 
 
-def _raw(name: str, seed: int, opts: dict) -> Raw:
+def _raw(name: str, seed: int, opts: dict, task: str | None) -> Raw:
     lowered = name.lower()
     if lowered.endswith(".npz") or lowered.endswith(".csv"):
         opts = {"path": name, **opts}
         lowered = lowered[-3:]
     if lowered in BUILTIN:
         try:
-            return BUILTIN[lowered](seed, **opts)
+            raw = BUILTIN[lowered](seed, **opts)
         except TypeError as e:
             raise JoptError(f"data set {name!r}: bad option ({e})") from None
+        chosen = resolve_task(task, raw.task, name)
+        if chosen != raw.task:  # an explicit choice: the class count then comes from the labels
+            raw.task = chosen
+            raw.num_classes = None
+        return raw
     if lowered in FILE_LOADERS:
         loader = FILE_LOADERS[lowered]
-        opts = dict(opts)
+        opts = {**opts, "task": task}
         try:
             if lowered == "idx":
                 return loader(**opts)
@@ -43,6 +48,7 @@ def _raw(name: str, seed: int, opts: dict) -> Raw:
 def load_dataset(
     name: str,
     *,
+    task: str | None = None,
     seed: int = 0,
     val_fraction: float = 0.0,
     test_fraction: float = 0.25,
@@ -57,6 +63,10 @@ def load_dataset(
             ``mnist1d``, ``two_moons``, ``spirals``, ``linear``, ``quadratic``), a file loader
             (``npz`` / ``csv`` with ``path=...``; ``idx`` with ``images=``, ``labels=`` and
             optionally ``test_images=``, ``test_labels=``), or a path ending in ``.npz``/``.csv``.
+        task: ``"classification"``, ``"regression"`` or ``None``. ``None`` keeps a built-in
+            set's own task and means classification for a user file. The task is never
+            guessed from the labels: float or one-hot labels under classification are an
+            error that says so, integer-valued targets under regression are fine.
         seed: drives synthetic generation and the split; the same seed gives the same data.
         val_fraction, test_fraction: fractions of the whole data set. Data sets with a
             predefined test split (mnist1d, IDX with test files, ``.npz`` with ``x_test``) keep it
@@ -65,13 +75,14 @@ def load_dataset(
             statistics are fitted on the training split only, then applied to val and test.
         stratify: keep class proportions in every split (classification only).
         **opts: options of the data set (``n``, ``noise``, ``condition_number``...) or loader
-            (``path``, ``label``, ``task``, ``num_classes``).
+            (``path``, ``label``, ``num_classes``, ``delimiter``, ``encoding``).
 
     Raises:
-        JoptError: unknown name or option, missing/malformed file, NaN/inf values, wrong shapes,
-            labels out of range.
+        JoptError: unknown name or option, missing, empty, undecodable or truncated file,
+            NaN/inf values, wrong shapes, no features, labels that are not class indices, a class
+            count above ``MAX_CLASSES``. Always one line, raised before anything compiles.
     """
-    raw = _raw(name, seed, opts)
+    raw = _raw(name, seed, opts, task)
     x, y = check_arrays(raw.x, raw.y, raw.task, name)
     xt = yt = None
     if raw.x_test is not None:
@@ -79,9 +90,12 @@ def load_dataset(
         if xt.shape[1:] != x.shape[1:]:
             raise JoptError(f"{name}: test inputs have shape {xt.shape[1:]}, train {x.shape[1:]}")
     if raw.task == "classification":
-        check_labels(y, raw.num_classes, name)
-        if yt is not None:
-            check_labels(yt, raw.num_classes, f"{name} (test)")
+        ys = [y] if yt is None else [y, yt]
+        raw.num_classes = num_classes_of(ys, raw.num_classes, name)
+    elif raw.num_classes is None:
+        raw.num_classes = 1 if y.ndim == 1 else y.shape[1]
+    if yt is not None and yt.shape[1:] != y.shape[1:]:
+        raise JoptError(f"{name}: test targets have shape {yt.shape[1:]}, train {y.shape[1:]}")
     parts = split_arrays(
         x,
         y,
