@@ -118,7 +118,7 @@ def test_path_rows_and_steps_to_reach_stay():
 
 def test_compare_overlay_of_problem_runs(tmp_path):
     from jopt.cli import main
-    from jopt.experiment import load_config
+    from jopt.experiment import load_config, plot_problem_runs, problem_path_from_config
 
     def run(name, opt, data="{name: rosenbrock}", steps=2000):
         f = tmp_path / f"{name}.yaml"
@@ -132,18 +132,18 @@ def test_compare_overlay_of_problem_runs(tmp_path):
 
     mom = run("mom", "{name: sgd, learning_rate: 0.001, momentum: 0.9}")
     # The recomputed path is the runner's path: same optimizer, same final point.
-    problem, path = nm.problem_path_from_config(load_config(f"{mom}/config.yaml"))
+    problem, path = problem_path_from_config(load_config(f"{mom}/config.yaml"))
     assert path.shape == (2001, 2) and problems.steps_to_reach(problem, path, 1e-8) == 1940
     with open(f"{mom}/summary.json") as f:
         summary = json.load(f)
     np.testing.assert_allclose(summary["x_final"], path[-1], rtol=1e-6)
     adam = run("adam", "{name: adam, learning_rate: 0.03}")
-    written = nm.plot_problem_runs([mom, adam], str(tmp_path / "cmp"))
+    written = plot_problem_runs([mom, adam], str(tmp_path / "cmp"))
     assert [os.path.basename(w) for w in written] == ["paths.png", "gaps.png"]
     assert all(os.path.getsize(w) > 10_000 for w in written)
     other = run("beale", "{name: sgd, learning_rate: 0.01}", data="{name: beale}", steps=5)
     with pytest.raises(jopt.JoptError, match="different problems"):
-        nm.plot_problem_runs([mom, other], str(tmp_path / "cmp2"))
+        plot_problem_runs([mom, other], str(tmp_path / "cmp2"))
     with pytest.raises(jopt.JoptError, match="x0 for booth"):
         nm.get_problem("booth", x0=[1.0, 2.0, 3.0])
     np.testing.assert_array_equal(nm.get_problem("beale", x0=[1, 1]).x0, [1.0, 1.0])

@@ -1,10 +1,29 @@
 """Benchmarks: update and train-step throughput, compile time and memory.
 
-Measured against optax and the device's own memory bandwidth. The command line is
-``jopt bench`` (:mod:`jopt.bench.cmd_bench`).
+Measured against optax and the device's own memory bandwidth. This layer times and reports;
+the command line (``jopt bench``, :mod:`jopt.cli`) loads configs and feeds it.
 """
 
 from jopt.bench._memory import MemoryReport, MemoryRow, memory_report
+from jopt.bench._report import SCHEMA, environment, format_table, parse_count, parse_list
 from jopt.bench._timing import StepStats, compile_fn, time_steps
+from jopt.bench._train import TRAIN_IMPLS, run_train, train_impls
+from jopt.bench._update_report import update_report
 
-__all__ = ["MemoryReport", "MemoryRow", "StepStats", "compile_fn", "memory_report", "time_steps"]
+__all__ = [
+    "SCHEMA",
+    "TRAIN_IMPLS",
+    "MemoryReport",
+    "MemoryRow",
+    "StepStats",
+    "compile_fn",
+    "environment",
+    "format_table",
+    "memory_report",
+    "parse_count",
+    "parse_list",
+    "run_train",
+    "time_steps",
+    "train_impls",
+    "update_report",
+]

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jopt.fused._layout import pack_layout
+from jopt.fused import pack_layout
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ def environment() -> dict[str, Any]:
     import jaxlib
     import optax
 
-    import jopt
+    from jopt._version import __version__
 
     dev = jax.devices()[0]
     try:
@@ -31,7 +31,7 @@ def environment() -> dict[str, Any]:
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "optax": optax.__version__,
-        "jopt": jopt.__version__,
+        "jopt": __version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "load_avg": load,

@@ -22,7 +22,8 @@ from jopt.bench._memory import memory_report
 from jopt.bench._roofline import Bandwidth
 from jopt.bench._timing import StepStats, compile_fn, time_steps
 from jopt.core import JoptError, apply_updates
-from jopt.fused._layout import pack_layout
+from jopt.fused import fused, pack_layout
+from jopt.optimizers import adam, adamw, sgd
 
 # optax / jopt: leaf by leaf; fused: jopt.fused (packed state, tree parameters); packed: the
 # parameters and gradients themselves are packed (jopt.pack), as in jopt.fused.packed_step.
@@ -30,16 +31,12 @@ IMPLS = ("optax", "jopt", "fused", "packed")
 
 
 def _jopt_optimizer(name: str, lr: float) -> Any:
-    import jopt
-
     if name == "adam":
-        return jopt.adam(lr)
+        return adam(lr)
     if name == "sgd":
-        return jopt.sgd(lr, momentum=0.9)
+        return sgd(lr, momentum=0.9)
     if name == "adamw":
-        if hasattr(jopt, "adamw"):
-            return jopt.adamw(lr, weight_decay=1e-4)
-        raise JoptError("optimizer 'adamw' is not available in this jopt build; use adam or sgd")
+        return adamw(lr, weight_decay=1e-4)
     raise JoptError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
@@ -59,14 +56,12 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW (weight decay 1e-4)", "sgd": "SGD,
 
 def make_tx(impl: str, optimizer: str, lr: float = 1e-3) -> Any:
     """The transform that implementation ``impl`` uses for ``optimizer``."""
-    import jopt
-
     if impl == "optax":
         return _optax_optimizer(optimizer, lr)
     if impl in ("jopt", "packed"):
         return _jopt_optimizer(optimizer, lr)
     if impl == "fused":
-        return jopt.fused(_jopt_optimizer(optimizer, lr))
+        return fused(_jopt_optimizer(optimizer, lr))
     raise JoptError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
 
 

@@ -1,8 +1,10 @@
-"""The ``jopt bench update`` driver: cases, roofline, memory, table and JSON report."""
+"""One optimizer update, timed: cases, roofline, memory, a printed table and the JSON report.
+
+``jopt bench update`` parses its options and calls :func:`update_report`.
+"""
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from typing import Any
 
@@ -10,10 +12,12 @@ import jax
 import jax.numpy as jnp
 
 from jopt.bench._memory import memory_report
-from jopt.bench._report import SCHEMA, environment, format_table, parse_count, parse_list
+from jopt.bench._report import SCHEMA, environment, format_table
 from jopt.bench._roofline import measure_bandwidth
 from jopt.bench._update import IMPLS, OPTIMIZERS, bench_update, make_params, make_tx
 from jopt.core import JoptError
+
+__all__ = ["update_report"]
 
 
 def _leaf_shapes(params: Any) -> list[dict[str, Any]]:
@@ -21,17 +25,25 @@ def _leaf_shapes(params: Any) -> list[dict[str, Any]]:
     return [{"shape": list(s), "count": n} for s, n in sorted(counts.items())]
 
 
-def run_update(args: argparse.Namespace) -> dict[str, Any]:
-    optimizers = parse_list(args.optimizer, "--optimizer")
+def update_report(
+    optimizers: list[str],
+    impls: list[str],
+    n_params: int,
+    leaves: list[int],
+    *,
+    steps: int = 20,
+    warmup: int = 2,
+    min_time: float = 0.0,
+) -> dict[str, Any]:
+    """Time one update of each optimizer × implementation × leaf count; print and return the
+    report (fields in ``benchmarks/README.md``). Bad names or sizes raise one-line JoptErrors
+    before anything is measured."""
     for o in optimizers:
         if o not in OPTIMIZERS:
             raise JoptError(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
-    impls = parse_list(args.impl, "--impl")
     for i in impls:
         if i not in IMPLS:
             raise JoptError(f"unknown implementation {i!r}; choose from {', '.join(IMPLS)}")
-    n_params = parse_count(args.params)
-    leaves = [parse_count(x) for x in parse_list(args.leaves, "--leaves")]
     for n in leaves:
         if n > n_params:
             raise JoptError(f"--leaves {n} exceeds --params {n_params}; each leaf needs a value")
@@ -45,7 +57,7 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
         f"load avg {env['load_avg']}"
     )
     # The roof: a streaming triad over arrays as large as the parameters (at least 1M values).
-    bw = measure_bandwidth(max(n_params, 1 << 20), jnp.float32, steps=max(args.steps, 5))
+    bw = measure_bandwidth(max(n_params, 1 << 20), jnp.float32, steps=max(steps, 5))
     print(
         f"bandwidth bound: {bw.gbs:.2f} GB/s (triad {bw.triad_gbs:.2f}, "
         f"scaled copy {bw.copy_gbs:.2f}) over {bw.elements:,} float32"
@@ -63,9 +75,9 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
                     params,
                     grads,
                     bw,
-                    steps=args.steps,
-                    warmup=args.warmup,
-                    min_time=args.min_time,
+                    steps=steps,
+                    warmup=warmup,
+                    min_time=min_time,
                 )
                 results.append(r.as_dict())
                 print(
@@ -172,8 +184,8 @@ def run_update(args: argparse.Namespace) -> dict[str, Any]:
             "impls": impls,
             "params": n_params,
             "leaves": leaves,
-            "steps": args.steps,
-            "warmup": args.warmup,
+            "steps": steps,
+            "warmup": warmup,
             "dtype": "float32",
         },
         "shapes": shapes,

@@ -1,8 +1,9 @@
-"""The ``jopt`` command. A thin dispatcher: each subcommand lives in its own module.
+"""The commands layer: every ``jopt`` command, and nothing else.
 
-A subcommand module provides ``add_arguments(parser)`` and ``main(args) -> int``. Only the
-chosen module is imported, so ``jopt --help`` is fast. A :class:`jopt.JoptError` anywhere
-becomes one line on stderr and exit code 2, never a traceback.
+Each command is a module here with ``add_arguments(parser)`` and ``main(args) -> int``: it
+parses its arguments and calls public library functions. No library package holds a command.
+Only the chosen module is imported, so ``jopt --help`` is fast. A :class:`jopt.JoptError`
+anywhere becomes one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import argparse
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "main"]
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("jopt.experiment.cmd_run", "train one configured experiment"),
-    "validate": ("jopt.experiment.cmd_validate", "check a config without running it"),
-    "sweep": ("jopt.experiment.cmd_sweep", "run a grid of configs (vmapped where possible)"),
-    "compare": ("jopt.experiment.cmd_compare", "tabulate and plot runs or sweeps side by side"),
-    "list": ("jopt.experiment.cmd_list", "list optimizers, schedules, datasets, models"),
-    "bench": ("jopt.bench.cmd_bench", "benchmark updates and train steps against optax"),
-    "lr-find": ("jopt.numerics.cmd_lr_find", "find a learning rate by an exponential sweep"),
+    "run": ("jopt.cli._run", "train one configured experiment"),
+    "validate": ("jopt.cli._validate", "check a config without running it"),
+    "sweep": ("jopt.cli._sweep", "run a grid of configs (vmapped where possible)"),
+    "compare": ("jopt.cli._compare", "tabulate and plot runs or sweeps side by side"),
+    "list": ("jopt.cli._list", "list optimizers, schedules, datasets, models"),
+    "bench": ("jopt.cli._bench", "benchmark updates, train steps and data parallelism"),
+    "lr-find": ("jopt.cli._lr_find", "find a learning rate by an exponential sweep"),
+    "reproduce": ("jopt.cli._reproduce", "reproduce the reference accuracies of jopt.train"),
 }
 
 
@@ -31,7 +35,8 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jopt.core.errors import JoptError
+    """Run ``jopt COMMAND ARGS...``; returns the exit code (2 for a :class:`JoptError`)."""
+    from jopt.core import JoptError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -39,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"jopt: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"jopt: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"jopt {name}", description=COMMANDS[name][1])
@@ -54,7 +61,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"jopt {name}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

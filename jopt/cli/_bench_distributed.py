@@ -1,18 +1,18 @@
-"""``python -m jopt.distributed.bench [--devices 1 2 4 8] [--zero 1] [--json out.json]``.
+"""``jopt bench distributed [--devices 1 2 4 8] [--zero 1] [--json out.json]``.
 
 Requests enough host devices before JAX starts (so it runs on a laptop), then prints a table of
-data-parallel steps per second per device count (see :func:`bench_data_parallel`).
+data-parallel steps per second per device count (:func:`jopt.distributed.bench_data_parallel`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+__all__ = ["add_distributed_arguments", "run_distributed"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jopt.distributed.bench")
+def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -20,25 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zero", type=int, default=0, choices=(0, 1))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the report to this file")
-    args = parser.parse_args(argv)
 
-    from jopt.core.errors import JoptError
-    from jopt.distributed import request_cpu_devices
-    from jopt.distributed._bench import bench_data_parallel
+
+def run_distributed(args: argparse.Namespace) -> int:
+    from jopt.distributed import bench_data_parallel, request_cpu_devices
 
     request_cpu_devices(max(args.devices))
-    try:
-        report = bench_data_parallel(
-            args.devices,
-            dataset=args.dataset,
-            hidden=args.hidden,
-            batch_size=args.batch_size,
-            zero=args.zero,
-            repeats=args.repeats,
-        )
-    except JoptError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
+    report = bench_data_parallel(
+        args.devices,
+        dataset=args.dataset,
+        hidden=args.hidden,
+        batch_size=args.batch_size,
+        zero=args.zero,
+        repeats=args.repeats,
+    )
     print(
         f"{report['platform']} ({report['device_kind']}), {report['dataset']}, "
         f"batch {report['batch_size']}, {report['steps_per_epoch']} steps/epoch, "
@@ -54,7 +49,3 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

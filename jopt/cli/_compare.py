@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from jopt.core import JoptError
+
+__all__ = ["add_arguments", "main"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run or sweep directories")
@@ -27,24 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rows_and_curves(path: str):
-    from jopt.core.errors import JoptError
-    from jopt.experiment import _artifacts as art
+    from jopt.experiment import check_run_dir, read_json, read_jsonl
 
     name = os.path.basename(os.path.normpath(path))
     sweep_file = os.path.join(path, "sweep.json")
     if os.path.exists(sweep_file):
-        info = art.read_json(sweep_file)
+        info = read_json(sweep_file)
         rows = [{**r, "point": f"{name}: {r['point']}"} for r in info["results"]]
         curves = {
-            f"{name}/{m['dir']}": art.read_jsonl(os.path.join(path, m["dir"], "metrics.jsonl"))
+            f"{name}/{m['dir']}": read_jsonl(os.path.join(path, m["dir"], "metrics.jsonl"))
             for m in info["members"]
         }
         return rows, curves, info
-    art.check_run_dir(path)
+    check_run_dir(path)
     summary_file = os.path.join(path, "summary.json")
     if not os.path.exists(summary_file):
         raise JoptError(f"{path} has no summary.json (did the run finish?)")
-    summary = art.read_json(summary_file)
+    summary = read_json(summary_file)
     # A test-problem run logs steps (and its gap to the optimum) rather than epochs.
     epochs = summary.get("epochs_run", summary.get("steps"))
     row = {"point": name, "seeds": 1, "epochs": epochs}
@@ -54,23 +57,26 @@ def _rows_and_curves(path: str):
     for m in metrics:
         row[m] = summary["best"].get(m, summary["final"].get(m))
         row[f"{m}_std"] = None
-    return [row], {name: art.read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
+    return [row], {name: read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
 
 
 def _is_problem_run(path: str) -> bool:
     """True when ``path`` is a run of a classical test problem (``data.name: rosenbrock``...)."""
-    from jopt.experiment._load import load_config
-    from jopt.experiment._problem import is_problem
+    from jopt.experiment import is_problem, load_config
 
     cfg_file = os.path.join(path, "config.yaml")
     return os.path.exists(cfg_file) and is_problem(load_config(cfg_file))
 
 
 def main(args: argparse.Namespace) -> int:
-    from jopt.core.errors import JoptError
-    from jopt.experiment import _artifacts as art
-    from jopt.experiment._plots import plot_overlay, plot_sensitivity
-    from jopt.experiment._sweep import markdown_table, write_tables
+    from jopt.experiment import (
+        make_run_dir,
+        markdown_table,
+        plot_overlay,
+        plot_problem_runs,
+        plot_sensitivity,
+        write_tables,
+    )
 
     rows, curves, sweeps = [], {}, []
     for path in args.dirs:
@@ -81,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
         curves.update(c)
         if info is not None:
             sweeps.append((os.path.basename(os.path.normpath(path)), info))
-    out = args.out or art.make_run_dir("runs", "compare")
+    out = args.out or make_run_dir("runs", "compare")
     os.makedirs(out, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "point", k))
     write_tables([{k: r.get(k) for k in keys} for r in rows], out, "compare")
@@ -101,8 +107,6 @@ def main(args: argparse.Namespace) -> int:
             plot_sensitivity(groups, metric, os.path.join(out, f"lr_sensitivity_{metric}.png"))
     if not sweeps and all(_is_problem_run(path) for path in args.dirs):
         # Test-problem runs: also overlay the optimizers' paths on the problem's contour.
-        from jopt.numerics import plot_problem_runs
-
         plot_problem_runs(list(args.dirs), out)
     print(markdown_table(rows))
     print(f"table and plots in {out}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from jopt.experiment._registry import listing
+from jopt.core import JoptError
+from jopt.experiment import listing
+
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from jopt.core.errors import JoptError
-
     everything = listing()
     if args.what is not None:
         matches = [k for k in everything if k.startswith(args.what.lower())]

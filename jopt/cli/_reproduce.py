@@ -1,13 +1,6 @@
-"""Reproduce the training engine's reference accuracies.
+"""``jopt reproduce RECIPE [--seeds ...]``: the training engine's reference accuracies.
 
-    python -m jopt.train.reproduce digits     # MLP 64-128-10 + Adam on digits, >= 0.97 test acc.
-    python -m jopt.train.reproduce mnist1d    # 1-D CNN + Adam on mnist1d, >= 0.90 test acc.
-    python -m jopt.train.reproduce all --seeds 0 1 2
-
-Each recipe is a fixed set of hyperparameters (below); every seed changes the split (digits),
-the initialization, shuffling and dropout. The test split is never used for any choice:
-early stopping (mnist1d) watches the validation split and restores its best epoch; digits
-reports its final epoch.
+The recipes are :data:`jopt.train.RECIPES`; see :func:`jopt.train.run_recipe`.
 """
 
 from __future__ import annotations
@@ -15,80 +8,18 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import jopt
-from jopt.data import Augment, Batching, load_dataset
-from jopt.models import make_model
-from jopt.train import EarlyStopping, fit
+from jopt.train import RECIPES, run_recipe
 
-RECIPES = {
-    # standardized digits, stratified 25 % test split, 10 % validation; Adam with a cosine
-    # decay of the learning rate to 0 over the run; the final epoch is reported.
-    "digits": dict(
-        data=dict(name="digits", val_fraction=0.1, test_fraction=0.25, preprocess="standardize"),
-        model=dict(name="mlp", hidden=[128], activation="relu", dropout=0.2),
-        learning_rate=2e-3,
-        cosine=True,
-        batching=Batching("minibatch", 32),
-        epochs=60,
-        augment=None,
-        early_stopping=None,
-    ),
-    # mnist1d: the package's 4000/1000 split; 10 % of train for validation
-    "mnist1d": dict(
-        data=dict(name="mnist1d", val_fraction=0.1, preprocess="standardize"),
-        model=dict(name="cnn", channels=[16, 16, 16], kernel_size=5, dense=128),
-        learning_rate=2e-3,
-        cosine=False,
-        batching=Batching("minibatch", 64),
-        epochs=60,
-        augment=Augment(max_shift=2),
-        early_stopping=EarlyStopping("val_accuracy", patience=15),
-    ),
-}
+__all__ = ["add_arguments", "main"]
 
 
-def run_recipe(name: str, seed: int, progress: bool = False) -> dict:
-    r = RECIPES[name]
-    d = dict(r["data"])
-    ds = load_dataset(d.pop("name"), seed=seed, **d)
-    m = dict(r["model"])
-    model = make_model(m.pop("name"), num_outputs=ds.num_outputs, **m)
-    lr = r["learning_rate"]
-    if r["cosine"]:
-        total = r["batching"].steps_per_epoch(len(ds.y_train)) * r["epochs"]
-        lr = jopt.schedules.cosine_decay(lr, total)
-    res = fit(
-        model,
-        jopt.adam(lr),
-        ds,
-        epochs=r["epochs"],
-        key=seed,
-        batching=r["batching"],
-        augment=r["augment"],
-        early_stopping=r["early_stopping"],
-        eval_splits=("val", "test"),
-        progress=progress,
-    )
-    best_epoch = res.best_epoch or len(res.history)
-    best = res.history[best_epoch - 1]
-    return {
-        "recipe": name,
-        "seed": seed,
-        "best_epoch": best_epoch,
-        "epochs_run": len(res.history),
-        "val_accuracy": best["val_accuracy"],
-        "test_accuracy": best["test_accuracy"],
-        "steps_per_s": res.timings["steps_per_s"],
-        "compile_s": res.timings["compile_s"],
-    }
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", choices=[*RECIPES, "all"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--progress", action="store_true")
 
 
-def main(argv=None) -> list[dict]:
-    ap = argparse.ArgumentParser(description="Reproduce jopt's reference accuracies.")
-    ap.add_argument("recipe", choices=[*RECIPES, "all"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--progress", action="store_true")
-    args = ap.parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     names = list(RECIPES) if args.recipe == "all" else [args.recipe]
     rows = []
     for name in names:
@@ -103,8 +34,4 @@ def main(argv=None) -> list[dict]:
             )
         accs = [r["test_accuracy"] for r in rows if r["recipe"] == name]
         print(f"{name:8s} test accuracy: mean {statistics.mean(accs):.4f}, min {min(accs):.4f}")
-    return rows
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from jopt.cli._args import split_flags
+from jopt.core import JoptError
+
+__all__ = ["add_arguments", "main"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="YAML config file")
@@ -18,13 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from jopt.experiment._load import split_flags
-
     split_flags(args, {"--no-progress": "no_progress"})
-    from jopt.core.errors import JoptError
-    from jopt.experiment._load import load_config
-    from jopt.experiment._runner import resume, run
-    from jopt.experiment._trainer import start_distributed
+    from jopt.experiment import load_config, resume, run, start_distributed
 
     progress = False if args.no_progress else None
     if args.resume:

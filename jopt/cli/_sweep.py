@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from jopt.cli._args import split_flags
+
+__all__ = ["add_arguments", "main"]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file with a sweep section")
@@ -29,15 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from jopt.experiment._load import split_flags
-
     split_flags(
         args,
         {"--no-progress": "no_progress", "--protocol": "protocol", "--sequential": "sequential"},
     )
-    from jopt.experiment import _artifacts as art
-    from jopt.experiment._load import load_config
-    from jopt.experiment._sweep import protocol, sweep
+    from jopt.experiment import load_config, protocol, read_json, sweep
 
     config = load_config(args.config, args.overrides)
     progress = config.output.progress and not args.no_progress
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
             print(f.read())
     else:
         directory = sweep(config, progress=progress, vmap=not args.sequential)
-        info = art.read_json(os.path.join(directory, "sweep.json"))
+        info = read_json(os.path.join(directory, "sweep.json"))
         with open(os.path.join(directory, "results.md"), encoding="utf-8") as f:
             print(f.read())
         print(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from jopt.experiment._load import load_config
+from jopt.core import JoptError
+from jopt.experiment import load_config
+
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from jopt.core.errors import JoptError
-
     overrides = [a for a in args.items if "=" in a]
     paths = [a for a in args.items if "=" not in a]
     if not paths:

@@ -4,11 +4,37 @@
 import JAX, the training engine and matplotlib on first use.
 """
 
+from jopt.experiment._artifacts import (
+    atomic_write,
+    check_run_dir,
+    make_run_dir,
+    read_json,
+    read_jsonl,
+)
 from jopt.experiment._load import config_from_dict, dump_config, load_config, replace_dotted
+from jopt.experiment._registry import listing
 from jopt.experiment._schema import Config, to_dict
 from jopt.experiment._validate import validate_config
 
 _LAZY = {
+    "bench_optimizers": "jopt.experiment._build",
+    "build_optimizer": "jopt.experiment._build",
+    "lr_find_losses": "jopt.experiment._lr_range",
+    "fused_refusal": "jopt.experiment._build",
+    "setup": "jopt.experiment._build",
+    "structure_key": "jopt.experiment._build",
+    "vmappable_values": "jopt.experiment._build",
+    "Setup": "jopt.experiment._build",
+    "is_problem": "jopt.experiment._problem",
+    "markdown_table": "jopt.experiment._sweep",
+    "plot_overlay": "jopt.experiment._plots",
+    "plot_problem_runs": "jopt.experiment._problem_runs",
+    "plot_run": "jopt.experiment._plots",
+    "plot_sensitivity": "jopt.experiment._plots",
+    "point_label": "jopt.experiment._sweep",
+    "problem_path_from_config": "jopt.experiment._problem_runs",
+    "start_distributed": "jopt.experiment._trainer",
+    "write_tables": "jopt.experiment._sweep",
     "run": "jopt.experiment._runner",
     "resume": "jopt.experiment._runner",
     "sweep": "jopt.experiment._sweep",
@@ -26,14 +52,38 @@ def __getattr__(name: str):
 
 __all__ = [
     "Config",
+    "Setup",
+    "atomic_write",
+    "bench_optimizers",
+    "build_optimizer",
+    "check_run_dir",
     "config_from_dict",
     "dump_config",
+    "fused_refusal",
+    "is_problem",
+    "listing",
     "load_config",
+    "lr_find_losses",
+    "make_run_dir",
+    "markdown_table",
+    "plot_overlay",
+    "plot_problem_runs",
+    "plot_run",
+    "plot_sensitivity",
+    "point_label",
+    "problem_path_from_config",
     "protocol",
+    "read_json",
+    "read_jsonl",
     "replace_dotted",
     "resume",
     "run",
+    "setup",
+    "start_distributed",
+    "structure_key",
     "sweep",
     "to_dict",
     "validate_config",
+    "vmappable_values",
+    "write_tables",
 ]

@@ -36,12 +36,15 @@ from jopt.numerics._landscape import (
 from jopt.numerics._lr_find import (
     LRFindResult,
     analyse_lr_curve,
+    exponential_lrs,
     lr_find,
+    lr_find_run,
+    lr_table_schedule,
     plot_lr_find,
     write_lr_find,
 )
 from jopt.numerics._plots import plot_sharpness, plot_spectral_density
-from jopt.numerics._problem_compare import plot_problem_runs, problem_path_from_config
+from jopt.numerics._problem_compare import plot_problem_paths
 from jopt.numerics._stability import gd_contraction, max_stable_lr, stability_bound
 from jopt.numerics.problems import (
     PROBLEMS,
@@ -68,6 +71,7 @@ __all__ = [
     "dataset_loss",
     "density_mass",
     "density_on_grid",
+    "exponential_lrs",
     "filter_normalized_direction",
     "flax_loss_fn",
     "gd_contraction",
@@ -79,16 +83,17 @@ __all__ = [
     "lanczos",
     "list_problems",
     "lr_find",
+    "lr_find_run",
+    "lr_table_schedule",
     "max_stable_lr",
     "path_rows",
     "plot_interpolation",
     "plot_lr_find",
     "plot_paths",
-    "plot_problem_runs",
+    "plot_problem_paths",
     "plot_sharpness",
     "plot_spectral_density",
     "plot_surface",
-    "problem_path_from_config",
     "problem_summary",
     "problems",
     "run_problem",

@@ -22,6 +22,17 @@ import numpy as np
 from jopt.core import apply_updates, call_update
 from jopt.core.errors import JoptError
 
+__all__ = [
+    "LRFindResult",
+    "analyse_lr_curve",
+    "exponential_lrs",
+    "lr_find",
+    "lr_find_run",
+    "lr_table_schedule",
+    "plot_lr_find",
+    "write_lr_find",
+]
+
 
 class LRFindResult(NamedTuple):
     """Attributes: ``lrs``/``losses``/``smoothed`` per step (cut at divergence); ``suggestion``;
@@ -37,6 +48,7 @@ class LRFindResult(NamedTuple):
 
 
 def exponential_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
+    """``num_steps`` learning rates from ``min_lr`` to ``max_lr``, log-spaced (float32)."""
     if not (0 < min_lr < max_lr):
         raise JoptError(f"need 0 < min_lr < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}")
     if not isinstance(num_steps, int) or num_steps < 5:
@@ -44,28 +56,31 @@ def exponential_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
     return np.geomspace(min_lr, max_lr, num_steps).astype(np.float32)
 
 
-def lr_find_run(
-    loss_fn: Callable[..., jax.Array],
-    params: Any,
-    make_tx: Callable[[Any], Any],
-    batches: Any,
-    lrs: np.ndarray,
-) -> jax.Array:
-    """The raw range test: losses ``[T]`` while training with learning rates ``lrs[t]``.
-
-    ``make_tx(schedule)`` builds the optimizer from a learning-rate schedule
-    (``count -> lr``), e.g. ``lambda lr: jopt.adam(lr)``. ``batches`` has a leading axis of
-    length ``T`` (one batch per step) or is ``None`` for ``loss_fn(params)``. The run is one
-    ``lax.scan`` under one ``jax.jit``.
-    """
+def lr_table_schedule(lrs: Any) -> Callable[[jax.Array], jax.Array]:
+    """The range test's schedule: ``count -> lrs[min(count, T - 1)]`` (float32)."""
     table = jnp.asarray(lrs, jnp.float32)
     steps = table.shape[0]
 
     def schedule(count: jax.Array) -> jax.Array:
         return table[jnp.minimum(count, steps - 1)]
 
-    tx = make_tx(schedule)
-    xs = jnp.arange(steps) if batches is None else batches
+    return schedule
+
+
+def lr_find_run(
+    loss_fn: Callable[..., jax.Array],
+    params: Any,
+    tx: Any,
+    batches: Any,
+    num_steps: int,
+) -> jax.Array:
+    """The raw range test: losses ``[num_steps]`` while training ``params`` with ``tx``.
+
+    ``tx`` carries the growing learning rate, e.g. ``jopt.adam(lr_table_schedule(lrs))``.
+    ``batches`` has a leading axis of length ``num_steps`` (one batch per step) or is ``None``
+    for ``loss_fn(params)``. The run is one ``lax.scan`` under one ``jax.jit``.
+    """
+    xs = jnp.arange(num_steps) if batches is None else batches
 
     def run(params: Any, xs: Any) -> jax.Array:
         def body(carry, batch):
@@ -163,7 +178,7 @@ def lr_find(
         lead = {np.shape(x)[0] for x in jax.tree.leaves(batches)}
         if lead != {num_steps}:
             raise JoptError(f"batches need a leading axis of num_steps={num_steps}, got {lead}")
-    losses = lr_find_run(loss_fn, params, make_tx, batches, lrs)
+    losses = lr_find_run(loss_fn, params, make_tx(lr_table_schedule(lrs)), batches, num_steps)
     return analyse_lr_curve(lrs, np.asarray(losses), beta=beta, diverge=diverge)
 
 

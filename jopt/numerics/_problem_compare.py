@@ -1,10 +1,7 @@
-"""Overlaying several test-problem runs on one contour, for ``jopt compare``.
+"""Overlaying several optimizers' paths on one test problem (``jopt compare`` draws these).
 
-``jopt run`` on a config with ``data.name: rosenbrock`` (``jopt.experiment``) writes one run
-directory per optimizer. A run is a pure function of its ``config.yaml``, so the paths are
-recomputed from the configs (the optimizer is rebuilt exactly as the runner builds it, with
-``jopt.experiment._build.build_optimizer``) instead of being stored: one jitted scan per run,
-identical to the original path.
+The paths come from the caller: :func:`jopt.experiment.plot_problem_runs` recomputes them from
+run directories and passes them here.
 """
 
 from __future__ import annotations
@@ -12,56 +9,27 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
 import numpy as np
 
 from jopt.core.errors import JoptError
-from jopt.numerics.problems import get_problem, plot_paths, run_problem
+from jopt.numerics.problems import Problem, plot_paths
+
+__all__ = ["plot_problem_paths"]
 
 
-def problem_path_from_config(config: Any) -> tuple[Any, np.ndarray]:
-    """``(problem, path)`` for a test-problem config, as ``jopt run`` computes it."""
-    from jopt.experiment._build import build_optimizer
+def plot_problem_paths(problem: Problem, paths: dict[str, Any], plot_dir: str) -> list[str]:
+    """Overlay ``paths`` (label -> ``[T+1, dim]`` iterates) on ``problem``.
 
-    problem = get_problem(config.data.name, **dict(config.data.options))
-    steps = int(config.train.steps or config.train.epochs)
-    tx, _ = build_optimizer(config, steps, 1)
-    key = jax.random.key(config.seed) if problem.sample is not None else None
-    return problem, np.asarray(run_problem(problem, tx, steps, key=key))
-
-
-def plot_problem_runs(run_dirs: list[str], plot_dir: str) -> list[str]:
-    """Overlay the paths of several test-problem runs: ``paths.png`` (2-D problems: the
-    contour with every path) and ``gaps.png`` (f − f* against the step, log scale).
-
-    Every run must be on the same problem with the same options; otherwise ``JoptError``.
-    Returns the PNG paths written.
+    Writes ``paths.png`` (2-D problems with bounds: the contour with every path) and
+    ``gaps.png`` (f − f* against the step, log scale) into ``plot_dir``; returns the PNG paths.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jopt.experiment._load import load_config
-
-    if not run_dirs:
-        raise JoptError("plot_problem_runs needs at least one run directory")
-    problem, ident, paths = None, None, {}
-    for d in run_dirs:
-        cfg_file = os.path.join(d, "config.yaml")
-        if not os.path.exists(cfg_file):
-            raise JoptError(f"{d} is not a run directory (no config.yaml)")
-        config = load_config(cfg_file)
-        this = (config.data.name, sorted((k, repr(v)) for k, v in config.data.options.items()))
-        if ident is not None and this != ident:
-            raise JoptError(
-                f"cannot overlay paths of different problems: {ident[0]} {dict(ident[1])} and "
-                f"{this[0]} {dict(this[1])}"
-            )
-        ident = this
-        problem, path = problem_path_from_config(config)
-        label = f"{config.name}: {config.optimizer.name} lr={config.optimizer.learning_rate:g}"
-        paths[label] = path
+    if not paths:
+        raise JoptError("plot_problem_paths needs at least one path")
     os.makedirs(plot_dir, exist_ok=True)
     written = []
     title = f"{problem.name}: {len(paths)} runs"

@@ -12,11 +12,13 @@ from jopt.train._losses import (
     one_hot_targets,
     penalty,
 )
+from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
 from jopt.train._step import LossSpec, apply_model, make_train_epoch, make_train_step
 
 __all__ = [
     "LOSSES",
+    "RECIPES",
     "EarlyStopping",
     "FitResult",
     "LossSpec",
@@ -34,4 +36,5 @@ __all__ = [
     "mse",
     "one_hot_targets",
     "penalty",
+    "run_recipe",
 ]

@@ -1,0 +1,5 @@
+"""The package version, in one place (``jopt.__version__`` re-exports it)."""
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
