@@ -1,10 +1,13 @@
-"""``jopt bench``: benchmark optimizer updates and train steps against optax and the roofline.
+"""``jopt bench``: benchmark optimizer updates, train steps and data-parallel epochs.
 
     jopt bench update --optimizer adam --params 10M --leaves 1,100,1000
     jopt bench train --config cfg.yaml [--devices 1,2,4,8]
+    jopt bench distributed [--devices 1 2 4 8] [--zero 1]
 
-Both print a table and, with ``--json PATH``, write the report whose fields are documented in
-``benchmarks/README.md``.
+Each prints a table and, with ``--json PATH``, writes the report whose fields are documented in
+``benchmarks/README.md``. The timing lives in :mod:`jopt.bench` (``update_report``,
+``run_train``) and :func:`jopt.distributed.bench_data_parallel`; this module parses the options
+and loads the config.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import json
 import os
 from typing import Any
 
+from jopt.cli._bench_distributed import add_distributed_arguments, run_distributed
 from jopt.core import JoptError
+
+__all__ = ["add_arguments", "main", "parse_devices"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench_command", metavar="{update,train}")
+    sub = parser.add_subparsers(dest="bench_command", metavar="{update,train,distributed}")
     up = sub.add_parser("update", help="one optimizer update: jopt, fused and optax vs roofline")
     up.add_argument(
         "--optimizer", default="adam", help="comma-separated: adam, adamw, sgd (momentum 0.9)"
@@ -50,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(on CPU, jopt asks JAX for that many host devices)",
     )
     _common(tr)
+    dp = sub.add_parser("distributed", help="data-parallel steps per second per device count")
+    add_distributed_arguments(dp)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -90,24 +98,44 @@ def parse_devices(text: str | None) -> list[int]:
     return counts
 
 
+def _update(args: argparse.Namespace) -> dict[str, Any]:
+    from jopt.bench import parse_count, parse_list, update_report
+
+    return update_report(
+        parse_list(args.optimizer, "--optimizer"),
+        parse_list(args.impl, "--impl"),
+        parse_count(args.params),
+        [parse_count(x) for x in parse_list(args.leaves, "--leaves")],
+        steps=args.steps,
+        warmup=args.warmup,
+        min_time=args.min_time,
+    )
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    args.devices = parse_devices(getattr(args, "devices", None))
+    if args.devices and max(args.devices) > 1:
+        # before any JAX work: on CPU, JAX creates its host devices once, when it starts
+        from jopt.distributed import request_cpu_devices
+
+        request_cpu_devices(max(args.devices))
+    from jopt.bench import run_train, train_impls
+    from jopt.experiment import bench_optimizers, load_config, setup
+
+    impls = train_impls(args.impl)
+    config = load_config(args.config, list(args.overrides))
+    s = setup(config)
+    txs = bench_optimizers(config, impls, s.steps_per_epoch)
+    return run_train(args, config, s, txs)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.bench_command is None:
         raise JoptError("choose a benchmark: 'jopt bench update ...' or 'jopt bench train ...'")
+    if args.bench_command == "distributed":
+        return run_distributed(args)
     if args.steps < 1 or args.warmup < 0:
         raise JoptError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
-    if args.bench_command == "update":
-        from jopt.bench._update_cmd import run_update
-
-        report = run_update(args)
-    else:
-        args.devices = parse_devices(getattr(args, "devices", None))
-        if args.devices and max(args.devices) > 1:
-            # before any JAX work: on CPU, JAX creates its host devices once, when it starts
-            from jopt.distributed import request_cpu_devices
-
-            request_cpu_devices(max(args.devices))
-        from jopt.bench._train import run_train
-
-        report = run_train(args)
+    report = _update(args) if args.bench_command == "update" else _train(args)
     _write_json(args.json, report)
     return 0
