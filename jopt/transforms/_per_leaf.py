@@ -1,0 +1,420 @@
+"""Building blocks whose maths reduces over a whole parameter array (or over axes of it).
+
+None of these is elementwise: NovoGrad keeps one scalar per leaf, SM3 one accumulator per
+axis, the factored RMS (Adafactor) row and column statistics, and the block-RMS/-norm
+scalings and adaptive clipping a norm per leaf or per unit. They map with ``jax.tree.map``
+over the original leaves and cannot be run on packed buffers as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.typing
+import numpy as np
+
+from jopt.core import (
+    EmptyState,
+    GradientTransformation,
+    JoptError,
+    safe_increment,
+    scalar_as,
+    squared_norm,
+    state_dtype,
+)
+from jopt.transforms._moments import abs_sq
+
+
+def _empty(params):
+    del params
+    return EmptyState()
+
+
+def _need_params(name: str, params: Any) -> None:
+    if params is None:
+        raise ValueError(f"{name} needs params: call update(updates, state, params)")
+
+
+def _rms(x: jax.Array, floor: jax.Array) -> jax.Array:
+    # max(sqrt(mean|x|^2), floor), with a finite gradient at 0 (optax.safe_root_mean_squares).
+    rms = jnp.sqrt(jnp.mean(abs_sq(x)))
+    x = jnp.where(rms <= floor, jnp.ones_like(x), x)
+    return jnp.where(rms <= floor, floor, jnp.sqrt(jnp.mean(abs_sq(x))))
+
+
+def _norm(x: jax.Array, floor: jax.Array) -> jax.Array:
+    norm = jnp.sqrt(jnp.sum(abs_sq(x)))
+    x = jnp.where(norm <= floor, jnp.ones_like(x), x)
+    return jnp.where(norm <= floor, floor, jnp.sqrt(jnp.sum(abs_sq(x))))
+
+
+class ScaleByNovogradState(NamedTuple):
+    """State of :func:`scale_by_novograd`.
+
+    Attributes:
+        count: int32 number of updates (saturating).
+        mu: the momentum buffer ``m``, one array per parameter.
+        nu: the EMA of the squared gradient *norm*, one scalar per parameter array.
+    """
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def scale_by_novograd(
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 0.25,
+    eps: jax.typing.ArrayLike = 1e-8,
+    eps_root: jax.typing.ArrayLike = 0.0,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    mu_dtype: Any = None,
+) -> GradientTransformation:
+    """NovoGrad's layer-wise normalised momentum (Ginsburg et al. 2019).
+
+    .. math::
+
+        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) \\lVert g_t \\rVert^2 \\;(v_1 = \\lVert g_1
+            \\rVert^2), \\quad
+        m_t = \\beta_1 m_{t-1} + \\frac{g_t}{\\sqrt{v_t + \\epsilon_{root}} + \\epsilon} +
+            \\lambda w_t \\;(m_0 = 0)
+
+    per parameter array; the output is :math:`m_t`. Per-leaf (one norm per array): not
+    packable. Same arguments as ``optax.scale_by_novograd``.
+
+    Reference: Ginsburg et al. 2019, "Stochastic Gradient Methods with Layer-wise Adaptive
+    Moments for Training of Deep Networks".
+    """
+
+    def init_fn(params):
+        mu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), state_dtype(p, mu_dtype)), params)
+        nu = jax.tree.map(lambda p: jnp.zeros([], state_dtype(jnp.real(p))), params)
+        return ScaleByNovogradState(jnp.zeros([], jnp.int32), mu, nu)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _need_params("scale_by_novograd", params)
+        count = safe_increment(state.count)
+        first = count == 1
+
+        def step(g, p, m, v):
+            gw = g.astype(m.dtype)
+            sq = jnp.sum(abs_sq(gw)).astype(v.dtype)
+            v = jnp.where(first, sq, scalar_as(1 - b2, v) * sq + scalar_as(b2, v) * v)
+            denom = (jnp.sqrt(v + scalar_as(eps_root, v)) + scalar_as(eps, v)).astype(m.dtype)
+            add = gw / denom + scalar_as(weight_decay, m) * p.astype(m.dtype)
+            m = jnp.where(first, add, scalar_as(b1, m) * m + add)
+            return m, v
+
+        out = jax.tree.map(step, updates, params, state.mu, state.nu)
+        treedef = jax.tree.structure(updates)
+        mu = treedef.unflatten([o[0] for o in treedef.flatten_up_to(out)])
+        nu = treedef.unflatten([o[1] for o in treedef.flatten_up_to(out)])
+        new_updates = jax.tree.map(lambda m, g: m.astype(g.dtype), mu, updates)
+        return new_updates, ScaleByNovogradState(count, mu, nu)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class ScaleBySM3State(NamedTuple):
+    """State of :func:`scale_by_sm3`.
+
+    Attributes:
+        mu: per parameter, a list with one accumulator per axis (shape ``(n_i,)``); a vector
+            keeps one full accumulator, a scalar one of shape ``()``.
+        nu: the momentum of the preconditioned updates.
+    """
+
+    mu: Any
+    nu: Any
+
+
+def scale_by_sm3(
+    b1: jax.typing.ArrayLike = 0.9,
+    b2: jax.typing.ArrayLike = 1.0,
+    eps: jax.typing.ArrayLike = 1e-8,
+) -> GradientTransformation:
+    """SM3's memory-efficient adaptive scaling (Anil et al. 2019), as ``optax.scale_by_sm3``.
+
+    For an array with axes :math:`i = 1..k` and one accumulator :math:`\\mu_i` per axis:
+
+    .. math::
+
+        a_t = c\\, g_t^2 + \\beta_2 \\min_i \\mu_{i,t-1} \\;(c = 1-\\beta_2,\\ 1 \\text{ if }
+            \\beta_2 = 1), \\quad
+        \\mu_{i,t} = \\max_{\\text{axes} \\ne i} a_t,
+
+        n_t = \\beta_1 n_{t-1} + (1-\\beta_1)\\, g_t / \\sqrt{a_t + \\epsilon}
+            \\;(0 \\text{ where } a_t = 0)
+
+    and the output is :math:`n_t`. Arrays of rank < 2 keep a full accumulator. A scalar
+    parameter is treated as a 1-vector (optax 0.2.8 fails on scalars). Per-axis reductions:
+    not packable. Real parameters only.
+
+    Reference: Anil et al. 2019, "Memory-Efficient Adaptive Optimization".
+    """
+
+    def init_fn(params):
+        def accumulators(p):
+            dt = state_dtype(p)
+            if jnp.ndim(p) == 0:
+                return [jnp.zeros([], dt)]
+            return [jnp.zeros((n,), dt) for n in jnp.shape(p)]
+
+        mu = jax.tree.map(accumulators, params)
+        nu = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), state_dtype(p)), params)
+        return ScaleBySM3State(mu, nu)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        treedef = jax.tree.structure(updates)
+        mus = treedef.flatten_up_to(state.mu)
+        new_mu, new_nu, out = [], [], []
+        nus = treedef.flatten_up_to(state.nu)
+        for g, acc, n in zip(treedef.flatten_up_to(updates), mus, nus, strict=True):
+            gw = g.astype(n.dtype)
+            c = 1.0 if (isinstance(b2, float | int) and b2 == 1.0) else 1.0 - b2
+            if gw.ndim < 2:
+                prior = acc[0]
+            else:
+                shapes = [[1] * i + [gw.shape[i]] + [1] * (gw.ndim - i - 1) for i in range(gw.ndim)]
+                prior = functools.reduce(
+                    jnp.minimum, [jnp.reshape(a, s) for a, s in zip(acc, shapes, strict=True)]
+                )
+            a = scalar_as(c, gw) * gw * gw + scalar_as(b2, gw) * prior
+            inv = jnp.where(a > 0, jax.lax.rsqrt(a + scalar_as(eps, a)), jnp.zeros_like(a))
+            n = scalar_as(1 - b1, n) * (gw * inv) + scalar_as(b1, n) * n
+            if gw.ndim < 2:
+                new_mu.append([a])
+            else:
+                axes = range(gw.ndim)
+                new_mu.append([jnp.max(a, axis=tuple(j for j in axes if j != i)) for i in axes])
+            new_nu.append(n)
+            out.append(n.astype(g.dtype))
+        return treedef.unflatten(out), ScaleBySM3State(
+            treedef.unflatten(new_mu), treedef.unflatten(new_nu)
+        )
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+class FactoredState(NamedTuple):
+    """State of :func:`scale_by_factored_rms` (optax's ``FactoredState``).
+
+    Attributes:
+        count: int32 number of updates (saturating).
+        v_row: per factored parameter, the row statistics (the array with its
+            second-largest axis ``d1`` kept and the largest ``d0`` averaged out); ``(1,)`` zeros
+            for unfactored ones.
+        v_col: the column statistics (``d1`` averaged out); ``(1,)`` zeros when unfactored.
+        v: the full second moment for unfactored parameters; ``(1,)`` zeros when factored.
+    """
+
+    count: jax.Array
+    v_row: Any
+    v_col: Any
+    v: Any
+
+
+def _decay_rate_pow(i: jax.Array, exponent: jax.typing.ArrayLike = 0.8) -> jax.Array:
+    """Adafactor's second-moment decay :math:`\\hat\\beta_{2,t} = 1 - (t+1)^{-c}`."""
+    t = jnp.asarray(i + 1, jnp.float32)
+    return 1.0 - t ** (-jnp.asarray(exponent, jnp.float32))
+
+
+def _factored_dims(shape: tuple[int, ...], factored: bool, min_dim: int):
+    if not factored or len(shape) < 2:
+        return None
+    order = np.argsort(shape)
+    if shape[order[-2]] < min_dim:
+        return None
+    return int(order[-2]), int(order[-1])
+
+
+def scale_by_factored_rms(
+    factored: bool = True,
+    decay_rate: jax.typing.ArrayLike = 0.8,
+    step_offset: jax.typing.ArrayLike = 0,
+    min_dim_size_to_factor: int = 128,
+    epsilon: jax.typing.ArrayLike = 1e-30,
+    decay_rate_fn: Callable[[Any, Any], Any] = _decay_rate_pow,
+) -> GradientTransformation:
+    """Scale by a factored estimate of the gradient RMS (Adafactor; Shazeer & Stern 2018).
+
+    For a matrix (the two largest axes of an array, when both are
+    ``>= min_dim_size_to_factor``), with :math:`\\hat\\beta_t` = ``decay_rate_fn(t - offset,
+    decay_rate)`` and :math:`G = |g_t|^2 + \\epsilon`:
+
+    .. math::
+
+        R_t = \\hat\\beta_t R_{t-1} + (1-\\hat\\beta_t)\\,\\mathrm{mean}_{cols} G, \\quad
+        C_t = \\hat\\beta_t C_{t-1} + (1-\\hat\\beta_t)\\,\\mathrm{mean}_{rows} G,
+
+        u_t = g_t \\,/\\, \\sqrt{R_t C_t^\\top / \\mathrm{mean}(R_t)}
+
+    and for other arrays the unfactored :math:`v_t = \\hat\\beta_t v_{t-1} +
+    (1-\\hat\\beta_t) G`, :math:`u_t = g_t / \\sqrt{v_t}`. Row/column statistics: not
+    packable. Same arguments as ``optax.scale_by_factored_rms``.
+
+    Reference: Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with Sublinear Memory
+    Cost".
+    """
+
+    def init_fn(params):
+        def one(p):
+            dt = state_dtype(p)
+            dims = _factored_dims(jnp.shape(p), factored, min_dim_size_to_factor)
+            z1 = jnp.zeros((1,), dt)
+            if dims is None:
+                return z1, z1, jnp.zeros(jnp.shape(p), dt)
+            d1, d0 = dims
+            shape = list(jnp.shape(p))
+            row = jnp.zeros([n for i, n in enumerate(shape) if i != d0], dt)
+            col = jnp.zeros([n for i, n in enumerate(shape) if i != d1], dt)
+            return row, col, z1
+
+        return _split(jnp.zeros([], jnp.int32), params, jax.tree.map(one, params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _need_params("scale_by_factored_rms", params)
+        beta = decay_rate_fn(state.count - step_offset, decay_rate)
+
+        def one(g, row, col, v):
+            dt = v.dtype
+            b = jnp.asarray(beta).astype(dt)
+            gw = g.astype(dt) if not jnp.iscomplexobj(g) else g
+            g2 = abs_sq(gw).astype(dt) + scalar_as(epsilon, v)
+            dims = _factored_dims(g.shape, factored, min_dim_size_to_factor)
+            if dims is None:
+                v = b * v + (1 - b) * g2
+                return (gw * v**-0.5).astype(g.dtype), row, col, v
+            d1, d0 = dims
+            row = b * row + (1 - b) * jnp.mean(g2, axis=d0)
+            col = b * col + (1 - b) * jnp.mean(g2, axis=d1)
+            reduced_d1 = d1 - 1 if d1 > d0 else d1
+            row_factor = (row / jnp.mean(row, axis=reduced_d1, keepdims=True)) ** -0.5
+            u = gw * jnp.expand_dims(row_factor, d0) * jnp.expand_dims(col**-0.5, d1)
+            return u.astype(g.dtype), row, col, v
+
+        treedef = jax.tree.structure(updates)
+        outs = [
+            one(*a)
+            for a in zip(
+                treedef.flatten_up_to(updates),
+                treedef.flatten_up_to(state.v_row),
+                treedef.flatten_up_to(state.v_col),
+                treedef.flatten_up_to(state.v),
+                strict=True,
+            )
+        ]
+        new_updates = treedef.unflatten([o[0] for o in outs])
+        cols = [treedef.unflatten([o[i] for o in outs]) for i in (1, 2, 3)]
+        return new_updates, FactoredState(safe_increment(state.count), *cols)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def _split(count, params, triples):
+    treedef = jax.tree.structure(params)
+    flat = treedef.flatten_up_to(triples)
+    return FactoredState(count, *(treedef.unflatten([t[i] for t in flat]) for i in range(3)))
+
+
+def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation:
+    """Clip each array's update to RMS at most ``threshold`` (as ``optax.clip_by_block_rms``).
+
+    .. math::
+
+        u_\\ell \\leftarrow u_\\ell / \\max(1, \\mathrm{rms}(u_\\ell) / \\tau)
+
+    Per-leaf (one RMS per array): not packable.
+    """
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def fn(u):
+            rms = jnp.sqrt(jnp.mean(abs_sq(u)))
+            return u / jnp.maximum(jnp.ones([], rms.dtype), rms / scalar_as(threshold, rms))
+
+        return jax.tree.map(fn, updates), state
+
+    return GradientTransformation(_empty, update_fn)
+
+
+def scale_by_param_block_rms(min_scale: jax.typing.ArrayLike = 1e-3) -> GradientTransformation:
+    """``u_l <- u_l * max(rms(w_l), min_scale)`` per parameter array (Adafactor's relative
+    step). Per-leaf: not packable."""
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _need_params("scale_by_param_block_rms", params)
+
+        def fn(u, p):
+            return u * _rms(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u)))
+
+        return jax.tree.map(fn, updates, params), state
+
+    return GradientTransformation(_empty, update_fn)
+
+
+def scale_by_param_block_norm(min_scale: jax.typing.ArrayLike = 1e-3) -> GradientTransformation:
+    """``u_l <- u_l * max(||w_l||, min_scale)`` per parameter array. Per-leaf: not packable."""
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _need_params("scale_by_param_block_norm", params)
+
+        def fn(u, p):
+            return u * _norm(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u)))
+
+        return jax.tree.map(fn, updates, params), state
+
+    return GradientTransformation(_empty, update_fn)
+
+
+def scale_by_polyak(
+    f_min: jax.typing.ArrayLike = 0.0,
+    max_learning_rate: jax.typing.ArrayLike = 1.0,
+    eps: jax.typing.ArrayLike = 0.0,
+    variant: str = "sps",
+) -> GradientTransformation:
+    """The Polyak step size (Loizou et al. 2021), as ``optax.scale_by_polyak``.
+
+    .. math::
+
+        u_t \\leftarrow \\min\\left(\\frac{f(w_t) - f^*}{\\lVert u_t \\rVert^2 + \\epsilon},
+            \\eta_{max}\\right) u_t
+
+    (0 when :math:`\\lVert u_t\\rVert^2 + \\epsilon` is below float64's epsilon; ``"sps+"``
+    clips the gap at 0). Needs the loss: ``update(..., value=loss)``. Global norm: not
+    packable as is.
+
+    Reference: Loizou et al. 2021, "Stochastic Polyak Step-size for SGD: An Adaptive Learning
+    Rate for Fast Convergence".
+    """
+    if variant not in ("sps", "sps+"):
+        raise JoptError(f"scale_by_polyak: variant must be 'sps' or 'sps+', got {variant!r}")
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params
+        if "value" not in extra_args:
+            raise JoptError("scale_by_polyak needs the loss: call update(..., value=loss)")
+        sq = squared_norm(updates)
+        gap = (jnp.asarray(extra_args["value"]) - jnp.asarray(f_min)).astype(sq.dtype)
+        if variant == "sps+":
+            gap = jnp.maximum(gap, 0)
+        denom = sq + scalar_as(eps, sq)
+        step = jnp.where(
+            denom <= float(np.finfo(float).eps),
+            jnp.zeros_like(sq),
+            jnp.minimum(gap / denom, scalar_as(max_learning_rate, sq)),
+        )
+        return jax.tree.map(lambda u: scalar_as(step, u) * u, updates), state
+
+    return GradientTransformation(_empty, update_fn)
