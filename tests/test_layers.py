@@ -126,6 +126,10 @@ def check_tree(root: Path, top: str = "jopt", layers=LAYERS) -> list[str]:
         if len(parts) == 1:
             continue  # the facade itself re-exports everything
         pkg = parts[1]
+        if path.parent == root / top:  # a top-level helper module such as jopt/_version.py
+            if any(t.split(".")[0] == top for t, _, _ in _imports(path, module, known)):
+                problems.append(f"{module}: a top-level helper module imports from {top}")
+            continue
         if pkg not in rank:
             problems.append(f"{module}: package {pkg!r} has no place in the layer order")
             continue
@@ -153,6 +157,7 @@ def check_tree(root: Path, top: str = "jopt", layers=LAYERS) -> list[str]:
             if any(_private(p) for p in tparts[2:]) or (name and _private(name)):
                 shown = f"{target}.{name}" if name else target
                 problems.append(f"{where}: private import {shown} from outside {top}.{tpkg}")
+    problems = list(dict.fromkeys(problems))  # one line per (file, import, reason)
     for comp in _cycles(pkg_graph):
         problems.append(f"package cycle: {' <-> '.join(comp)}")
     for comp in _cycles(mod_graph):

@@ -3,7 +3,7 @@
 from jopt.data._augment import Augment, augment_batch
 from jopt.data._batching import REMAINDERS, STRATEGIES, Batching
 from jopt.data._builtin import BUILTIN
-from jopt.data._dataset import Dataset
+from jopt.data._dataset import Dataset, check_labels
 from jopt.data._files import load_csv, load_idx, load_npz, read_idx
 from jopt.data._load import dataset_names, load_dataset
 from jopt.data._split import PREPROCESS, apply_preprocess, fit_preprocess, split_arrays
@@ -18,6 +18,7 @@ __all__ = [
     "Dataset",
     "apply_preprocess",
     "augment_batch",
+    "check_labels",
     "dataset_names",
     "fit_preprocess",
     "load_csv",

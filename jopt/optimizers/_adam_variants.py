@@ -8,6 +8,7 @@ import jax.typing
 
 from jopt.core import GradientTransformation, ScalarOrSchedule, chain
 from jopt.transforms import (
+    Mask,
     add_decayed_weights,
     scale_by_adam,
     scale_by_adamax,
@@ -15,7 +16,6 @@ from jopt.transforms import (
     scale_by_radam,
     scale_by_trust_ratio,
 )
-from jopt.transforms._regularization import Mask
 
 
 def adamax(

@@ -7,8 +7,7 @@ from typing import Any
 import jax.typing
 
 from jopt.core import GradientTransformation, ScalarOrSchedule, chain
-from jopt.transforms import add_decayed_weights, scale_by_learning_rate, scale_by_lion
-from jopt.transforms._regularization import Mask
+from jopt.transforms import Mask, add_decayed_weights, scale_by_learning_rate, scale_by_lion
 
 
 def lion(

@@ -8,6 +8,7 @@ import jax.typing
 
 from jopt.core import GradientTransformation, ScalarOrSchedule, chain, identity
 from jopt.transforms import (
+    Mask,
     add_decayed_weights,
     scale_by_adadelta,
     scale_by_learning_rate,
@@ -15,7 +16,6 @@ from jopt.transforms import (
     scale_by_rss,
     trace,
 )
-from jopt.transforms._regularization import Mask
 
 
 def rmsprop(

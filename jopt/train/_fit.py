@@ -16,8 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jopt.core.errors import JoptError
-from jopt.data import Augment, Batching, Dataset
-from jopt.data._dataset import check_labels
+from jopt.data import Augment, Batching, Dataset, check_labels
 from jopt.train._eval import make_eval_fn
 from jopt.train._state import TrainState, init_train_state
 from jopt.train._step import LossSpec, make_train_epoch
