@@ -26,10 +26,16 @@ import time
 import numpy as np
 import yaml
 
-from jopt.experiment import load_config
-from jopt.experiment._artifacts import atomic_write, read_json, read_jsonl
-from jopt.experiment._plots import plot_overlay, plot_sensitivity
-from jopt.experiment._sweep import point_label, sweep
+from jopt.experiment import (
+    atomic_write,
+    load_config,
+    plot_overlay,
+    plot_sensitivity,
+    point_label,
+    read_json,
+    read_jsonl,
+    sweep,
+)
 
 LR = "optimizer.learning_rate"
 

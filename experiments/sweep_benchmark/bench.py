@@ -19,9 +19,7 @@ import time
 import jax
 import numpy as np
 
-from jopt.experiment import config_from_dict
-from jopt.experiment._artifacts import read_json
-from jopt.experiment._sweep import sweep
+from jopt.experiment import config_from_dict, read_json, sweep
 
 
 def main() -> None:

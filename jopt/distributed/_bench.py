@@ -43,27 +43,28 @@ def bench_data_parallel(
     Returns ``{"platform", "device_kind", "dataset", "batch_size", "steps_per_epoch", "zero",
     "results": [{"devices", "steps_per_s", "compile_s", "speedup_vs_first"}]}``.
     """
-    import jopt
-    from jopt import distributed as jd
     from jopt.data import Batching, load_dataset
+    from jopt.distributed._data_parallel import DataParallel
+    from jopt.distributed._mesh import make_data_mesh
     from jopt.models import make_model
+    from jopt.optimizers import adam
     from jopt.train import LossSpec, make_train_epoch
 
     available = jax.devices()
     if max(devices) > len(available):
         raise JoptError(
             f"bench asks for {max(devices)} devices but {len(available)} exist; on CPU run it "
-            "as `python -m jopt.distributed.bench` (it requests host devices) or set XLA_FLAGS"
+            "as `jopt bench distributed` (it requests host devices) or set XLA_FLAGS"
         )
     if data is None:
         data = load_dataset(dataset, seed=seed, val_fraction=0.0, test_fraction=0.0)
     model = model or make_model("mlp", num_outputs=data.num_outputs, hidden=list(hidden))
-    tx = tx or jopt.adam(1e-3)
+    tx = tx or adam(1e-3)
     batching = batching or Batching("minibatch", batch_size)
     spec = spec or LossSpec(task=data.task, num_classes=data.num_classes)
     rows = []
     for n in devices:
-        dp = jd.DataParallel(jd.make_data_mesh(n, available[:n]), zero=zero)
+        dp = DataParallel(make_data_mesh(n, available[:n]), zero=zero)
         m, t, d, state = dp.prepare_fit(model, tx, data, key=seed, batching=batching)
         epoch = dp.jit_epoch(make_train_epoch(m, t, spec, batching), state)
         t0 = time.perf_counter()

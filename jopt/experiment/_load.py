@@ -1,202 +1,23 @@
 """Loading YAML into the typed config, with dotted overrides and one-line errors.
 
 Every problem raises :class:`jopt.JoptError` whose message names the key, what was given and
-what is allowed. Structural checks (unknown keys, types) happen here; checks that need the
-registries (optimizer, dataset and model names, hyperparameter ranges) are in ``_validate``.
+what is allowed. Structural checks (unknown keys, types) are in ``_parse``; checks that need
+the registries (optimizer, dataset and model names, hyperparameter ranges) are in ``_validate``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import difflib
-import functools
 import os
-import types
-import typing
 from typing import Any
 
 import yaml
 
-from jopt.core.errors import JoptError
-from jopt.experiment._schema import OPEN_SECTIONS, Config, to_dict
+from jopt.experiment._parse import build_section, parse_overrides, read_yaml, set_dotted
+from jopt.experiment._schema import Config, to_dict
+from jopt.experiment._validate import validate_config
 
-
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _type_name(tp: Any) -> str:
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "a mapping"
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "true/false",
-        type(None): "null",
-    }.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and build dataclasses."""
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except JoptError:
-                pass
-        raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise JoptError(f"{path}: expected a mapping, got {value!r}")
-        _, item = typing.get_args(tp)
-        return {str(k): _convert(v, item, f"{path}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-3" (no dot) as a string; accept what Python reads as a number.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - the schema uses only the types above
-        raise TypeError(f"unsupported schema type {tp!r}")
-    raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    if raw is None:
-        raw = {}
-    if isinstance(raw, str) and "name" in _hints(cls):
-        raw = {"name": raw}  # shorthand: `schedule: cosine`
-    if not isinstance(raw, dict):
-        raise JoptError(f"{path or 'config'}: expected a mapping, got {raw!r}")
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    open_section = cls in OPEN_SECTIONS
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in raw.items():
-        key = str(key)
-        where = f"{path}.{key}" if path else key
-        if key in names and not (open_section and key == "kwargs"):
-            kwargs[key] = _convert(value, hints[key], where)
-        elif open_section:
-            extra[key] = value
-        else:
-            raise JoptError(
-                f"unknown key {where!r}{_closest(key, names)} (allowed: {', '.join(names)})"
-            )
-    if open_section:
-        kwargs["kwargs"] = extra
-    return cls(**kwargs)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value, typed as YAML types it (``3e-3`` is a float, ``[1, 2]`` a list)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            return value
-    return value
-
-
-def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict, creating sections as needed."""
-    parts = key.split(".")
-    if not all(parts):
-        raise JoptError(f"bad override key {key!r}: expected dotted names like optimizer.b1")
-    node = raw
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None or isinstance(child, str):
-            child = {} if child is None else {"name": child}
-            node[part] = child
-        elif not isinstance(child, dict):
-            raise JoptError(f"override {key!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
-    out = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise JoptError(
-                f"bad override {item!r}: expected KEY=VALUE, e.g. optimizer.learning_rate=3e-3"
-            )
-        out.append((key.strip(), parse_value(text.strip())))
-    return out
-
-
-def read_yaml(path: str | os.PathLike) -> dict:
-    """Read a config file into a dict; missing, empty and malformed files are JoptErrors."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise JoptError(f"config file not found: {path}")
-    if os.path.isdir(path):
-        raise JoptError(f"expected a YAML config file, got a directory: {path}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise JoptError(f"malformed YAML in {path}{where}: {problem}") from None
-    if raw is None:
-        raise JoptError(f"config file is empty: {path}")
-    if not isinstance(raw, dict):
-        raise JoptError(
-            f"config file {path} must hold a mapping of sections, got {type(raw).__name__}"
-        )
-    return raw
+__all__ = ["config_from_dict", "dump_config", "load_config", "replace_dotted"]
 
 
 def config_from_dict(
@@ -206,10 +27,8 @@ def config_from_dict(
     raw = copy.deepcopy(raw)
     for key, value in parse_overrides(overrides):
         set_dotted(raw, key, value)
-    config = _build(Config, raw, "")
+    config = build_section(Config, raw, "")
     if validate:
-        from jopt.experiment._validate import validate_config
-
         validate_config(config)
     return config
 
@@ -230,10 +49,8 @@ def replace_dotted(config: Config, items: dict[str, Any], *, validate: bool = Tr
     raw = to_dict(config)
     for key, value in items.items():
         set_dotted(raw, key, copy.deepcopy(value))
-    config = _build(Config, raw, "")
+    config = build_section(Config, raw, "")
     if validate:
-        from jopt.experiment._validate import validate_config
-
         validate_config(config)
     return config
 
@@ -241,22 +58,3 @@ def replace_dotted(config: Config, items: dict[str, Any], *, validate: bool = Tr
 def dump_config(config: Config) -> str:
     """The resolved config as YAML text (what ``config.yaml`` in a run directory holds)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
-
-
-def split_flags(args: Any, flags: dict[str, str]) -> None:
-    """Move ``--flag`` items that came after the overrides onto ``args``.
-
-    argparse stops matching options once a positional list has begun, so
-    ``jopt run cfg.yaml --no-progress a=b`` would otherwise fail; the subcommands collect the
-    tail with ``argparse.REMAINDER`` and sort it here. ``flags`` maps ``--flag`` to the
-    attribute set to True.
-    """
-    rest = []
-    for item in args.overrides:
-        if item.startswith("--"):
-            if item not in flags:
-                raise JoptError(f"unknown option {item!r}; allowed: {', '.join(flags)}")
-            setattr(args, flags[item], True)
-        else:
-            rest.append(item)
-    args.overrides = rest

@@ -10,7 +10,7 @@ import copy
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
-from jopt.experiment._load import _build, _closest, set_dotted
+from jopt.experiment._parse import build_section, closest, set_dotted
 from jopt.experiment._schema import Config, to_dict
 
 
@@ -19,7 +19,7 @@ def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: st
     if allowed and value not in allowed:
         what = what or key.split(".")[-1]
         raise JoptError(
-            f"{key}: unknown {what} {value!r}{_closest(value, list(allowed))}"
+            f"{key}: unknown {what} {value!r}{closest(value, list(allowed))}"
             f" (allowed: {', '.join(allowed)})"
         )
 
@@ -38,7 +38,7 @@ def _check_kwargs(where: str, fn, given: dict, reserved: tuple[str, ...] = ()) -
             continue
         if key not in allowed and not var:
             raise JoptError(
-                f"unknown key '{where}.{key}'{_closest(key, allowed)} "
+                f"unknown key '{where}.{key}'{closest(key, allowed)} "
                 f"(allowed here: {', '.join(allowed) or 'none'})"
             )
 
@@ -204,7 +204,7 @@ def validate_sweep_keys(config: Config) -> None:
             raw = copy.deepcopy(base)
             set_dotted(raw, key, value)
             try:
-                _build(Config, raw, "")
+                build_section(Config, raw, "")
             except JoptError as e:
                 raise JoptError(f"sweep.grid.{key}: {e}") from None
 
@@ -223,10 +223,10 @@ def _check_key_exists(base: dict, key: str) -> None:
                 names, var = reg.signature_params(reg.optimizer_factory(base["optimizer"]["name"]))
                 if part in names or var:
                     return
-                raise JoptError(f"sweep.grid: unknown key {key!r}{_closest(part, names)}")
+                raise JoptError(f"sweep.grid: unknown key {key!r}{closest(part, names)}")
             options = list(node)
             raise JoptError(
-                f"sweep.grid: unknown key {key!r}{_closest(part, options)} "
+                f"sweep.grid: unknown key {key!r}{closest(part, options)} "
                 f"(allowed here: {', '.join(options)})"
             )
         node = node[part]
