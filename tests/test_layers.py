@@ -256,8 +256,8 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path):
     text = "\n".join(problems)
     numerics_up = os.path.join("jopt", "numerics", "_compare.py") + ":3: numerics imports"
     assert numerics_up in text
-    assert "private import jopt.experiment._build from outside jopt.experiment" in text
-    assert "private import jopt.fused._layout from outside jopt.fused" in text
+    assert "private import jopt.experiment._build.setup from outside jopt.experiment" in text
+    assert "private import jopt.fused._layout.pack_layout from outside jopt.fused" in text
     assert "imports the jopt facade" in text
     assert "package cycle: experiment <-> numerics" in text
     assert "package cycle: bench <-> train" in text

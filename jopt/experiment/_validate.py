@@ -15,8 +15,7 @@ from jopt.experiment._schema import Config, to_dict
 
 
 def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: str = "") -> None:
-    # An empty registry means the owning layer has not landed; don't block on it.
-    if allowed and value not in allowed:
+    if value not in allowed:
         what = what or key.split(".")[-1]
         raise JoptError(
             f"{key}: unknown {what} {value!r}{closest(value, list(allowed))}"
@@ -114,7 +113,7 @@ def validate_config(config: Config) -> None:
     _one_of("model.activation", m.activation, reg.activation_names())
     for i, width in enumerate(m.hidden):
         _at_least(f"model.hidden[{i}]", width, 1, "a positive integer")
-    if d.name not in reg.problem_names() and reg.model_names():
+    if d.name not in reg.problem_names():
         from jopt.experiment._build import model_kwargs
 
         try:
@@ -142,7 +141,7 @@ def validate_config(config: Config) -> None:
 
     b = config.batching
     _one_of("batching.strategy", b.strategy, reg.BATCHING)
-    _one_of("batching.remainder", b.remainder, ("drop", "pad"))
+    _one_of("batching.remainder", b.remainder, reg.REMAINDERS)
     _at_least("batching.batch_size", b.batch_size, 1, "a positive integer")
     _at_least("batching.accumulate_steps", b.accumulate_steps, 1, "a positive integer")
     _at_least("batching.eval_batch_size", b.eval_batch_size, 1, "a positive integer")
