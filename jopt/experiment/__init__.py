@@ -12,6 +12,7 @@ from jopt.experiment._artifacts import (
     read_jsonl,
 )
 from jopt.experiment._load import config_from_dict, dump_config, load_config, replace_dotted
+from jopt.experiment._reference import config_reference
 from jopt.experiment._registry import listing
 from jopt.experiment._schema import Config, to_dict
 from jopt.experiment._validate import validate_config
@@ -58,6 +59,7 @@ __all__ = [
     "build_optimizer",
     "check_run_dir",
     "config_from_dict",
+    "config_reference",
     "dump_config",
     "fused_refusal",
     "is_problem",

@@ -20,7 +20,15 @@ import yaml
 from jopt.core.errors import JoptError
 from jopt.experiment._schema import OPEN_SECTIONS
 
-__all__ = ["build_section", "closest", "parse_overrides", "parse_value", "read_yaml", "set_dotted"]
+__all__ = [
+    "build_section",
+    "closest",
+    "parse_overrides",
+    "parse_value",
+    "read_yaml",
+    "set_dotted",
+    "type_name",
+]
 
 
 def closest(name: str, options: list[str]) -> str:
@@ -33,14 +41,14 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
     if origin is dict:
         return "a mapping"
     return {
@@ -70,10 +78,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except JoptError:
                 pass
-        raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        raise JoptError(f"{path}: expected {type_name(tp)}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
-            raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            raise JoptError(f"{path}: expected {type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
@@ -101,7 +109,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return value
     else:  # pragma: no cover - the schema uses only the types above
         raise TypeError(f"unsupported schema type {tp!r}")
-    raise JoptError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    raise JoptError(f"{path}: expected {type_name(tp)}, got {value!r}")
 
 
 def build_section(cls: type, raw: Any, path: str) -> Any:
