@@ -10,8 +10,8 @@ _README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 def _blocks():
     text = _README.read_text()
-    start = text.index("<!-- section: combinators -->")
-    end = text.index("<!-- /section: combinators -->")
+    start = text.index("## Composition beyond optax")
+    end = text.index("\n## ", start + 1)
     return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.S)
 
 
