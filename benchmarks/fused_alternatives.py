@@ -7,8 +7,8 @@ Variants (all jitted once, buffers donated, compile time = lower + compile):
 - ``grad``: the gradient alone (the reference for every ratio);
 - ``optax``: gradient + ``optax.adam`` leaf by leaf;
 - ``jopt``: gradient + ``jopt.adam`` leaf by leaf;
-- ``fused``: gradient + ``jopt.fused(jopt.adam)`` (packed state; grads concatenated each step);
-- ``fused_optax``: gradient + ``jopt.fused(optax.adam)``;
+- ``fused``: gradient + ``jopt.fuse(jopt.adam)`` (packed state; grads concatenated each step);
+- ``fused_optax``: gradient + ``jopt.fuse(optax.adam)``;
 - ``packed``: parameters kept packed, the model sees ``layout.unpack`` views, Adam runs on
   the packed buffers (``jopt.fused.packed_step``);
 - ``packed_grad``: the gradient alone with packed parameters (the baseline of ``packed``);
@@ -34,8 +34,7 @@ import optax
 from _mlp import make_loss, make_problem
 
 import jopt
-from jopt.bench._report import environment
-from jopt.bench._timing import compile_fn, time_steps
+from jopt.bench import compile_fn, environment, time_steps
 from jopt.fused import pack
 
 
@@ -57,9 +56,9 @@ def variants(loss_fn, params, lr=1e-3):
     out = {"grad": (grad_only, None)}
     out["optax"] = per_leaf(optax.adam(lr))
     out["jopt"] = per_leaf(jopt.adam(lr))
-    out["fused"] = per_leaf(jopt.fused(jopt.adam(lr)))
-    out["fused_optax"] = per_leaf(jopt.fused(optax.adam(lr)))
-    out["fused_static"] = per_leaf(jopt.fused(jopt.adam(lr), dynamic_offsets=False))
+    out["fused"] = per_leaf(jopt.fuse(jopt.adam(lr)))
+    out["fused_optax"] = per_leaf(jopt.fuse(optax.adam(lr)))
+    out["fused_static"] = per_leaf(jopt.fuse(jopt.adam(lr), dynamic_offsets=False))
 
     _, layout = pack(params)
     tx = jopt.adam(lr)

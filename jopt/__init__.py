@@ -109,10 +109,10 @@ from jopt.combinators import (
 # --- /combinators ---
 
 # --- fused + bench (issue 6) ---
-# ``jopt.fused`` is the function; the package's helpers are its attributes too
-# (``jopt.fused.packed_step``) and importable with ``from jopt.fused import ...``.
-from jopt.fused import FusedState, PackLayout, pack, pack_layout, per_leaf
-from jopt.fused import fused
+# ``jopt.fused`` is the package (``jopt.fused.packed_train_step``...); ``jopt.fuse(tx)`` is
+# the tree-form wrapper (state packed, parameters a tree).
+from jopt import fused
+from jopt.fused import FusedState, PackLayout, fuse, pack, pack_layout, per_leaf
 from jopt.bench import memory_report
 # --- /fused ---
 

@@ -36,7 +36,7 @@ def _real_bytes(tree):
         lambda: jopt.adam(1e-3),
         lambda: jopt.sgd(1e-2, momentum=0.9),
         lambda: jopt.lamb(1e-3),
-        lambda: jopt.fused(jopt.adam(1e-3)),
+        lambda: jopt.fuse(jopt.adam(1e-3)),
         lambda: optax.adamw(1e-3),
     ],
     ids=["adam", "sgd-momentum", "lamb", "fused-adam", "optax-adamw"],
@@ -70,7 +70,7 @@ def test_memory_report_slots_and_groups_for_adam():
 
 def test_memory_report_needs_no_allocation():
     abstract = {"w": jax.ShapeDtypeStruct((1000, 1000), jnp.float32)}
-    rep = jopt.memory_report(jopt.fused(jopt.adam(1e-3)), abstract)
+    rep = jopt.memory_report(jopt.fuse(jopt.adam(1e-3)), abstract)
     assert rep.per_slot()["inner.0.mu"] == 4_000_000
     # "-": Adam's int32 count and the fused state's one int32 leaf offset.
     assert rep.per_group() == {"-": 8, "float32": 8_000_000}

@@ -116,7 +116,7 @@ def checks(out_dir: str) -> dict:
     # of 8) are padded to 2416 by zero1 and split 8 ways; same parameters as 1 device, unfused.
     from jopt.fused import pack_layout
 
-    m, t, d, s = z.prepare_fit(model, jopt.fused(tx), data, key=0, batching=batching)
+    m, t, d, s = z.prepare_fit(model, jopt.fuse(tx), data, key=0, batching=batching)
     rf = fit(m, t, d, state=s, **fit_kw)
     fmu = rf.state.opt_state.inner[0].mu["float32"]
     out["fused_unpadded_len"] = dict(pack_layout(rf.state.params).sizes)["float32"]
@@ -163,7 +163,7 @@ def checks(out_dir: str) -> dict:
     d4 = jd.DataParallel(jd.make_data_mesh(4), zero=1)
     frestored = jd.restore_checkpoint(fckpt, flike, d4.state_shardings(flike))
     m4, t4, dd4, s4 = d4.prepare_fit(
-        model, jopt.fused(tx), data, batching=batching, state=frestored
+        model, jopt.fuse(tx), data, batching=batching, state=frestored
     )
     fnext = fit(m4, t4, dd4, state=s4, **fit_kw)
     fmu4 = fnext.state.opt_state.inner[0].mu["float32"]

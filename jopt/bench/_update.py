@@ -22,7 +22,7 @@ from jopt.bench._memory import memory_report
 from jopt.bench._roofline import Bandwidth
 from jopt.bench._timing import StepStats, compile_fn, time_steps
 from jopt.core import JoptError, apply_updates
-from jopt.fused import fused, pack_layout
+from jopt.fused import fuse, pack_layout
 from jopt.optimizers import adam, adamw, sgd
 
 # optax / jopt: leaf by leaf; fused: jopt.fused (packed state, tree parameters); packed: the
@@ -61,7 +61,7 @@ def make_tx(impl: str, optimizer: str, lr: float = 1e-3) -> Any:
     if impl in ("jopt", "packed"):
         return _jopt_optimizer(optimizer, lr)
     if impl == "fused":
-        return fused(_jopt_optimizer(optimizer, lr))
+        return fuse(_jopt_optimizer(optimizer, lr))
     raise JoptError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
 
 

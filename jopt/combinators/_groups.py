@@ -12,7 +12,7 @@ import numpy as np
 from jopt.combinators._hparams import HparamsTransformation
 from jopt.combinators._paths import compile_pattern, leaf_paths
 from jopt.combinators._walk import combinator_state
-from jopt.core import GradientTransformation, JoptError, call_update
+from jopt.core import GradientTransformation, JoptError, call_update, leaf_labels
 
 FREEZE = "freeze"
 DEFAULT = "default"
@@ -47,6 +47,14 @@ class GroupsTransformation(GradientTransformation):
             JoptError: when a leaf matches no rule and there is no default, or matches more
                 than one rule; the message lists those paths.
         """
+        # Through ``leaf_labels``: on packed buffers each buffer gets its leaves' one group.
+        def label_tree(leaves_tree):
+            labels = self._assign_leaves(leaves_tree)
+            return jax.tree.structure(leaves_tree).unflatten(labels)
+
+        return jax.tree.leaves(leaf_labels(tree, label_tree))
+
+    def _assign_leaves(self, tree: Any) -> list[str]:
         paths = leaf_paths(tree)
         compiled = [(g, compile_pattern(p)) for g, p, _ in self.rules]
         labels, unmatched, doubly = [], [], []

@@ -12,7 +12,13 @@ from jopt.core._base import (
     stateless,
 )
 from jopt.core._chain import call_update, chain, named_chain
-from jopt.core._leafwise import leaf_labels, leaf_norms
+from jopt.core._leafwise import (
+    current_packed_context,
+    leaf_labels,
+    leaf_norms,
+    packed_context,
+    probe_labels,
+)
 from jopt.core._tree import (
     abs_sq,
     all_finite,
@@ -44,6 +50,7 @@ __all__ = [
     "call_update",
     "chain",
     "compute_dtype",
+    "current_packed_context",
     "global_norm",
     "identity",
     "inexact",
@@ -52,6 +59,8 @@ __all__ = [
     "leaf_norms",
     "map_elementwise",
     "named_chain",
+    "packed_context",
+    "probe_labels",
     "real_dtype",
     "safe_increment",
     "scalar_as",

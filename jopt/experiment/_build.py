@@ -207,8 +207,5 @@ def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
         parts.append(scale_by_schedule(mult))
     tx = chain(*parts) if len(parts) > 1 else main
     if opt.fused:
-        fused = getattr(jopt, "fused", None)
-        if fused is None:
-            raise JoptError("optimizer.fused: true needs jopt.fused, which is not available")
-        tx = fused(tx)
+        tx = jopt.fuse(tx)
     return tx, mult

@@ -1,32 +1,38 @@
-"""Fused execution: optimizer maths on packed buffers, one per dtype, instead of per leaf."""
+"""Packed execution: optimizer maths on a few flat buffers instead of leaf by leaf.
 
-from jopt.fused._fused import FusedState, fused, pad_scope, per_leaf
+- :func:`packed_train_step`: ``(loss_fn, params, tx)`` -> a packed train step (the fast path:
+  parameters, gradients and state packed).
+- :func:`fuse` (``jopt.fuse``): ``tx`` with its state packed, the parameters a tree (a drop-in
+  for any train step).
+- :func:`packed_layout`: the buffers ``tx`` needs, one per (dtype, leaf class); masks, groups
+  and per-leaf norms are exact on them.
+- :func:`state_to_per_leaf` / :func:`state_to_packed`: convert optimizer states between the two
+  layouts.
+"""
+
+from jopt.fused._classes import leaf_classes, packed_layout
+from jopt.fused._convert import state_to_packed, state_to_per_leaf
+from jopt.fused._fused import FusedState, fuse, pad_scope, per_leaf
 from jopt.fused._layout import LeafSlot, PackLayout, pack, pack_layout
 from jopt.fused._step import packed_init, packed_step
-
-# ``jopt.fused`` (the package attribute of ``jopt``) is the function ``fused``; give it the
-# package's helpers as attributes so ``jopt.fused.packed_step`` and friends read naturally.
-for _name in (
-    "FusedState",
-    "pack",
-    "pack_layout",
-    "packed_init",
-    "packed_step",
-    "pad_scope",
-    "per_leaf",
-):
-    setattr(fused, _name, globals()[_name])
-del _name
+from jopt.fused._train import PackedState, Unpacker, packed_train_step
 
 __all__ = [
     "FusedState",
     "LeafSlot",
     "PackLayout",
-    "fused",
+    "PackedState",
+    "Unpacker",
+    "fuse",
+    "leaf_classes",
     "pack",
     "pack_layout",
     "packed_init",
+    "packed_layout",
     "packed_step",
+    "packed_train_step",
     "pad_scope",
     "per_leaf",
+    "state_to_packed",
+    "state_to_per_leaf",
 ]

@@ -1,23 +1,18 @@
-"""Fused execution: run a gradient transformation over packed buffers.
+"""Tree-form fused execution: ``fuse(tx)`` keeps ``tx``'s state packed, the parameters a tree.
 
-``fused(tx)`` packs the updates (and parameters) into one flat buffer per dtype, runs ``tx`` on
-the ``{dtype: buffer}`` dict as if it were the parameter tree, and slices the result back. The
+``fuse(tx)`` packs the updates (and parameters) into flat buffers, runs ``tx`` on the
+``{buffer: array}`` dict as if it were the parameter tree, and slices the result back. The
 state of ``tx`` is created on the packed buffers, so it *stays packed* across steps: Adam's
-``mu`` and ``nu`` are one buffer each, not one array per leaf. Per step the work is one
-concatenation of the gradients, the transform's maths on a handful of buffers, and one slice per
-leaf of the result (which XLA fuses into the consumer, usually ``apply_updates``). The number of
-distinct kernels the optimizer compiles to no longer grows with the number of leaves.
+``mu`` and ``nu`` are one buffer each, not one array per leaf. It is a drop-in transform for a
+train step that holds an ordinary parameter tree (the runner's, optax's, a user's); when the
+step can hold packed parameters too, :func:`jopt.fused.packed_train_step` is faster.
 
-Which transforms are exact under packing:
-
-- elementwise maths (everything written with ``jopt.core.map_elementwise`` or ``jax.tree.map``,
-  jopt's and optax's alike: Adam, AdamW, SGD with momentum, RMSProp, sign, scaling, weight decay);
-- global reductions (global-norm clipping, a global gradient norm): the sum of squares over a
-  concatenation equals the sum over the leaves.
-
-Transforms that need per-leaf structure (a per-leaf norm as in LAMB/LARS trust ratios, factored
-moments that read a leaf's shape) are *not* exact on a packed buffer. Wrap them in
-:func:`per_leaf` inside the fused chain: that piece then unpacks, runs leaf by leaf, and repacks.
+Buffers are split by dtype and by every per-leaf choice ``tx`` declares
+(``jopt.core.leaf_labels``: groups, masks), so those stay exact; per-leaf norms
+(``jopt.core.leaf_norms``: the LAMB trust ratio) are segment sums. Elementwise maths and global
+reductions are exact anyway. A foreign transform that reads a leaf's own shape or norm without
+those hooks (an optax ``masked`` with a shape-reading mask, an optax trust ratio) must be
+wrapped in :func:`per_leaf`, which unpacks around it.
 """
 
 from __future__ import annotations
@@ -30,17 +25,11 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from jopt.core import GradientTransformation, JoptError, call_update
-from jopt.fused._layout import PackLayout, _check_multiple, pack_layout
-
-# The layout of the packed tree currently being processed by a fused transform. It is set only
-# while ``fused`` calls its inner ``init``/``update`` (at trace time, it is static Python data),
-# so that :func:`per_leaf` pieces inside the chain can unpack and repack.
-_CURRENT_LAYOUT: contextvars.ContextVar[PackLayout | None] = contextvars.ContextVar(
-    "jopt_fused_layout", default=None
-)
-
+from jopt.core import GradientTransformation, JoptError, call_update, current_packed_context
+from jopt.fused._classes import LayoutContext, layout_scope, packed_layout
+from jopt.fused._layout import PackLayout, _check_multiple
 
 # A padding multiple that wrappers around a fused transform ask for (``jopt.distributed.zero1``
 # asks for its data-axis size, so the packed buffers split evenly over the devices). Read when
@@ -50,7 +39,7 @@ _PAD_REQUEST: contextvars.ContextVar[int] = contextvars.ContextVar("jopt_fused_p
 
 @contextlib.contextmanager
 def pad_scope(multiple_of: int) -> Iterator[None]:
-    """Inside this scope, every :func:`fused` transform pads its buffers to a multiple of
+    """Inside this scope, every :func:`fuse` transform pads its buffers to a multiple of
     ``multiple_of`` (the least common multiple with its own ``pad_to`` and any outer scope).
 
     ``jopt.distributed.zero1`` calls its inner ``init`` and ``update`` in
@@ -65,21 +54,17 @@ def pad_scope(multiple_of: int) -> Iterator[None]:
         _PAD_REQUEST.reset(token)
 
 
-@contextlib.contextmanager
-def _layout_scope(layout: PackLayout | None) -> Iterator[None]:
-    token = _CURRENT_LAYOUT.set(layout)
-    try:
-        yield
-    finally:
-        _CURRENT_LAYOUT.reset(token)
+def _current_layout() -> PackLayout | None:
+    ctx = current_packed_context()
+    return ctx.layout if isinstance(ctx, LayoutContext) else None
 
 
 class FusedState(NamedTuple):
-    """State of :func:`fused`.
+    """State of :func:`fuse` (and of :func:`jopt.fused.packed_train_step`'s optimizer).
 
     Attributes:
         inner: the wrapped transform's state, created on the packed buffers, so its per-parameter
-            slots are ``{dtype name: 1-D buffer}`` dicts (one buffer per dtype).
+            slots are ``{buffer name: 1-D buffer}`` dicts (one per dtype and leaf class).
         offsets: one int32 scalar per leaf, where it starts in its buffer. They never change;
             they live in the state so that XLA sees them as data, compiles one slicing kernel
             per leaf *size* instead of one per leaf (see ``PackLayout.offsets``).
@@ -89,20 +74,26 @@ class FusedState(NamedTuple):
     offsets: tuple = ()
 
 
-def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> GradientTransformation:
-    """Run ``tx`` over packed buffers (one per dtype); same results as ``tx``.
+def fuse(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> GradientTransformation:
+    """Run ``tx`` with its state on packed buffers; the same results as ``tx``.
 
     .. math::
 
         u = \\mathrm{unpack}(\\mathrm{tx.update}(\\mathrm{pack}(g), s, \\mathrm{pack}(\\theta)))
 
-    where ``pack`` concatenates the raveled leaves of each dtype into one buffer and ``unpack``
+    where ``pack`` concatenates the raveled leaves of each buffer (one per dtype and leaf
+    class, :func:`jopt.fused.packed_layout`) and ``unpack``
     slices them back (at offsets kept in the state as data, so XLA compiles one slicing kernel
     per distinct leaf size). The state ``s`` is created on packed buffers and stays packed.
 
-    ``tx`` may be a jopt or an optax transform (``fused(optax.adam(1e-3))`` works). It must be
-    elementwise or use only global reductions; wrap per-leaf pieces (trust ratios, factored
-    moments) in :func:`per_leaf`. Extra arguments (``value=``...) are forwarded.
+    ``tx`` may be a jopt or an optax transform (``fuse(optax.adam(1e-3))`` works). jopt's
+    groups, masks and trust ratios are exact (see the module docstring); wrap foreign per-leaf
+    pieces (optax trust ratios, factored moments) in :func:`per_leaf`. Extra arguments
+    (``value=``...) are forwarded.
+
+    Why it exists beside :func:`jopt.fused.packed_train_step`: it changes nothing that the
+    train step holds (the parameters stay a tree), so it drops into any existing step, at the
+    price of one concatenation of the gradients and one slice per leaf of the updates per step.
 
     ``dynamic_offsets`` (default) keeps the leaf offsets in the state as data: compile time then
     grows with the number of distinct leaf *sizes*, but each leaf is its own small kernel at run
@@ -120,7 +111,7 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
 
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> tx = jopt.fused(jopt.adam(1e-3))
+        >>> tx = jopt.fuse(jopt.adam(1e-3))
         >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
         >>> state = tx.init(params)
         >>> updates, state = tx.update(params, state, params)
@@ -128,15 +119,21 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
         (9,)
     """
     if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise JoptError(f"fused expects a gradient transformation (init, update), got {tx!r}")
-    pad_to = _check_multiple(pad_to, "fused's pad_to")
+        raise JoptError(f"fuse expects a gradient transformation (init, update), got {tx!r}")
+    pad_to = _check_multiple(pad_to, "fuse's pad_to")
+    cache: dict[Any, PackLayout] = {}
 
     def layout_of(tree):
-        return pack_layout(tree, multiple_of=math.lcm(pad_to, _PAD_REQUEST.get()))
+        multiple = math.lcm(pad_to, _PAD_REQUEST.get())
+        leaves, treedef = jax.tree.flatten(tree)
+        key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves), multiple)
+        if key not in cache:
+            cache[key] = packed_layout(tx, tree, multiple_of=multiple)
+        return cache[key]
 
     def init_fn(params):
         layout = layout_of(params)
-        with _layout_scope(layout):
+        with layout_scope(layout):
             offsets = layout.offsets() if dynamic_offsets else ()
             return FusedState(inner=tx.init(layout.pack(params)), offsets=offsets)
 
@@ -147,14 +144,15 @@ def fused(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> Gradient
         packed_updates = layout.pack(updates)
         # Under jit an unused packed copy of the parameters is dead code and costs nothing.
         packed_params = None if params is None else layout.pack(params, cast=False)
-        with _layout_scope(layout):
+        with layout_scope(layout):
             new_updates, inner = call_update(
                 tx, packed_updates, state.inner, packed_params, **extra_args
             )
         offsets = state.offsets if len(state.offsets) == layout.num_leaves else None
         return layout.unpack(new_updates, offsets), FusedState(inner, state.offsets)
 
-    return GradientTransformation(init_fn, update_fn)
+    out = GradientTransformation(init_fn, update_fn)
+    return out
 
 
 def _match_state(layout: PackLayout, inner: Any) -> PackLayout:
@@ -188,36 +186,37 @@ def _match_state(layout: PackLayout, inner: Any) -> PackLayout:
 
 
 def per_leaf(tx: Any) -> GradientTransformation:
-    """Mark ``tx`` as needing the real leaves: inside :func:`fused` it unpacks and repacks.
+    """Mark ``tx`` as needing the real leaves: inside packed execution it unpacks and repacks.
 
     Use it for the pieces of a fused chain that are not elementwise, for example a LAMB trust
     ratio (a per-leaf norm)::
 
-        jopt.fused(jopt.chain(scale_by_adam(), per_leaf(scale_by_trust_ratio()), scale(-lr)))
+        jopt.fuse(optax.chain(optax.scale_by_adam(), per_leaf(optax.scale_by_trust_ratio())))
 
-    Outside a fused transform it is ``tx`` itself. Its state is per leaf (not packed).
+    (jopt's own ``scale_by_trust_ratio`` needs no marking: it reduces per leaf with segment
+    sums.) Outside packed execution it is ``tx`` itself. Its state is per leaf (not packed).
     """
     if not (hasattr(tx, "init") and hasattr(tx, "update")):
         raise JoptError(f"per_leaf expects a gradient transformation (init, update), got {tx!r}")
 
     def init_fn(params):
-        layout = _CURRENT_LAYOUT.get()
+        layout = _current_layout()
         if layout is None:
             return tx.init(params)
-        with _layout_scope(None):  # nested fused pieces pack again from scratch
-            return tx.init(layout.unpack(params))
+        with layout_scope(None):  # nested fused pieces pack again from scratch
+            return tx.init(layout.unpack_partial(params))
 
     def update_fn(updates, state, params=None, **extra_args):
-        layout = _CURRENT_LAYOUT.get()
+        layout = _current_layout()
         if layout is None:
             return call_update(tx, updates, state, params, **extra_args)
         leaves_params = None
         if params is not None:
-            leaves_params = layout.unpack(params)
-        with _layout_scope(None):
+            leaves_params = layout.unpack_partial(params)
+        with layout_scope(None):
             new_updates, state = call_update(
-                tx, layout.unpack(updates), state, leaves_params, **extra_args
+                tx, layout.unpack_partial(updates), state, leaves_params, **extra_args
             )
-        return layout.pack(new_updates), state
+        return layout.pack_partial(new_updates, updates), state
 
     return GradientTransformation(init_fn, update_fn)

@@ -1,12 +1,16 @@
-"""Packing a pytree of arrays into a few flat buffers, one per dtype, and back.
+"""Packing a pytree of arrays into a few flat buffers, one per (dtype, class), and back.
 
 A :class:`PackLayout` is static (hashable Python data, never traced): the tree structure and,
-for every leaf, the buffer it lives in, its offset, size and shape. Packing concatenates the
-raveled leaves of each dtype group; unpacking slices them back out. Both are pure ``jnp`` code,
+for every leaf, the buffer it lives in, its offset, size, shape and dtype. Packing concatenates
+the raveled leaves of each buffer; unpacking slices them back out. Both are pure ``jnp`` code,
 so they run under ``jit``, ``grad`` and ``vmap``.
 
-The packed form of a tree is a ``dict`` ``{dtype name: 1-D buffer}``, itself a pytree, so any
-transform that treats its input as a tree of independent arrays runs on it unchanged.
+The packed form of a tree is a ``dict`` ``{buffer name: 1-D buffer}``, itself a pytree, so any
+transform that treats its input as a tree of independent arrays runs on it unchanged. Leaves
+are grouped by dtype and, when ``classes`` are given, by class too (one class per combination
+of the labels an optimizer gives a leaf: its parameter group, its weight-decay mask...). A dtype
+with one class names its buffer by the dtype (``"float32"``); several classes are
+``"float32.0"``, ``"float32.1"``... in order of their first leaf.
 
 With ``multiple_of=N`` every buffer is padded with zeros at its end to a multiple of ``N``
 elements, so that it splits evenly over ``N`` devices (ZeRO-1 over packed state). The padding
@@ -35,17 +39,19 @@ class LeafSlot:
     offset: int
     size: int
     shape: tuple[int, ...]
+    dtype: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class PackLayout:
-    """How a tree maps onto its packed buffers (one per dtype).
+    """How a tree maps onto its packed buffers (one per dtype and class).
 
     Attributes:
         treedef: the structure of the original tree (``None`` leaves stay ``None``).
         slots: one :class:`LeafSlot` per array leaf, in ``jax.tree.leaves`` order.
-        sizes: ``{group: buffer length}``, with groups named by dtype (``"float32"``...): the
-            elements of its leaves, plus the zero padding up to a multiple of ``multiple_of``.
+        sizes: ``{buffer: length}``, buffers named by dtype (``"float32"``, or
+            ``"float32.0"``... when a dtype has several classes): the elements of its leaves,
+            plus the zero padding up to a multiple of ``multiple_of``.
         multiple_of: every buffer length is a multiple of it (``1``: no padding).
     """
 
@@ -93,7 +99,7 @@ class PackLayout:
                     f"{slot.shape}; pack trees with the structure the layout was built from"
                 )
             flat = jnp.ravel(leaf)
-            parts[slot.group].append(flat.astype(slot.group) if cast else flat)
+            parts[slot.group].append(flat.astype(slot.dtype) if cast else flat)
         if not cast:
             for g, p in parts.items():
                 dtypes = sorted({x.dtype.name for x in p})
@@ -126,34 +132,95 @@ class PackLayout:
         :meth:`offsets`, as runtime arrays): one dynamic slice per leaf, whose gradient is one
         concatenation per buffer (a custom VJP), never a buffer-sized pad per leaf.
         """
-        missing = set(self.groups) - set(packed)
+        missing = set(self.groups) - {g for g, v in packed.items() if v is not None}
         if missing:
             raise JoptError(
                 f"packed buffers are missing groups {sorted(missing)}; expected {list(self.groups)}"
             )
+        return jax.tree.unflatten(self.treedef, self.unpack_leaves(packed, offsets))
+
+    def unpack_leaves(self, packed: dict[str, Any], offsets: Any = None) -> list[Any]:
+        """The leaves (``jax.tree.leaves`` order) of the buffers in ``packed``; ``None`` for
+        the leaves of buffers that ``packed`` lacks or holds as ``None``."""
+        present = tuple(g for g in self.groups if packed.get(g) is not None)
         if offsets is not None and len(offsets) > 0:
             if len(offsets) != len(self.slots):
                 raise JoptError(
                     f"got {len(offsets)} offsets for a layout of {len(self.slots)} leaves"
                 )
-            leaves = _dynamic_unpack(self, dict(packed), tuple(offsets))
-            return jax.tree.unflatten(self.treedef, leaves)
+            sub = {g: packed[g] for g in present}
+            mine = tuple(o for o, s in zip(offsets, self.slots, strict=True) if s.group in present)
+            got = iter(_dynamic_unpack(self, present, sub, mine))
+            return [next(got) if s.group in present else None for s in self.slots]
         # One ``split`` per buffer, not one ``slice`` per leaf: the transpose of ``split`` is a
         # single concatenation, whereas each ``slice`` transposes to a full-size ``pad`` that
         # the backward pass then sums (quadratic in the leaf count; seconds per step).
         pieces: dict[str, list[jax.Array]] = {}
-        for g in self.groups:
+        for g in present:
             bounds = [s.offset for s in self.slots if s.group == g][1:]
             if self.padding(g):
                 bounds.append(self.used(g))  # the last piece is the padding, never read
             buf = packed[g]
             pieces[g] = [buf] if not bounds else jnp.split(buf, bounds)
-        taken = dict.fromkeys(self.groups, 0)
-        leaves = []
+        taken = dict.fromkeys(present, 0)
+        leaves: list[Any] = []
         for slot in self.slots:
+            if slot.group not in present:
+                leaves.append(None)
+                continue
             leaves.append(pieces[slot.group][taken[slot.group]].reshape(slot.shape))
             taken[slot.group] += 1
-        return jax.tree.unflatten(self.treedef, leaves)
+        return leaves
+
+    def pack_leaves(self, leaves: list[Any], groups: Any) -> dict[str, jax.Array]:
+        """Buffers ``groups`` from ``leaves`` (``jax.tree.leaves`` order, ``None`` elsewhere).
+
+        The leaves keep their dtype (state slots may be wider than their parameters); the
+        padding is zeros.
+        """
+        out = {}
+        for g in groups:
+            parts = [jnp.ravel(x) for x, s in zip(leaves, self.slots, strict=True) if s.group == g]
+            dtype = parts[0].dtype if parts else jnp.dtype(self.dtype_of(g))
+            if self.padding(g):
+                parts.append(jnp.zeros((self.padding(g),), dtype))
+            out[g] = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+        return out
+
+    def unpack_partial(self, packed: dict[str, Any]) -> Any:
+        """:meth:`unpack` of some buffers: ``None`` for the leaves of the others."""
+        return jax.tree.unflatten(self.treedef, self.unpack_leaves(packed))
+
+    def pack_partial(self, tree: Any, like: dict[str, Any]) -> dict[str, Any]:
+        """Inverse of :meth:`unpack_partial`: the buffers ``like`` holds (``None`` elsewhere).
+
+        ``tree`` has the structure of ``unpack_partial(like)``; its leaves keep their dtype.
+        """
+        present = [g for g, v in like.items() if v is not None]
+        it = iter(jax.tree.leaves(tree))
+        leaves = [next(it) if s.group in present else None for s in self.slots]
+        packed = self.pack_leaves(leaves, present)
+        return {g: packed.get(g) for g in like}
+
+    def dtype_of(self, group: str) -> str:
+        """The dtype (name) of buffer ``group``'s leaves."""
+        for s in self.slots:
+            if s.group == group:
+                return s.dtype or s.group
+        return group.split(".")[0]
+
+    def leaf_view(self, groups: Any = None) -> Any:
+        """The tree as ``jax.ShapeDtypeStruct`` leaves; ``None`` for leaves outside ``groups``."""
+        keep = set(self.groups if groups is None else groups)
+        return jax.tree.unflatten(
+            self.treedef,
+            [
+                jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype or s.group))
+                if s.group in keep
+                else None
+                for s in self.slots
+            ],
+        )
 
     def segment_ids(self, group: str) -> np.ndarray:
         """For buffer ``group``, the index of the leaf each element belongs to (numpy, static).
@@ -170,30 +237,34 @@ class PackLayout:
 
     def nbytes(self) -> int:
         """Bytes of one packed copy of the tree."""
-        return sum(n * jnp.dtype(g).itemsize for g, n in self.sizes)
+        return sum(n * jnp.dtype(self.dtype_of(g)).itemsize for g, n in self.sizes)
 
 
-def _slice_leaves(layout: PackLayout, packed, offsets):
+def _slice_leaves(layout: PackLayout, groups, packed, offsets):
+    slots = [s for s in layout.slots if s.group in groups]
     return [
         jax.lax.dynamic_slice_in_dim(packed[s.group], off, s.size).reshape(s.shape)
-        for s, off in zip(layout.slots, offsets, strict=True)
+        for s, off in zip(slots, offsets, strict=True)
     ]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _dynamic_unpack(layout: PackLayout, packed, offsets):
-    return _slice_leaves(layout, packed, offsets)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _dynamic_unpack(layout: PackLayout, groups: tuple, packed, offsets):
+    return _slice_leaves(layout, groups, packed, offsets)
 
 
-def _dynamic_unpack_fwd(layout, packed, offsets):
-    return _slice_leaves(layout, packed, offsets), offsets
+def _dynamic_unpack_fwd(layout, groups, packed, offsets):
+    return _slice_leaves(layout, groups, packed, offsets), offsets
 
 
-def _dynamic_unpack_bwd(layout, offsets, cts):
+def _dynamic_unpack_bwd(layout, groups, offsets, cts):
     # The leaves tile each buffer in order, so the cotangent of the buffer is the
     # concatenation of the leaves' cotangents (the transpose of ``dynamic_slice`` would be a
     # buffer-sized ``dynamic_update_slice`` of zeros per leaf).
-    grads = layout.pack(jax.tree.unflatten(layout.treedef, list(cts)))
+    it = iter(cts)
+    leaves = [next(it) if s.group in groups else None for s in layout.slots]
+    grads = layout.pack_leaves(leaves, groups)
+    grads = {g: grads[g].astype(layout.dtype_of(g)) for g in groups}
     return grads, tuple(None for _ in offsets)
 
 
@@ -212,12 +283,14 @@ def _check_multiple(multiple_of: Any, what: str) -> int:
     return int(multiple_of)
 
 
-def pack_layout(tree: Any, *, multiple_of: int = 1) -> PackLayout:
-    """The :class:`PackLayout` of ``tree``: leaves grouped by dtype, in tree order.
+def pack_layout(tree: Any, *, multiple_of: int = 1, classes: Any = None) -> PackLayout:
+    """The :class:`PackLayout` of ``tree``: leaves grouped by dtype (and class), in tree order.
 
     Only shapes and dtypes are read, so ``tree`` may hold ``jax.ShapeDtypeStruct`` or tracers.
     ``multiple_of=N`` pads each buffer with zeros to a multiple of ``N`` elements (so it splits
-    evenly over ``N`` devices).
+    evenly over ``N`` devices). ``classes`` is one hashable per leaf (``jax.tree.leaves``
+    order): leaves of one dtype but different classes go to different buffers.
+    :func:`jopt.fused.packed_layout` finds the classes an optimizer needs.
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -228,16 +301,34 @@ def pack_layout(tree: Any, *, multiple_of: int = 1) -> PackLayout:
     """
     multiple_of = _check_multiple(multiple_of, "multiple_of")
     leaves, treedef = jax.tree.flatten(tree)
-    offsets: dict[str, int] = {}
-    slots = []
+    if classes is None:
+        classes = [None] * len(leaves)
+    classes = list(classes)
+    if len(classes) != len(leaves):
+        raise JoptError(f"pack_layout: got {len(classes)} classes for {len(leaves)} leaves")
+    infos = []
     for leaf in leaves:
         if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
             leaf = jnp.asarray(leaf)
-        group = _group_name(leaf.dtype)
-        shape = tuple(int(d) for d in leaf.shape)
+        infos.append((_group_name(leaf.dtype), tuple(int(d) for d in leaf.shape)))
+    # Classes of each dtype, in order of their first leaf; one class keeps the dtype's name.
+    per_dtype: dict[str, list] = {}
+    for (dt, _), c in zip(infos, classes, strict=True):
+        seen = per_dtype.setdefault(dt, [])
+        if c not in seen:
+            seen.append(c)
+
+    def buffer_of(dt: str, c: Any) -> str:
+        kinds = per_dtype[dt]
+        return dt if len(kinds) == 1 else f"{dt}.{kinds.index(c)}"
+
+    offsets: dict[str, int] = {}
+    slots = []
+    for (dt, shape), c in zip(infos, classes, strict=True):
+        group = buffer_of(dt, c)
         size = math.prod(shape)
         off = offsets.get(group, 0)
-        slots.append(LeafSlot(group=group, offset=off, size=size, shape=shape))
+        slots.append(LeafSlot(group=group, offset=off, size=size, shape=shape, dtype=dt))
         offsets[group] = off + size
     sizes = tuple(sorted((g, -(-n // multiple_of) * multiple_of) for g, n in offsets.items()))
     return PackLayout(treedef=treedef, slots=tuple(slots), sizes=sizes, multiple_of=multiple_of)

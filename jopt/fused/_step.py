@@ -1,14 +1,16 @@
-"""A hand-written train step on persistently packed parameters.
+"""Low-level pieces of a train step on persistently packed parameters.
 
-``jopt.fused(tx)`` keeps only the optimizer state packed: every step still concatenates the
-gradients and slices the updates back. When you write the train step yourself you can go
-further and keep the *parameters* packed too. The model then sees the leaves through
-``layout.unpack`` (a ``split`` per buffer), the gradient arrives already packed (the transpose
-of ``split`` is one concatenation), and the whole optimizer update plus ``apply_updates`` runs on
-a handful of buffers::
+:func:`jopt.fused.packed_train_step` builds the whole step in one call; these are its parts,
+for steps written by hand. ``jopt.fuse(tx)`` keeps only the optimizer state packed: every
+step still concatenates the gradients and slices the updates back. When you write the train
+step yourself you can go further and keep the *parameters* packed too. The model then sees
+the leaves through ``layout.unpack`` (a slice per leaf), the gradient arrives already packed
+(one concatenation), and the whole optimizer update plus ``apply_updates`` runs on a handful
+of buffers::
 
-    packed, layout = jopt.pack(params)
     tx = jopt.adam(1e-3)                      # used as is on the packed buffers
+    layout = jopt.fused.packed_layout(tx, params)   # buffers split by groups and masks
+    packed = layout.pack(params)
     state = jopt.fused.packed_init(tx, layout, packed)
     step = jax.jit(jopt.fused.packed_step(loss_fn, tx, layout), donate_argnums=(0, 1))
     for x, y in batches:
@@ -28,7 +30,8 @@ from typing import Any
 import jax
 
 from jopt.core import apply_updates, call_update
-from jopt.fused._fused import FusedState, _layout_scope
+from jopt.fused._classes import layout_scope
+from jopt.fused._fused import FusedState
 from jopt.fused._layout import PackLayout
 
 
@@ -40,7 +43,7 @@ def packed_init(
     ``dynamic_offsets=False`` stores no offsets, so the model's leaves are cut at constant
     offsets (see :func:`jopt.fused` for the trade-off).
     """
-    with _layout_scope(layout):
+    with layout_scope(layout):
         offsets = layout.offsets() if dynamic_offsets else ()
         return FusedState(inner=tx.init(packed), offsets=offsets)
 
@@ -66,7 +69,7 @@ def packed_step(
 
         out, grads = jax.value_and_grad(packed_loss, has_aux=has_aux)(packed)
         loss = out[0] if has_aux else out
-        with _layout_scope(layout):
+        with layout_scope(layout):
             updates, inner = call_update(tx, grads, state.inner, packed, value=loss)
         return apply_updates(packed, updates), FusedState(inner, state.offsets), out
 

@@ -1,0 +1,133 @@
+"""Homogeneous buffers: split the packed buffers by everything an optimizer treats differently.
+
+A transform whose maths depends on which leaf it is at (a weight-decay mask, a parameter group,
+an L1/L2 mask) says so through ``jopt.core.leaf_labels``. :func:`packed_layout` runs the
+transform once abstractly on the real parameter tree (``jax.eval_shape``: nothing is computed)
+while recording those labels, and packs one buffer per (dtype, combination of labels). Inside
+packed execution, :class:`LayoutContext` answers the transforms' questions: each buffer gets
+the one label its leaves share, so masks and groups are exact by construction. Per-leaf
+reductions (``jopt.core.leaf_norms``) are segment sums over each buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jopt.core import JoptError, call_update, packed_context, probe_labels
+from jopt.fused._layout import PackLayout, pack_layout
+
+_ABSENT = "<absent>"
+
+
+def leaf_classes(tx: Any, params: Any) -> list[tuple]:
+    """One class per leaf of ``params`` (``jax.tree.leaves`` order): the labels that every
+    ``leaf_labels`` call of ``tx.init`` and ``tx.update`` gave it, as a tuple.
+
+    Leaves with equal classes are treated alike by ``tx``, so they may share a buffer.
+    """
+    def spec(x):
+        return jax.ShapeDtypeStruct(jnp.shape(x), getattr(x, "dtype", None) or jnp.result_type(x))
+
+    abstract = jax.tree.map(spec, params)
+
+    def run(p):
+        state = tx.init(p)
+        return call_update(tx, p, state, p, value=jnp.zeros((), jnp.float32))
+
+    with probe_labels() as records:
+        jax.eval_shape(run, abstract)
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]]
+    return [tuple(rec.get(path, _ABSENT) for rec in records) for path in paths]
+
+
+def packed_layout(tx: Any, params: Any, *, multiple_of: int = 1) -> PackLayout:
+    """The layout that packs ``params`` for ``tx``: one buffer per (dtype, leaf class).
+
+    Every mask, group and other per-leaf choice ``tx`` makes (through ``jopt.core.leaf_labels``)
+    is constant within a buffer, so ``tx`` on these buffers equals ``tx`` leaf by leaf.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+        >>> tx = jopt.adamw(1e-3, mask={"w": True, "b": False})
+        >>> jopt.fused.packed_layout(tx, params).groups
+        ('float32.0', 'float32.1')
+    """
+    return pack_layout(params, multiple_of=multiple_of, classes=leaf_classes(tx, params))
+
+
+def _present(layout: PackLayout, packed: Any) -> set[str]:
+    if not isinstance(packed, dict) or not set(packed) <= set(layout.groups):
+        raise JoptError(
+            "a per-leaf transform inside packed execution got a tree that is not the packed "
+            f"buffers ({type(packed).__name__}); wrap it in jopt.fused.per_leaf(...)"
+        )
+    return {g for g, v in packed.items() if v is not None}
+
+
+class LayoutContext:
+    """The ``jopt.core`` packed context for one layout (see ``jopt.core._leafwise``)."""
+
+    def __init__(self, layout: PackLayout):
+        self.layout = layout
+
+    def leaf_view(self, packed: Any) -> Any:
+        return self.layout.leaf_view(_present(self.layout, packed))
+
+    def buffer_labels(self, packed: Any, labels: Any) -> Any:
+        present = _present(self.layout, packed)
+        view = self.layout.leaf_view(present)
+        values = iter(jax.tree.structure(view).flatten_up_to(labels))
+        seen: dict[str, set] = {}
+        for slot in self.layout.slots:
+            if slot.group in present:
+                seen.setdefault(slot.group, set()).add(next(values))
+        for g, labs in seen.items():
+            if len(labs) > 1:
+                raise JoptError(
+                    f"packed buffer {g!r} holds leaves that the optimizer treats differently "
+                    f"({sorted(map(repr, labs))}); build the layout with "
+                    "jopt.fused.packed_layout(tx, params)"
+                )
+        out = {}
+        for g, v in packed.items():
+            out[g] = None if v is None else (next(iter(seen[g])) if g in seen else True)
+        return out
+
+    def leaf_norms(self, packed: Any) -> Any:
+        present = _present(self.layout, packed)
+        out = {}
+        for g, buf in packed.items():
+            if g not in present:
+                out[g] = None
+                continue
+            ids, n = _segment_ids(self.layout, g, buf.shape[0])
+            a = jnp.abs(buf)
+            a = a.astype(a.dtype if a.dtype.itemsize >= 4 else jnp.float32)
+            sums = jax.ops.segment_sum(jnp.square(a), ids, num_segments=n)
+            out[g] = jnp.sqrt(sums)[ids]
+        return out
+
+
+def _segment_ids(layout: PackLayout, group: str, length: int) -> tuple[jax.Array, int]:
+    """Per element of buffer ``group``, the index of its leaf within the buffer (built in the
+    graph from a few marks and a cumulative sum, not stored as a buffer-sized constant)."""
+    starts = [s.offset for s in layout.slots if s.group == group and s.size > 0]
+    marks = starts[1:] + ([layout.used(group)] if length > layout.used(group) else [])
+    n = len(marks) + 1
+    if not marks:
+        return jnp.zeros((length,), jnp.int32), n
+    steps = jnp.zeros((length,), jnp.int32).at[jnp.asarray(marks, jnp.int32)].add(1)
+    return jnp.cumsum(steps), n
+
+
+@contextlib.contextmanager
+def layout_scope(layout: PackLayout | None) -> Iterator[None]:
+    """Transforms run on ``layout``'s buffers in the body (``None``: on ordinary trees)."""
+    with packed_context(None if layout is None else LayoutContext(layout)):
+        yield
