@@ -1,4 +1,4 @@
-"""The layer order, enforced from the source: every ``import`` in ``jopt/``, function-level ones too.
+"""The layer order, enforced from the source: every import in ``jopt/``, function-level too.
 
 The order (docs/architecture.md), lowest first; a package imports only from its own tier or
 below, never upwards:
@@ -198,6 +198,25 @@ def test_scripts_use_public_names_only():
     assert len(scripts) >= 5
     problems = check_scripts(scripts)
     assert not problems, "\n".join(problems)
+
+
+def test_every_public_module_declares_all():
+    """A module whose dotted name has no private part lists its public names in ``__all__``."""
+    missing = []
+    for module, path in _modules(ROOT, "jopt").items():
+        if any(_private(p) for p in module.split(".")) or module.endswith("__main__"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {
+            t.id
+            for node in tree.body
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(t, ast.Name)
+        }
+        if "__all__" not in names:
+            missing.append(module)
+    assert not missing, missing
 
 
 def test_no_library_package_holds_a_command():

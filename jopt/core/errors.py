@@ -1,5 +1,7 @@
 """The exception users see for bad input."""
 
+__all__ = ["JoptError"]
+
 
 class JoptError(ValueError):
     """A problem with the user's input: a config value, a data file, an argument.

@@ -35,6 +35,26 @@ import numpy as np
 from jopt.core import apply_updates, call_update
 from jopt.core.errors import JoptError
 
+__all__ = [
+    "PROBLEMS",
+    "Problem",
+    "beale",
+    "booth",
+    "deep_spectrum",
+    "get_problem",
+    "himmelblau",
+    "ill_conditioned_quadratic",
+    "list_problems",
+    "noisy_quadratic",
+    "path_rows",
+    "plot_paths",
+    "problem_summary",
+    "quadratic_deep",
+    "rosenbrock",
+    "run_problem",
+    "steps_to_reach",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
