@@ -327,3 +327,49 @@ def test_cli_run_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "fractional" in lines[0] and "Traceback" not in proc.stderr, lines
+
+
+# ----- options of the built-in sets, the seed and the split ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "opts", "pattern"),
+    [
+        ("two_moons", {"n": 0}, "n must be an integer >= 2, got 0"),
+        ("two_moons", {"n": 2.5}, "n must be an integer"),
+        ("two_moons", {"noise": float("nan")}, "noise must be a finite number >= 0"),
+        ("spirals", {"arms": 0}, "arms must be an integer >= 2"),
+        ("linear", {"n": "abc"}, "n must be an integer >= 1, got 'abc'"),
+        ("linear", {"dim": 0}, "dim must be an integer >= 1"),
+        ("quadratic", {"condition_number": float("inf")}, "condition_number must be a finite"),
+        ("mnist1d", {"num_samples": -1}, "num_samples must be an integer"),
+        ("iris", {"noise": 0.1}, "takes no options"),
+    ],
+)
+def test_builtin_options(name, opts, pattern):
+    _error(lambda: load_dataset(name, **opts), re.escape(pattern))
+
+
+def test_seed_name_path_and_split(tmp_path):
+    _error(lambda: load_dataset("iris", seed=-1), r"seed must be an integer in \[0, 2\*\*32\)")
+    _error(lambda: load_dataset("iris", seed=2**40), "seed must be")
+    _error(lambda: load_dataset(None), "non-empty string")
+    _error(lambda: load_dataset("npz", path=5), "must be a string, got 5")
+    _error(lambda: load_dataset("csv", path=str(tmp_path), label="y"), "is a directory")
+    _error(
+        lambda: load_dataset("iris", test_fraction=float("nan")),
+        r"test_fraction must be in \[0, 1\)",
+    )
+    _error(
+        lambda: load_dataset("two_moons", n=3, test_fraction=0.5, val_fraction=0.4),
+        "training split is empty",
+    )
+
+
+def test_a_corrupt_mnist1d_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOPT_CACHE_DIR", str(tmp_path))
+    first = load_dataset("mnist1d", num_samples=100, val_fraction=0.0)
+    (cache,) = tmp_path.glob("mnist1d_*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])  # truncated by a crash, say
+    again = load_dataset("mnist1d", num_samples=100, val_fraction=0.0)
+    np.testing.assert_array_equal(again.x_train, first.x_train)

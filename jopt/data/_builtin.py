@@ -6,6 +6,7 @@ Each loader returns a :class:`Raw` record; :func:`jopt.data.load_dataset` splits
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import tempfile
@@ -32,6 +33,21 @@ class Raw:
 def _no_opts(name: str, opts: dict) -> None:
     if opts:
         raise JoptError(f"data set {name!r} takes no options, got {sorted(opts)}")
+
+
+def _int_opt(dataset: str, key: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise JoptError(f"data set {dataset!r}: {key} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _float_opt(dataset: str, key: str, value, low: float) -> float:
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < low:
+        raise JoptError(
+            f"data set {dataset!r}: {key} must be a finite number >= {low:g}, got {value!r}"
+        )
+    return float(value)
 
 
 def _sklearn(loader_name: str, kind: str = "tabular"):
@@ -63,11 +79,11 @@ def _mnist1d(seed: int, *, generator_seed: int = 42, num_samples: int = 5000) ->
     afterwards so loading data leaves no global state behind.
     """
     del seed  # the canonical data set is fixed by generator_seed; ``seed`` drives the val split
+    generator_seed = _int_opt("mnist1d", "generator_seed", generator_seed, 0)
+    num_samples = _int_opt("mnist1d", "num_samples", num_samples, 10)
     path = _cache_dir() / f"mnist1d_{generator_seed}_{num_samples}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            d = {k: f[k] for k in f.files}
-    else:
+    d = _read_cache(path)
+    if d is None:
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
@@ -87,9 +103,21 @@ def _mnist1d(seed: int, *, generator_seed: int = 42, num_samples: int = 5000) ->
     return Raw(d["x"], d["y"], "classification", 10, "signal", d["x_test"], d["y_test"])
 
 
+def _read_cache(path: Path) -> dict | None:
+    """The cached arrays, or None when missing or unreadable (a cache is rebuilt, never trusted)."""
+    keys = {"x", "y", "x_test", "y_test"}
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            d = {k: f[k] for k in f.files}
+    except Exception:  # missing, truncated or corrupt: generate it again
+        return None
+    return d if set(d) == keys else None
+
+
 def _two_moons(seed: int, *, n: int = 1000, noise: float = 0.1) -> Raw:
     from sklearn.datasets import make_moons
 
+    n, noise = _int_opt("two_moons", "n", n, 2), _float_opt("two_moons", "noise", noise, 0.0)
     x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
     return Raw(x, y, "classification", 2)
 
@@ -98,6 +126,10 @@ def _spirals(
     seed: int, *, n: int = 1000, arms: int = 2, noise: float = 0.05, turns: float = 1.5
 ) -> Raw:
     """``arms`` interleaved Archimedean spirals in 2-D, ``n`` points in all."""
+    arms = _int_opt("spirals", "arms", arms, 2)
+    n = _int_opt("spirals", "n", n, arms)
+    noise = _float_opt("spirals", "noise", noise, 0.0)
+    turns = _float_opt("spirals", "turns", turns, 0.0)
     rng = np.random.default_rng(seed)
     y = np.arange(n) % arms
     r = rng.uniform(0.05, 1.0, n)
@@ -108,6 +140,8 @@ def _spirals(
 
 def _linear(seed: int, *, n: int = 500, dim: int = 10, noise: float = 0.1) -> Raw:
     """``y = x w* + b* + noise`` with ``x ~ N(0, I)``; ``info`` holds ``w*`` and ``b*``."""
+    n, dim = _int_opt("linear", "n", n, 1), _int_opt("linear", "dim", dim, 1)
+    noise = _float_opt("linear", "noise", noise, 0.0)
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(dim)
     b = rng.standard_normal()
@@ -127,6 +161,10 @@ def _quadratic(
     number ``kappa`` on the whole data set (the train split alone is close; its measured value is
     stored as ``info["train_condition_number"]``). Use ``preprocess: none`` to keep it.
     """
+    dim = _int_opt("quadratic", "dim", dim, 1)
+    n = _int_opt("quadratic", "n", n, dim)
+    condition_number = _float_opt("quadratic", "condition_number", condition_number, 1.0)
+    noise = _float_opt("quadratic", "noise", noise, 0.0)
     if condition_number < 1 or n < dim:
         raise JoptError(
             f"quadratic needs condition_number >= 1 and n >= dim, got {condition_number}, {n}<{dim}"

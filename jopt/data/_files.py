@@ -30,7 +30,11 @@ _CHUNK = 1 << 24
 def _exists(path) -> Path:
     if path is None or str(path) == "":
         raise JoptError("a data file path is required (data.path)")
+    if not isinstance(path, (str, Path)):
+        raise JoptError(f"a data file path must be a string, got {path!r}")
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise JoptError(f"{p}: is a directory; a data file is needed")
     if not p.is_file():
         raise JoptError(f"data file not found: {p}")
     try:

@@ -82,7 +82,11 @@ def load_dataset(
             NaN/inf values, wrong shapes, no features, labels that are not class indices, a class
             count above ``MAX_CLASSES``. Always one line, raised before anything compiles.
     """
-    raw = _raw(name, seed, opts, task)
+    if not isinstance(name, str) or not name:
+        raise JoptError(f"data set name must be a non-empty string, got {name!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise JoptError(f"data seed must be an integer in [0, 2**32), got {seed!r}")
+    raw = _raw(name, int(seed), opts, task)
     x, y = check_arrays(raw.x, raw.y, raw.task, name)
     xt = yt = None
     if raw.x_test is not None:

@@ -20,6 +20,11 @@ def _take(x, y, n_take, seed, stratify):
     if n_take == 0:
         empty = np.arange(0)
         return np.arange(len(y)), empty
+    if n_take >= len(y):
+        raise JoptError(
+            f"the training split is empty ({len(y)} examples left, {n_take} asked for "
+            "val/test); lower val_fraction/test_fraction or use more data"
+        )
     idx = np.arange(len(y))
     strat = y if stratify else None
     if stratify:
