@@ -87,19 +87,20 @@ def load_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise JoptError(f"data seed must be an integer in [0, 2**32), got {seed!r}")
     raw = _raw(name, int(seed), opts, task)
-    x, y = check_arrays(raw.x, raw.y, raw.task, name)
+    source = str(opts.get("path") or opts.get("images") or name)  # errors name the file
+    x, y = check_arrays(raw.x, raw.y, raw.task, source)
     xt = yt = None
     if raw.x_test is not None:
-        xt, yt = check_arrays(raw.x_test, raw.y_test, raw.task, f"{name} (test)")
+        xt, yt = check_arrays(raw.x_test, raw.y_test, raw.task, f"{source} (test)")
         if xt.shape[1:] != x.shape[1:]:
-            raise JoptError(f"{name}: test inputs have shape {xt.shape[1:]}, train {x.shape[1:]}")
+            raise JoptError(f"{source}: test inputs have shape {xt.shape[1:]}, train {x.shape[1:]}")
     if raw.task == "classification":
         ys = [y] if yt is None else [y, yt]
-        raw.num_classes = num_classes_of(ys, raw.num_classes, name)
+        raw.num_classes = num_classes_of(ys, raw.num_classes, source)
     elif raw.num_classes is None:
         raw.num_classes = 1 if y.ndim == 1 else y.shape[1]
     if yt is not None and yt.shape[1:] != y.shape[1:]:
-        raise JoptError(f"{name}: test targets have shape {yt.shape[1:]}, train {y.shape[1:]}")
+        raise JoptError(f"{source}: test targets have shape {yt.shape[1:]}, train {y.shape[1:]}")
     parts = split_arrays(
         x,
         y,
