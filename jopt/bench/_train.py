@@ -1,11 +1,12 @@
 """``jopt bench train``: whole train steps and scan-fused epochs of a configured experiment.
 
-The config (``jopt.experiment.load_config``) chooses data, model, loss and batching. The
-optimizer named in ``optimizer`` runs as plain optax, plain jopt and ``jopt.fused`` jopt, next to
-a *gradient-only* baseline (the same step with the identity transform: forward, backward and one
-``params + grads``), so each ratio says what the optimizer adds to the step. Every variant uses
-the training engine's own ``make_train_step`` / ``make_train_epoch``, jitted once with the
-state donated.
+The config chooses data, model, loss and batching; the commands layer builds them and the
+optimizer (``jopt.experiment.bench_optimizers``: exactly the one ``jopt run`` trains, plain and
+under ``jopt.fused``, and optax's same-named optimizer as a reference); this module times them
+next to a *gradient-only* baseline (the same step with the identity transform: forward,
+backward and one ``params + grads``), so each ratio says what the optimizer adds to the step.
+Every variant uses the training engine's own ``make_train_step`` / ``make_train_epoch``,
+jitted once with the state donated.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
-import jopt
 from jopt.bench._memory import memory_report
 from jopt.bench._report import SCHEMA, environment, format_table, parse_list
 from jopt.bench._timing import compile_fn, time_steps
@@ -26,42 +25,31 @@ from jopt.core import JoptError
 TRAIN_IMPLS = ("grad", "optax", "jopt", "fused")
 
 
-def _txs(config: Any, impls: list[str]) -> dict[str, Any]:
-    from jopt.experiment import _registry as reg
-
-    opt = config.optimizer
-    kwargs = dict(opt.kwargs)
-    out: dict[str, Any] = {}
-    for impl in impls:
-        if impl == "grad":
-            out[impl] = jopt.identity()
-        elif impl == "optax":
-            factory = getattr(optax, opt.name, None)
-            if factory is None:
-                raise JoptError(f"optax has no optimizer {opt.name!r}; drop 'optax' from --impl")
-            out[impl] = factory(learning_rate=float(opt.learning_rate), **kwargs)
-        else:
-            tx = reg.optimizer_factory(opt.name)(learning_rate=float(opt.learning_rate), **kwargs)
-            out[impl] = jopt.fused(tx) if impl == "fused" else tx
-    return out
-
-
-def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    from jopt.experiment import load_config
-    from jopt.experiment._build import setup
-    from jopt.train import init_train_state, make_train_epoch, make_train_step
-
-    impls = parse_list(args.impl, "--impl")
+def train_impls(spec: str) -> list[str]:
+    """The ``--impl`` list, checked, with the ``grad`` baseline first."""
+    impls = parse_list(spec, "--impl")
     for i in impls:
         if i not in TRAIN_IMPLS:
             raise JoptError(f"unknown implementation {i!r}; choose from {', '.join(TRAIN_IMPLS)}")
     if "grad" not in impls:
         impls = ["grad", *impls]  # the baseline every ratio is taken against
-    config = load_config(args.config, list(args.overrides))
-    s = setup(config)
+    return impls
+
+
+def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]) -> dict[str, Any]:
+    """Time ``txs`` (``{impl: transform}``, ``grad`` first) on the set-up ``s`` of ``config``.
+
+    The commands layer loads the config and builds ``s`` (``jopt.experiment.setup``) and the
+    transforms (``jopt.experiment.bench_optimizers``: the optimizer ``jopt run`` trains); this
+    library only times them. Data-parallel epochs (``args.devices``) time ``txs["jopt"]``.
+    """
+    from jopt.train import init_train_state, make_train_epoch, make_train_step
+
+    impls = list(txs)
     devices = list(getattr(args, "devices", None) or [])
     _check_devices(devices, s)
-    txs = _txs(config, impls)
+    if devices and "jopt" not in txs:
+        raise JoptError("--devices times the jopt implementation; add 'jopt' to --impl")
     env = environment()
     print(
         f"device: {env['device_kind']} ({env['platform']}), jax {env['jax']}, "
@@ -186,7 +174,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     for impl, m in memory.items():
         slots = ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in m["per_slot"].items()) or "none"
         print(f"  {impl:<6} total {m['total_bytes'] / 1e6:.3f} MB ({slots})")
-    data_parallel = _data_parallel(args, config, s, devices) if devices else None
+    data_parallel = _data_parallel(args, config, s, devices, txs) if devices else None
     return {
         "schema": SCHEMA,
         "kind": "train",
@@ -231,11 +219,13 @@ def _check_devices(devices: list[int], s: Any) -> None:
         check_batching(s.batching, len(s.data.y_train), n)
 
 
-def _data_parallel(args: argparse.Namespace, config: Any, s: Any, devices: list[int]) -> dict:
+def _data_parallel(
+    args: argparse.Namespace, config: Any, s: Any, devices: list[int], txs: dict[str, Any]
+) -> dict:
     """Data-parallel epochs of the configured optimizer (plain jopt) on each device count."""
     from jopt.distributed import bench_data_parallel
 
-    tx = _txs(config, ["jopt"])["jopt"]
+    tx = txs["jopt"]
     rep = bench_data_parallel(
         devices=tuple(devices),
         data=s.data,

@@ -1,6 +1,8 @@
 """Turning a config into what the training engine needs: data, model, loss, optimizer.
 
-The optimizer is built as
+:func:`build_optimizer` is the one place a config becomes an optimizer: ``jopt run``,
+``jopt sweep``, ``jopt lr-find``, ``jopt bench train``, ``jopt compare`` and distributed runs
+all call it. The optimizer is built as
 
     chain(*optimizer.chain, with_hparams(opt)(learning_rate, **kwargs), schedule multiplier)
 
@@ -9,12 +11,15 @@ decoupled weight decay ``u <- u - lr * wd * w`` on the weight matrices (Loshchil
 2019). Every numeric hyperparameter (``adam/learning_rate``, ``adam/b1``, ...) lives in the
 optimizer state (``jopt.with_hparams``), so sweeps can vmap over them. The schedule is a
 multiplier with peak 1 applied after the optimizer, so the effective step size is
-``learning_rate * schedule(t)`` exactly as with a scheduled learning rate.
+``learning_rate * schedule(t)`` exactly as with a scheduled learning rate. With
+``optimizer.fused: true`` the whole chain runs under ``jopt.fuse``; combinations that are not
+exact on packed buffers are refused (:func:`fused_refusal`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -156,21 +161,179 @@ def lr_name(config: Config) -> str:
     return f"{hparam_prefix(config)}/learning_rate"
 
 
-def vmappable_values(config: Config) -> dict[str, float]:
-    """Hyperparameters held in the optimizer state, by their ``jopt.set_hparams`` name."""
+def _hparam_sources(config: Config) -> dict[str, tuple[str, float]]:
+    """``{set_hparams name: (dotted config key, value)}`` for every hyperparameter the built
+    optimizer holds in its state (``jopt.with_hparams``)."""
     opt = config.optimizer
     prefix = hparam_prefix(config)
-    out = {f"{prefix}/learning_rate": float(opt.learning_rate)}
+    out = {f"{prefix}/learning_rate": ("optimizer.learning_rate", float(opt.learning_rate))}
     for k, v in opt.kwargs.items():
         if isinstance(v, float):
-            out[f"{prefix}/{k}"] = v
+            out[f"{prefix}/{k}"] = (f"optimizer.{k}", v)
     if config.regularization.weight_decay > 0:
-        out[f"{prefix}/decoupled_weight_decay"] = float(config.regularization.weight_decay)
+        out[f"{prefix}/decoupled_weight_decay"] = (
+            "regularization.weight_decay",
+            float(config.regularization.weight_decay),
+        )
     return out
 
 
-def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
-    """The configured optimizer as one gradient transformation; see the module docstring."""
+def vmappable_values(config: Config) -> dict[str, float]:
+    """Hyperparameters held in the optimizer state, by their ``jopt.set_hparams`` name."""
+    return {name: value for name, (_, value) in _hparam_sources(config).items()}
+
+
+def sweepable_keys(config: Config) -> tuple[str, ...]:
+    """Dotted config keys whose values live only in the optimizer state, so configs that differ
+    only in them share one compiled (vmapped) program. Parameter groups derive their own
+    hyperparameters (``lr_mult``...) from the base values when built, so then there are none."""
+    if config.optimizer.groups:
+        return ()
+    return tuple(key for key, _ in _hparam_sources(config).values())
+
+
+def structure_key(config: Config) -> str:
+    """What must be equal for two configs to share one compiled (vmapped) program: the whole
+    config except its name, seed, sweep and output sections and the :func:`sweepable_keys`
+    values (weight decay only as on/off: it adds a transform to the chain)."""
+    import json
+
+    from jopt.experiment._schema import to_dict
+
+    raw = to_dict(config)
+    raw.pop("name"), raw.pop("seed"), raw.pop("sweep")
+    raw["output"] = {}
+    for key in sweepable_keys(config):
+        section, field = key.split(".")
+        raw[section].pop(field)
+    if "weight_decay" not in raw["regularization"]:
+        raw["regularization"]["decay_on"] = True
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def fused_refusal(config: Config) -> str | None:
+    """Why ``optimizer.fused: true`` is not exact for ``config`` (``None`` when it is).
+
+    ``jopt.fuse`` runs the chain on packed buffers (one per dtype and leaf class). Parameter
+    groups, freezing, the weight-decay mask and LAMB's trust ratio are exact there (they go
+    through ``jopt.core.leaf_labels`` / ``leaf_norms``); a transform that reads a leaf's shape
+    or norm by itself is not. The answer is a probe: the configured optimizer, fused and not,
+    takes three steps on a tree of three leaves (ranks 1 to 3, scales 1e-3 to 10); any
+    difference beyond float32 rounding (or an error only the fused one raises) refuses the
+    config with one line. It runs only for ``fused: true`` and is cached per optimizer setup.
+    """
+    if not config.optimizer.fused:
+        return None
+    from jopt.experiment._schema import to_dict
+
+    raw = to_dict(config)
+    key = json.dumps(
+        [raw["optimizer"], raw["schedule"], raw["regularization"]["weight_decay"]],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _PROBED:
+        _PROBED[key] = _probe_fused(config)
+    return _PROBED[key]
+
+
+_PROBED: dict[str, str | None] = {}
+
+
+def _probe_fused(config: Config) -> str | None:
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jopt.core import apply_updates, call_update
+
+    rng = np.random.default_rng(0)
+    shapes = {"a": (5,), "w": (4, 3), "k": (2, 3, 2)}
+    scales = {"a": 1e-3, "w": 1.0, "k": 10.0}
+
+    def tree():
+        draw = {n: rng.normal(size=s) * scales[n] for n, s in shapes.items()}
+        return {n: jnp.asarray(x, jnp.float32) for n, x in draw.items()}
+
+    params, grads = tree(), [tree() for _ in range(3)]
+
+    def trajectory(fused: bool):
+        opt = dataclasses.replace(config.optimizer, fused=fused)
+        tx = _build(dataclasses.replace(config, optimizer=opt), 10, 100, None)
+        p, state, out = params, tx.init(params), []
+        for g in grads:
+            u, state = call_update(tx, g, state, p, value=jnp.float32(1.0))
+            p = apply_updates(p, u)
+            out.append(p)
+        return out
+
+    try:
+        plain = trajectory(False)
+    except Exception:  # the optimizer fails on its own; building or training reports that
+        return None
+    what = f"optimizer {config.optimizer.name!r}" + (
+        f" with optimizer.chain [{', '.join(t.name for t in config.optimizer.chain)}]"
+        if config.optimizer.chain
+        else ""
+    )
+    try:
+        fused = trajectory(True)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"optimizer.fused: true fails for {what} ({first}); set optimizer.fused: false"
+    for p0, p1 in zip(plain, fused, strict=True):
+        for n in shapes:
+            a, b = np.asarray(p0[n]), np.asarray(p1[n])
+            if not np.allclose(a, b, rtol=1e-5, atol=1e-6 * scales[n]):
+                return (
+                    f"optimizer.fused: true is not exact for {what}: a piece of it reads each "
+                    "parameter's shape or norm, which packed buffers do not keep; set "
+                    "optimizer.fused: false"
+                )
+    return None
+
+
+def default_total_steps(config: Config, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: ``epochs * steps_per_epoch``, with ``epochs`` rounded
+    up from ``train.steps`` when that is set (as :func:`setup` does)."""
+    spe = max(int(steps_per_epoch), 1)
+    epochs = config.train.epochs
+    if config.train.steps is not None:
+        epochs = math.ceil(config.train.steps / spe)
+    return epochs * spe
+
+
+def build_optimizer(
+    config: Config,
+    *,
+    steps_per_epoch: int = 1,
+    total_steps: int | None = None,
+    lr_multiplier: Any = None,
+) -> Any:
+    """The configured optimizer as one ``GradientTransformation``: the one config builder.
+
+    Builds ``chain(*optimizer.chain, with_hparams(opt)(learning_rate, **kwargs), schedule)``
+    (see the module docstring), with ``jopt.groups`` around ``opt`` for ``optimizer.groups``,
+    decoupled weight decay for ``regularization.weight_decay`` and ``jopt.fuse`` around the
+    whole for ``optimizer.fused`` (refused with one line where that is not exact, see
+    :func:`fused_refusal`).
+
+    Args:
+        config: a loaded config (``jopt.experiment.load_config``).
+        steps_per_epoch: optimizer steps per epoch (the ``exponential`` schedule decays per
+            epoch; a test problem has one step per "epoch").
+        total_steps: the length of the schedule; default :func:`default_total_steps`.
+        lr_multiplier: an extra ``count -> factor`` multiplied into the schedule (``jopt
+            lr-find`` sweeps the peak learning rate with it); the effective step size is then
+            ``learning_rate * schedule(t) * lr_multiplier(t)``.
+    """
+    why = fused_refusal(config)
+    if why is not None:
+        raise JoptError(why)
+    total = default_total_steps(config, steps_per_epoch) if total_steps is None else total_steps
+    return _build(config, steps_per_epoch, total, lr_multiplier)
+
+
+def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any) -> Any:
     import jopt
     from jopt.core import chain
 
@@ -180,19 +343,12 @@ def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
     if config.regularization.weight_decay > 0:
         factory = _decoupled(factory)
         kwargs["decoupled_weight_decay"] = float(config.regularization.weight_decay)
-    with_hparams = getattr(jopt, "with_hparams", None)
-    if with_hparams is None:  # combinators not available: a plain, non-sweepable optimizer
-        main = factory(learning_rate=opt.learning_rate, **kwargs)
-    else:
-        main = with_hparams(factory, name=opt.name)(
-            learning_rate=float(opt.learning_rate), **kwargs
-        )
+    main = jopt.with_hparams(factory, name=opt.name)(
+        learning_rate=float(opt.learning_rate), **kwargs
+    )
     if opt.groups:
-        groups = getattr(jopt, "groups", None)
-        if groups is None or with_hparams is None:
-            raise JoptError("optimizer.groups needs jopt.groups and jopt.with_hparams")
         # rules as the config gives them: {pattern, name?, freeze? | lr_mult / overrides}
-        main = groups([dict(g) for g in opt.groups], default=main)
+        main = jopt.groups([dict(g) for g in opt.groups], default=main)
     parts = []
     for t in opt.chain:
         try:
@@ -200,12 +356,76 @@ def build_optimizer(config: Config, total_steps: int, steps_per_epoch: int):
         except TypeError as e:
             raise JoptError(f"optimizer.chain: {t.name}: {e}") from None
     parts.append(main)
-    mult = schedule_multiplier(config, total_steps, steps_per_epoch)
+    mult = schedule_multiplier(config, total, steps_per_epoch)
+    if lr_multiplier is not None:
+        mult = _product(mult, lr_multiplier)
     if mult is not None:
         from jopt.transforms import scale_by_schedule
 
         parts.append(scale_by_schedule(mult))
     tx = chain(*parts) if len(parts) > 1 else main
-    if opt.fused:
-        tx = jopt.fuse(tx)
-    return tx, mult
+    return jopt.fuse(tx) if opt.fused else tx
+
+
+def _product(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+
+    def both(count):
+        return a(count) * b(count)
+
+    return both
+
+
+TRAIN_BENCH_IMPLS = ("grad", "optax", "jopt", "fused")
+
+
+def bench_optimizers(
+    config: Config, impls: list[str], steps_per_epoch: int = 1
+) -> dict[str, Any]:
+    """The transforms ``jopt bench train`` times, by implementation name.
+
+    ``grad``: the identity (the gradient-only baseline); ``jopt``: :func:`build_optimizer` with
+    ``optimizer.fused: false``; ``fused``: the same with ``fused: true`` (refused where that is
+    not exact); ``optax``: ``optax.<name>(learning_rate, **kwargs)``, a reference that exists
+    only for a config whose optimizer is that alone (no chain, groups, weight decay or schedule).
+    """
+    import optax
+
+    import jopt
+
+    opt = config.optimizer
+    out: dict[str, Any] = {}
+    for impl in impls:
+        if impl == "grad":
+            out[impl] = jopt.identity()
+        elif impl == "optax":
+            factory = getattr(optax, opt.name, None)
+            if factory is None:
+                raise JoptError(f"optax has no optimizer {opt.name!r}; drop 'optax' from --impl")
+            extra = [
+                what
+                for what, on in (
+                    ("optimizer.chain", bool(opt.chain)),
+                    ("optimizer.groups", bool(opt.groups)),
+                    ("regularization.weight_decay", config.regularization.weight_decay > 0),
+                    ("a schedule", config.schedule.name != "constant"),
+                )
+                if on
+            ]
+            if extra:
+                raise JoptError(
+                    f"the optax reference is optax.{opt.name} alone but the config adds "
+                    f"{', '.join(extra)}; drop 'optax' from --impl"
+                )
+            out[impl] = factory(learning_rate=float(opt.learning_rate), **dict(opt.kwargs))
+        elif impl in ("jopt", "fused"):
+            fused = dataclasses.replace(opt, fused=impl == "fused")
+            out[impl] = build_optimizer(
+                dataclasses.replace(config, optimizer=fused), steps_per_epoch=steps_per_epoch
+            )
+        else:
+            raise JoptError(
+                f"unknown implementation {impl!r}; choose from {', '.join(TRAIN_BENCH_IMPLS)}"
+            )
+    return out

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.experiment import _artifacts as art
-from jopt.experiment._build import build_optimizer
+from jopt.experiment._build import build_optimizer, schedule_multiplier
 from jopt.experiment._load import dump_config
 from jopt.experiment._plots import plot_run
 from jopt.experiment._schema import Config
@@ -35,7 +35,8 @@ def run_problem_config(config: Config, quiet: bool = True) -> str:
     t0 = time.perf_counter()
     problem = jn.get_problem(config.data.name, **config.data.options)
     steps = int(config.train.steps or config.train.epochs)
-    tx, mult = build_optimizer(config, steps, 1)
+    tx = build_optimizer(config, steps_per_epoch=1, total_steps=steps)
+    mult = schedule_multiplier(config, steps, 1)
     key = jax.random.key(config.seed) if problem.sample is not None else None
     run_dir = art.make_run_dir(config.output.runs_dir, config.name)
     art.atomic_write(os.path.join(run_dir, "config.yaml"), dump_config(config))

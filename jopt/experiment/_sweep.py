@@ -2,8 +2,9 @@
 
 Members that differ only in *vmappable* values (the seed, and hyperparameters the optimizer
 keeps in its state: ``optimizer.learning_rate``, float ``optimizer.*`` arguments and
-``regularization.weight_decay``) form one group: their train states are stacked and the pure
-epoch function is vmapped over them, so the group compiles once and runs as one program.
+``regularization.weight_decay``, as ``jopt.experiment.structure_key`` says) form one group:
+their train states are stacked and the pure epoch function is vmapped over them, so the group
+compiles once and runs as one program.
 Anything else (optimizer family, model width, batch size, schedule...) is structural and
 starts a new group; each group is compiled once.
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _artifacts as art
-from jopt.experiment._build import load_data, setup
+from jopt.experiment._build import load_data, setup, structure_key
 from jopt.experiment._load import dump_config, replace_dotted
 from jopt.experiment._plots import plot_overlay, plot_sensitivity
 from jopt.experiment._runner import _problem_guard, finish
@@ -63,25 +64,6 @@ def expand(
             member.sweep.grid = {}
             out.append((point, member))
     return out
-
-
-def structure_key(config: Config) -> str:
-    """What must be equal for two configs to share one compiled (vmapped) program."""
-    raw = to_dict(config)
-    raw.pop("name"), raw.pop("seed"), raw.pop("sweep")
-    raw["output"] = {}
-    if config.optimizer.groups:
-        # groups derive their own hyperparameters (lr_mult...) from the base values when built,
-        # so only the seed may vary inside one program
-        return json.dumps(raw, sort_keys=True, default=str)
-    opt = raw["optimizer"]
-    opt.pop("learning_rate")
-    for k in list(opt):
-        if k in config.optimizer.kwargs and isinstance(config.optimizer.kwargs[k], float):
-            opt.pop(k)
-    wd = raw["regularization"].pop("weight_decay")
-    raw["regularization"]["decay_on"] = wd > 0
-    return json.dumps(raw, sort_keys=True, default=str)
 
 
 def group_members(configs: list[Config]) -> list[list[int]]:

@@ -24,7 +24,13 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _artifacts as art
-from jopt.experiment._build import Setup, build_optimizer, lr_name, vmappable_values
+from jopt.experiment._build import (
+    Setup,
+    build_optimizer,
+    lr_name,
+    schedule_multiplier,
+    vmappable_values,
+)
 from jopt.experiment._checkpoint import restore_checkpoint, save_checkpoint
 from jopt.experiment._schema import Config
 
@@ -100,6 +106,45 @@ def start_distributed(config: Config) -> Any:
     return jd.setup(dataclasses.asdict(dist))
 
 
+@dataclasses.dataclass
+class Program:
+    """What :func:`build_program` gives: the (possibly wrapped) model, the optimizer, its
+    learning-rate multiplier and the pure epoch and evaluation functions of a group of ``K``.
+    Nothing is placed, initialised or compiled."""
+
+    model: Any
+    tx: Any
+    mult: Any
+    epoch_fn: Any
+    eval_fn: Any
+    K: int
+
+
+def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None) -> Program:
+    """Build the group's pure functions: the optimizer (:func:`build_optimizer`, wrapped for
+    ``parallel``), the model and the epoch/eval functions (vmapped over the group when K > 1)."""
+    from jopt.train import make_eval_fn, make_train_epoch
+
+    total_steps = setup.epochs * setup.steps_per_epoch
+    spe = setup.steps_per_epoch
+    tx = build_optimizer(config, steps_per_epoch=spe, total_steps=total_steps)
+    mult = schedule_multiplier(config, total_steps, spe)
+    model = setup.model
+    if parallel is not None:
+        if K > 1:
+            raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
+        parallel.check_batching(setup.batching, len(setup.data.y_train))
+        model, tx = parallel.model(model), parallel.optimizer(tx)
+    epoch_fn = make_train_epoch(
+        model, tx, setup.spec, setup.batching, augment=setup.augment, kind=setup.data.kind
+    )
+    eval_fn = make_eval_fn(model, setup.spec)
+    if K > 1:
+        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
+        eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
+    return Program(model, tx, mult, epoch_fn, eval_fn, K)
+
+
 class GroupTrainer:
     """Train K structurally identical configs as one (vmapped when K > 1) program."""
 
@@ -114,7 +159,7 @@ class GroupTrainer:
     ):
         """``parallel``: a ``jopt.distributed.DataParallel`` from :func:`start_distributed`
         (single runs only); the model, optimizer, state and data are placed through it."""
-        from jopt.train import init_train_state, make_eval_fn, make_train_epoch
+        from jopt.train import init_train_state
 
         self.members, self.setup, self.K = members, setup, len(members)
         self.progress, self.desc = progress, desc
@@ -122,16 +167,10 @@ class GroupTrainer:
         self.base = base
         data = setup.data
         self.total_steps = setup.epochs * setup.steps_per_epoch
-        self.tx, self.mult = build_optimizer(base, self.total_steps, setup.steps_per_epoch)
+        self.program = build_program(base, setup, self.K, parallel)
+        self.tx, self.mult = self.program.tx, self.program.mult
         self.parallel = parallel
-        model = setup.model
-        if parallel is not None:
-            if self.K > 1:
-                raise JoptError(
-                    "distributed runs cannot be vmapped in a sweep; run them one by one"
-                )
-            parallel.check_batching(setup.batching, len(data.y_train))
-            model, self.tx = parallel.model(model), parallel.optimizer(self.tx)
+        model = self.program.model
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
         self.splits = {}
@@ -177,13 +216,7 @@ class GroupTrainer:
         else:
             self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
 
-        epoch_fn = make_train_epoch(
-            model, self.tx, setup.spec, setup.batching, augment=setup.augment, kind=data.kind
-        )
-        eval_fn = make_eval_fn(model, setup.spec)
-        if self.K > 1:
-            epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
-            eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
+        epoch_fn, eval_fn = self.program.epoch_fn, self.program.eval_fn
         t0 = time.perf_counter()
         if parallel is not None:
             if not self.placed:

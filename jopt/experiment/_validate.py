@@ -72,10 +72,13 @@ def validate_optimizer(config: Config) -> None:
                     f"optimizer.groups[{i}] needs a 'pattern' (a glob over "
                     "parameter paths such as 'head/**')"
                 )
-    from jopt.experiment._build import build_optimizer
+    from jopt.experiment._build import build_optimizer, fused_refusal
 
+    why = fused_refusal(config)
+    if why is not None:
+        raise JoptError(why)
     try:  # building is pure Python (no JAX work): it checks values the signatures cannot
-        build_optimizer(config, 100, 10)
+        build_optimizer(config, steps_per_epoch=10, total_steps=100)
     except JoptError as e:
         raise JoptError(f"optimizer: {e}") from None
     except (TypeError, ValueError) as e:
