@@ -327,6 +327,9 @@ def test_cli_run_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "fractional" in lines[0] and "Traceback" not in proc.stderr, lines
+    assert str(tmp_path / "bad.npz") in lines[0]  # names the file
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # nothing left behind
 
 
 # ----- options of the built-in sets, the seed and the split ---------------------------------
