@@ -122,7 +122,28 @@ from jopt import numerics
 # --- /numerics ---
 
 # --- issue 15 (H3b): contrib optimizers, plateau, L-BFGS, torch/Keras extras ---
-from jopt.transforms import ReduceOnPlateauState, observe_plateau, reduce_on_plateau
+from jopt.transforms import (
+    ReduceOnPlateauState,
+    ScaleByAdemamixState,
+    observe_plateau,
+    reduce_on_plateau,
+    scale_by_ademamix,
+    scale_by_adopt,
+)
+from jopt.optimizers import (
+    DAdaptState,
+    MechanicState,
+    ScheduleFreeState,
+    adopt,
+    ademamix,
+    dadapt_adamw,
+    mechanize,
+    prodigy,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 # --- /issue 15 (H3b) ---
 
 __version__ = "0.1.0"

@@ -352,3 +352,6 @@ for _case in (
     ),
 ):
     register(_case)
+
+# issue 15 (H3b): contrib and torch/Keras optimizers
+import registry_contrib  # noqa: E402, F401

@@ -20,3 +20,31 @@ __all__ = [
     "rmsprop",
     "sgd",
 ]
+
+# --- issue 15 (H3b): contrib, L-BFGS, torch/Keras extras ---
+from jopt.optimizers._contrib import DAdaptState, adopt, ademamix, dadapt_adamw, prodigy
+from jopt.optimizers._wrapped import (
+    MechanicState,
+    ScheduleFreeState,
+    mechanize,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
+
+__all__ += [
+    "DAdaptState",
+    "MechanicState",
+    "ScheduleFreeState",
+    "adopt",
+    "ademamix",
+    "dadapt_adamw",
+    "mechanize",
+    "prodigy",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
+]
+# --- /issue 15 (H3b) ---

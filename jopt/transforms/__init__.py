@@ -70,7 +70,15 @@ __all__ = [
 ]
 
 # --- issue 15 (H3b): plateau, contrib blocks, line searches ---
+from jopt.transforms._contrib import ScaleByAdemamixState, scale_by_ademamix, scale_by_adopt
 from jopt.transforms._plateau import ReduceOnPlateauState, observe_plateau, reduce_on_plateau
 
-__all__ += ["ReduceOnPlateauState", "observe_plateau", "reduce_on_plateau"]
+__all__ += [
+    "ReduceOnPlateauState",
+    "ScaleByAdemamixState",
+    "observe_plateau",
+    "reduce_on_plateau",
+    "scale_by_ademamix",
+    "scale_by_adopt",
+]
 # --- /issue 15 (H3b) ---
