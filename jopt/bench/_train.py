@@ -11,7 +11,6 @@ jitted once with the state donated.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -21,6 +20,8 @@ from jopt.bench._memory import memory_report
 from jopt.bench._report import SCHEMA, environment, format_table, parse_list
 from jopt.bench._timing import compile_fn, time_steps
 from jopt.core import JoptError
+
+__all__ = ["TRAIN_IMPLS", "run_train", "train_impls"]
 
 TRAIN_IMPLS = ("grad", "optax", "jopt", "fused")
 
@@ -36,20 +37,28 @@ def train_impls(spec: str) -> list[str]:
     return impls
 
 
-def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]) -> dict[str, Any]:
-    """Time ``txs`` (``{impl: transform}``, ``grad`` first) on the set-up ``s`` of ``config``.
+def run_train(
+    setup: Any,
+    txs: dict[str, Any],
+    *,
+    batch_size: int | None,
+    seed: int = 0,
+    steps: int = 20,
+    warmup: int = 2,
+    min_time: float = 0.0,
+) -> dict[str, Any]:
+    """Time ``txs`` (``{impl: transform}``, ``grad`` first) on an experiment's set-up.
 
-    The commands layer loads the config and builds ``s`` (``jopt.experiment.setup``) and the
-    transforms (``jopt.experiment.bench_optimizers``: the optimizer ``jopt run`` trains); this
-    library only times them. Data-parallel epochs (``args.devices``) time ``txs["jopt"]``.
+    ``setup`` holds ``data``, ``model``, ``spec``, ``batching``, ``augment`` and
+    ``steps_per_epoch`` (``jopt.experiment.setup`` builds it, and
+    ``jopt.experiment.bench_optimizers`` the transforms; ``jopt bench train`` does both).
+    Prints the table and returns the report without its ``config`` and ``data_parallel``
+    blocks, which the command adds.
     """
     from jopt.train import init_train_state, make_train_epoch, make_train_step
 
+    s = setup
     impls = list(txs)
-    devices = list(getattr(args, "devices", None) or [])
-    _check_devices(devices, s)
-    if devices and "jopt" not in txs:
-        raise JoptError("--devices times the jopt implementation; add 'jopt' to --impl")
     env = environment()
     print(
         f"device: {env['device_kind']} ({env['platform']}), jax {env['jax']}, "
@@ -58,10 +67,10 @@ def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]
 
     x = jnp.asarray(s.data.x_train, jnp.float32)
     y = jnp.asarray(s.data.y_train)
-    bs = min(config.batching.batch_size or len(x), len(x))
+    bs = min(batch_size or len(x), len(x))
     xb, yb = x[None, :bs], y[None, :bs]
     wb = jnp.ones((1, bs), jnp.float32)
-    key = jax.random.key(config.seed)
+    key = jax.random.key(seed)
 
     results, memory = [], {}
     n_leaves = n_params = 0
@@ -87,9 +96,9 @@ def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]
                 yb,
                 wb,
                 key,
-                steps=args.steps,
-                warmup=args.warmup,
-                min_time=args.min_time,
+                steps=steps,
+                warmup=warmup,
+                min_time=min_time,
             )
             epoch = make_train_epoch(
                 s.model, tx, s.spec, s.batching, augment=s.augment, kind=s.data.kind
@@ -105,9 +114,9 @@ def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]
                 (st,),
                 x,
                 y,
-                steps=max(args.steps // 4, 3),
+                steps=max(steps // 4, 3),
                 warmup=1,
-                min_time=args.min_time,
+                min_time=min_time,
             )
         results.append(
             {
@@ -174,21 +183,10 @@ def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]
     for impl, m in memory.items():
         slots = ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in m["per_slot"].items()) or "none"
         print(f"  {impl:<6} total {m['total_bytes'] / 1e6:.3f} MB ({slots})")
-    data_parallel = _data_parallel(args, config, s, devices, txs) if devices else None
     return {
         "schema": SCHEMA,
         "kind": "train",
         "environment": env,
-        "config": {
-            "path": str(args.config),
-            "overrides": list(args.overrides),
-            "name": config.name,
-            "optimizer": config.optimizer.name,
-            "learning_rate": float(config.optimizer.learning_rate),
-            "impls": impls,
-            "steps": args.steps,
-            "warmup": args.warmup,
-        },
         "shapes": {
             "params": int(n_params),
             "leaves": n_leaves,
@@ -199,54 +197,4 @@ def run_train(args: argparse.Namespace, config: Any, s: Any, txs: dict[str, Any]
         "results": results,
         "ratios": ratios,
         "memory": memory,
-        "data_parallel": data_parallel,
     }
-
-
-def _check_devices(devices: list[int], s: Any) -> None:
-    """Fail before any timing: enough devices, and the batch splits over each count."""
-    if not devices:
-        return
-    from jopt.distributed import check_batching
-
-    have = len(jax.devices())
-    if max(devices) > have:
-        raise JoptError(
-            f"--devices {max(devices)}: only {have} {jax.devices()[0].platform} device(s) exist "
-            "(on CPU jopt asks for host devices only when JAX has not started yet)"
-        )
-    for n in devices:
-        check_batching(s.batching, len(s.data.y_train), n)
-
-
-def _data_parallel(
-    args: argparse.Namespace, config: Any, s: Any, devices: list[int], txs: dict[str, Any]
-) -> dict:
-    """Data-parallel epochs of the configured optimizer (plain jopt) on each device count."""
-    from jopt.distributed import bench_data_parallel
-
-    tx = txs["jopt"]
-    rep = bench_data_parallel(
-        devices=tuple(devices),
-        data=s.data,
-        model=s.model,
-        tx=tx,
-        batching=s.batching,
-        spec=s.spec,
-        repeats=max(args.steps // 4, 3),
-        seed=config.seed,
-    )
-    print(
-        f"\ndata-parallel epochs (jopt {config.optimizer.name}, batch {rep['batch_size']}, "
-        f"{rep['steps_per_epoch']} steps/epoch, {rep['platform']}):"
-    )
-    print(
-        format_table(
-            ["devices", "steps/s", "vs first", "compile s"],
-            [
-                [r["devices"], r["steps_per_s"], r["speedup_vs_first"], r["compile_s"]]
-                for r in rep["results"]
-            ],
-        )
-    )
-    return rep

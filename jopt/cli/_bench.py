@@ -113,20 +113,93 @@ def _update(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    args.devices = parse_devices(getattr(args, "devices", None))
-    if args.devices and max(args.devices) > 1:
+    devices = parse_devices(getattr(args, "devices", None))
+    if devices and max(devices) > 1:
         # before any JAX work: on CPU, JAX creates its host devices once, when it starts
         from jopt.distributed import request_cpu_devices
 
-        request_cpu_devices(max(args.devices))
+        request_cpu_devices(max(devices))
     from jopt.bench import run_train, train_impls
     from jopt.experiment import bench_optimizers, load_config, setup
 
     impls = train_impls(args.impl)
     config = load_config(args.config, list(args.overrides))
     s = setup(config)
+    _check_devices(devices, s)
     txs = bench_optimizers(config, impls, s.steps_per_epoch)
-    return run_train(args, config, s, txs)
+    timed = run_train(
+        s,
+        txs,
+        batch_size=config.batching.batch_size,
+        seed=config.seed,
+        steps=args.steps,
+        warmup=args.warmup,
+        min_time=args.min_time,
+    )
+    report = {k: timed[k] for k in ("schema", "kind", "environment")}
+    report["config"] = {
+        "path": str(args.config),
+        "overrides": list(args.overrides),
+        "name": config.name,
+        "optimizer": config.optimizer.name,
+        "learning_rate": float(config.optimizer.learning_rate),
+        "impls": impls,
+        "steps": args.steps,
+        "warmup": args.warmup,
+    }
+    report.update({k: v for k, v in timed.items() if k not in report})
+    report["data_parallel"] = _data_parallel(args, config, s, devices) if devices else None
+    return report
+
+
+def _check_devices(devices: list[int], s: Any) -> None:
+    """Fail before any timing: enough devices, and the batch splits over each count."""
+    if not devices:
+        return
+    import jax
+
+    from jopt.distributed import check_batching
+
+    have = len(jax.devices())
+    if max(devices) > have:
+        raise JoptError(
+            f"--devices {max(devices)}: only {have} {jax.devices()[0].platform} device(s) exist "
+            "(on CPU jopt asks for host devices only when JAX has not started yet)"
+        )
+    for n in devices:
+        check_batching(s.batching, len(s.data.y_train), n)
+
+
+def _data_parallel(args: argparse.Namespace, config: Any, s: Any, devices: list[int]) -> dict:
+    """Data-parallel epochs of the configured optimizer (plain jopt) on each device count."""
+    from jopt.bench import format_table
+    from jopt.distributed import bench_data_parallel
+    from jopt.experiment import bench_optimizers
+
+    rep = bench_data_parallel(
+        devices=tuple(devices),
+        data=s.data,
+        model=s.model,
+        tx=bench_optimizers(config, ["jopt"], s.steps_per_epoch)["jopt"],
+        batching=s.batching,
+        spec=s.spec,
+        repeats=max(args.steps // 4, 3),
+        seed=config.seed,
+    )
+    print(
+        f"\ndata-parallel epochs (jopt {config.optimizer.name}, batch {rep['batch_size']}, "
+        f"{rep['steps_per_epoch']} steps/epoch, {rep['platform']}):"
+    )
+    print(
+        format_table(
+            ["devices", "steps/s", "vs first", "compile s"],
+            [
+                [r["devices"], r["steps_per_s"], r["speedup_vs_first"], r["compile_s"]]
+                for r in rep["results"]
+            ],
+        )
+    )
+    return rep
 
 
 def main(args: argparse.Namespace) -> int:
