@@ -146,4 +146,72 @@ from jopt.optimizers import (
 )
 # --- /issue 15 (H3b) ---
 
+# optax catalogue (issue 15, H3a): optimizers, building blocks, optax transform names
+from jopt.optimizers import (
+    adabelief,
+    adafactor,
+    adamaxw,
+    adan,
+    fromage,
+    lars,
+    nadamw,
+    noisy_sgd,
+    novograd,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    polyak_sgd,
+    rprop,
+    sign_sgd,
+    signum,
+    sm3,
+    yogi,
+)
+from jopt.transforms import (
+    FactoredState,
+    MaskedState,
+    ScaleByAdanState,
+    ScaleByBeliefState,
+    ScaleByEmaState,
+    ScaleByNovogradState,
+    ScaleByOptimisticGradientState,
+    ScaleByRpropState,
+    ScaleBySM3State,
+    ScaleByYogiState,
+    ZeroNansState,
+    adaptive_grad_clip,
+    centralize,
+    clip_by_block_rms,
+    keep_params_nonnegative,
+    masked,
+    scale_by_adan,
+    scale_by_belief,
+    scale_by_ema,
+    scale_by_factored_rms,
+    scale_by_novograd,
+    scale_by_optimistic_gradient,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_polyak,
+    scale_by_rprop,
+    scale_by_sm3,
+    scale_by_yogi,
+    zero_nans,
+)
+from jopt.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    linear_onecycle_schedule,
+    linear_schedule,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_schedule,
+    sgdr_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+)
+from jopt.combinators import MultiSteps, apply_if_finite, freeze, multi_transform, partition
+
 __version__ = "0.1.0"

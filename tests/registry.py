@@ -355,3 +355,6 @@ for _case in (
 
 # issue 15 (H3b): contrib and torch/Keras optimizers
 import registry_contrib  # noqa: E402, F401
+
+# issue 15 (H3a): optax's main-namespace optimizers
+import registry_catalogue  # noqa: E402, F401

@@ -57,3 +57,21 @@ __all__ = [
     "with_param_ema",
     "with_precision",
 ]
+
+# --- optax's wrapper names (issue 15, H3a) ---
+from jopt.combinators._optax_api import (
+    MultiSteps,
+    apply_if_finite,
+    freeze,
+    multi_transform,
+    partition,
+)
+
+__all__ += [
+    "MultiSteps",
+    "apply_if_finite",
+    "freeze",
+    "multi_transform",
+    "partition",
+]
+# --- /optax's wrapper names ---

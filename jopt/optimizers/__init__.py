@@ -21,6 +21,46 @@ __all__ = [
     "sgd",
 ]
 
+# --- optax catalogue (issue 15, H3a) ---
+from jopt.optimizers._adaptive import (
+    adabelief,
+    adamaxw,
+    adan,
+    nadamw,
+    noisy_sgd,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    polyak_sgd,
+    rprop,
+    sign_sgd,
+    signum,
+    yogi,
+)
+from jopt.optimizers._layerwise import adafactor, fromage, lars, novograd, sm3
+
+__all__ += [
+    "adabelief",
+    "adafactor",
+    "adamaxw",
+    "adan",
+    "fromage",
+    "lars",
+    "nadamw",
+    "noisy_sgd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "polyak_sgd",
+    "rprop",
+    "sign_sgd",
+    "signum",
+    "sm3",
+    "yogi",
+]
+# --- /optax catalogue ---
+
 # --- issue 15 (H3b): contrib, L-BFGS, torch/Keras extras ---
 from jopt.optimizers._contrib import DAdaptState, adopt, ademamix, dadapt_adamw, prodigy
 from jopt.optimizers._wrapped import (

@@ -69,6 +69,76 @@ __all__ = [
     "trace",
 ]
 
+# --- optax catalogue (issue 15, H3a) ---
+from jopt.transforms._filters import (
+    MaskedState,
+    ZeroNansState,
+    adaptive_grad_clip,
+    centralize,
+    keep_params_nonnegative,
+    masked,
+    zero_nans,
+)
+from jopt.transforms._moments import (
+    ScaleByAdanState,
+    ScaleByBeliefState,
+    ScaleByEmaState,
+    ScaleByOptimisticGradientState,
+    ScaleByRpropState,
+    ScaleByYogiState,
+    scale_by_adan,
+    scale_by_belief,
+    scale_by_ema,
+    scale_by_optimistic_gradient,
+    scale_by_rprop,
+    scale_by_yogi,
+)
+from jopt.transforms._per_leaf import (
+    FactoredState,
+    ScaleByNovogradState,
+    ScaleBySM3State,
+    clip_by_block_rms,
+    scale_by_factored_rms,
+    scale_by_novograd,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_polyak,
+    scale_by_sm3,
+)
+
+__all__ += [
+    "FactoredState",
+    "MaskedState",
+    "ScaleByAdanState",
+    "ScaleByBeliefState",
+    "ScaleByEmaState",
+    "ScaleByNovogradState",
+    "ScaleByOptimisticGradientState",
+    "ScaleByRpropState",
+    "ScaleBySM3State",
+    "ScaleByYogiState",
+    "ZeroNansState",
+    "adaptive_grad_clip",
+    "centralize",
+    "clip_by_block_rms",
+    "keep_params_nonnegative",
+    "masked",
+    "scale_by_adan",
+    "scale_by_belief",
+    "scale_by_ema",
+    "scale_by_factored_rms",
+    "scale_by_novograd",
+    "scale_by_optimistic_gradient",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
+    "scale_by_polyak",
+    "scale_by_rprop",
+    "scale_by_sm3",
+    "scale_by_yogi",
+    "zero_nans",
+]
+# --- /optax catalogue ---
+
 # --- issue 15 (H3b): plateau, contrib blocks, line searches ---
 from jopt.transforms._contrib import ScaleByAdemamixState, scale_by_ademamix, scale_by_adopt
 from jopt.transforms._plateau import ReduceOnPlateauState, observe_plateau, reduce_on_plateau

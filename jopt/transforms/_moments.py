@@ -152,7 +152,7 @@ def scale_by_yogi(
 
         def step(g, m, v):
             m = _ema(g, m, b1)
-            g2 = abs_sq(g.astype(v.dtype))
+            g2 = abs_sq(g.astype(v.dtype)).astype(v.dtype)
             v = v - scalar_as(1 - b2, v) * jnp.sign(v - g2) * g2
             m_hat, v_hat = m / c1.astype(m.dtype), v / c2.astype(v.dtype)
             u = m_hat / (jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v))

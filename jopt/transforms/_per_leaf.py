@@ -103,7 +103,8 @@ def scale_by_novograd(
 
         def step(g, p, m, v):
             gw = g.astype(m.dtype)
-            sq = jnp.sum(abs_sq(gw)).astype(v.dtype)
+            # ||g||^2 through the norm, as optax computes it (same rounding).
+            sq = (jnp.linalg.norm(gw) ** 2).astype(v.dtype)
             v = jnp.where(first, sq, scalar_as(1 - b2, v) * sq + scalar_as(b2, v) * v)
             denom = (jnp.sqrt(v + scalar_as(eps_root, v)) + scalar_as(eps, v)).astype(m.dtype)
             add = gw / denom + scalar_as(weight_decay, m) * p.astype(m.dtype)
@@ -340,7 +341,8 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
 
         def fn(u):
             rms = jnp.sqrt(jnp.mean(abs_sq(u)))
-            return u / jnp.maximum(jnp.ones([], rms.dtype), rms / scalar_as(threshold, rms))
+            denom = jnp.maximum(jnp.ones([], rms.dtype), rms / scalar_as(threshold, rms))
+            return u / denom.astype(u.dtype)
 
         return jax.tree.map(fn, updates), state
 
@@ -356,7 +358,7 @@ def scale_by_param_block_rms(min_scale: jax.typing.ArrayLike = 1e-3) -> Gradient
         _need_params("scale_by_param_block_rms", params)
 
         def fn(u, p):
-            return u * _rms(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u)))
+            return u * _rms(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u))).astype(u.dtype)
 
         return jax.tree.map(fn, updates, params), state
 
@@ -371,7 +373,7 @@ def scale_by_param_block_norm(min_scale: jax.typing.ArrayLike = 1e-3) -> Gradien
         _need_params("scale_by_param_block_norm", params)
 
         def fn(u, p):
-            return u * _norm(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u)))
+            return u * _norm(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u))).astype(u.dtype)
 
         return jax.tree.map(fn, updates, params), state
 
