@@ -12,9 +12,9 @@ import pytest
 
 from jopt import JoptError
 from jopt.cli import main as cli
+from jopt.distributed import list_checkpoints, restore_checkpoint
 from jopt.experiment import config_from_dict
 from jopt.experiment._artifacts import make_run_dir, read_json, read_jsonl, strip_timing
-from jopt.experiment._checkpoint import list_checkpoints, restore_checkpoint
 from jopt.experiment._runner import resume, run
 
 TINY = {

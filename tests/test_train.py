@@ -305,8 +305,10 @@ def test_errors_before_training(iris, mlp):
     no_val = dataclasses.replace(iris, x_val=iris.x_val[:0], y_val=iris.y_val[:0])
     with pytest.raises(JoptError, match="needs a non-empty val split"):
         fit(mlp, jopt.sgd(0.1), no_val, epochs=1, early_stopping=EarlyStopping(), on_epoch=cb)
+    with pytest.raises(JoptError, match="minimised or maximised"):
+        EarlyStopping("val_f1")  # no guessing: a metric of unknown kind needs its mode
     with pytest.raises(JoptError, match="unknown early-stopping metric"):
-        fit(mlp, jopt.sgd(0.1), iris, epochs=1, early_stopping=EarlyStopping("val_f1"))
+        fit(mlp, jopt.sgd(0.1), iris, epochs=1, early_stopping=EarlyStopping("val_f1", mode="max"))
     bad = dataclasses.replace(iris, y_train=np.where(iris.y_train == 2, 7, iris.y_train))
     with pytest.raises(JoptError, match="labels out of range"):
         fit(mlp, jopt.sgd(0.1), bad, epochs=1, on_epoch=cb)

@@ -6,7 +6,12 @@ engine's pure step/epoch functions with in/out shardings. See ``docs/distributed
 """
 
 from jopt.distributed._bench import bench_data_parallel
-from jopt.distributed._checkpoint import restore_checkpoint, save_checkpoint
+from jopt.distributed._checkpoint import (
+    epoch_checkpoint_path,
+    list_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from jopt.distributed._config import DATA_AXIS, DistributedSpec, parse_distributed
 from jopt.distributed._data_parallel import DataParallel, ShardedStep, from_spec, setup
 from jopt.distributed._engine import ShardedModel, check_batching, place_dataset
@@ -42,10 +47,12 @@ __all__ = [
     "bytes_per_device",
     "check_batching",
     "check_divisible",
+    "epoch_checkpoint_path",
     "from_spec",
     "global_array",
     "initialize",
     "is_main_process",
+    "list_checkpoints",
     "make_data_mesh",
     "parse_distributed",
     "place_dataset",

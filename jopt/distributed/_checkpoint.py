@@ -1,29 +1,40 @@
-"""Checkpoints of sharded train states with orbax.
+"""Checkpoints of train states with orbax: the one checkpoint module of jopt.
 
-``save_checkpoint`` writes every array of a tree, whatever its sharding, with orbax's
-``StandardCheckpointer`` (tensorstore/OCDBT). Each shard is written once, by the process that
-holds it (replicated arrays: by replica 0, which lives on process 0); process 0 alone writes the
-metadata and commits the directory. In a multi-process job every process must call it (it is a
-collective), and the directory must be on a filesystem all processes see.
+``save_checkpoint`` writes every array of a tree, whatever its sharding (one device, replicas
+or ZeRO-1 shards), with orbax's ``StandardCheckpointer`` (tensorstore/OCDBT). Each shard is
+written once, by the process that holds it (replicated arrays: by replica 0, which lives on
+process 0); process 0 alone writes the metadata and commits the directory. orbax writes into a
+temporary directory and renames it when complete, so a crash never leaves a checkpoint that
+looks finished. In a multi-process job every process must call it (it is a collective), and the
+directory must be on a filesystem all processes see.
 
 ``restore_checkpoint`` reads straight into the shardings you ask for, so a state saved on 8
 devices (ZeRO-1 shards or replicas) restores on a 4-device mesh or on one device: orbax reads
 the slices each target device needs.
 
 Typed PRNG keys (``jax.random.key``) are stored as their raw ``uint32`` key data and wrapped
-again on restore.
+again on restore, so a resumed run draws exactly the same random numbers as an uninterrupted
+one.
+
+A run directory keeps one checkpoint per saved epoch, ``checkpoints/epoch_000012/``
+(:func:`epoch_checkpoint_path`, :func:`list_checkpoints`); single-device and distributed runs of
+``jopt run`` both use this layout and these functions.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
-from jax.sharding import Sharding
+from jax.sharding import Sharding, SingleDeviceSharding
 
 from jopt.core.errors import JoptError
+
+_EPOCH = re.compile(r"^epoch_(\d+)$")
 
 
 def _is_key(x: Any) -> bool:
@@ -34,13 +45,22 @@ def _keys_to_data(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    # orbax logs every save at INFO through absl; keep a user's terminal quiet.
+    for name in ("absl", "orbax", "orbax.checkpoint"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return ocp.StandardCheckpointer()
+
+
 def save_checkpoint(path: str | Path, tree: Any) -> Path:
     """Write ``tree`` (a pytree of, possibly sharded, arrays) to the directory ``path``.
 
     An existing checkpoint at ``path`` is replaced. Returns the absolute path.
     """
     path = Path(path).absolute()
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = _checkpointer()
     try:
         ckptr.save(path, _keys_to_data(tree), force=True)
         ckptr.wait_until_finished()
@@ -49,22 +69,29 @@ def save_checkpoint(path: str | Path, tree: Any) -> Path:
     return path
 
 
+def _sharding_of(x: Any) -> Sharding:
+    s = getattr(x, "sharding", None)
+    return s if isinstance(s, Sharding) else SingleDeviceSharding(jax.devices()[0])
+
+
 def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> Any:
     """Read the checkpoint at ``path`` into the structure of ``like``, placed by ``shardings``.
 
     Args:
       path: a directory written by :func:`save_checkpoint`.
-      like: a tree of arrays or ``jax.ShapeDtypeStruct`` with the saved structure, shapes and
-        dtypes (``jax.eval_shape`` of the state's init gives one without allocating).
+      like: a tree of arrays (jax or numpy) or ``jax.ShapeDtypeStruct`` with the saved
+        structure, shapes and dtypes (``jax.eval_shape`` of the state's init gives one without
+        allocating).
       shardings: a tree of ``jax.sharding.Sharding`` matching ``like`` (for instance
         ``DataParallel.state_shardings(like)`` for the new mesh), or one sharding for every
-        leaf. ``None`` uses each leaf of ``like``'s own sharding.
+        leaf. ``None`` uses each leaf of ``like``'s own sharding (the default device for a
+        numpy leaf or one without a sharding).
     """
     path = Path(path).absolute()
     if not path.is_dir():
         raise JoptError(f"no checkpoint directory at {path}")
     if shardings is None:
-        shardings = jax.tree.map(lambda x: x.sharding, like)
+        shardings = jax.tree.map(_sharding_of, like)
     elif isinstance(shardings, Sharding):
         shardings = jax.tree.map(lambda _: shardings, like)
 
@@ -75,7 +102,7 @@ def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> An
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
 
     target = jax.tree.map(abstract, like, shardings)
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = _checkpointer()
     try:
         restored = ckptr.restore(path, target)
     finally:
@@ -88,3 +115,21 @@ def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> An
         return jax.random.wrap_key_data(r, impl=impl)
 
     return jax.tree.map(rewrap, like, restored)
+
+
+def epoch_checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    """``run_dir/checkpoints/epoch_<epoch, 6 digits>``: where a run keeps an epoch's state."""
+    return Path(run_dir).absolute() / "checkpoints" / f"epoch_{int(epoch):06d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, str]]:
+    """``(epoch, path)`` of every finished epoch checkpoint of a run directory, oldest first."""
+    parent = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(parent):
+        return []
+    found = []
+    for name in os.listdir(parent):
+        m = _EPOCH.match(name)
+        if m and os.path.isdir(os.path.join(parent, name)):
+            found.append((int(m.group(1)), os.path.join(parent, name)))
+    return sorted(found)

@@ -28,7 +28,9 @@ class DistributedSpec:
     """How a run is spread over devices and processes.
 
     Attributes:
-      data: devices on the data axis; ``-1`` means every device (of every process).
+      data: devices on the data axis; ``1`` (the default) is a single device, ``-1`` every
+        device (of every process). The experiment config's ``distributed`` section takes its
+        defaults from here (``jopt.experiment`` has no second copy).
       zero: ``0`` replicates the optimizer state; ``1`` shards it over the data axis (ZeRO-1).
       coordinator_address: ``host:port`` of process 0, for multi-host runs (else from
         ``$JOPT_COORDINATOR_ADDRESS``; else single process unless JAX detects a cluster).
@@ -38,7 +40,7 @@ class DistributedSpec:
         the data axis needs when a single process runs it, else JAX's default of one).
     """
 
-    data: int = -1
+    data: int = 1
     zero: int = 0
     coordinator_address: str | None = None
     num_processes: int | None = None
@@ -85,7 +87,7 @@ def parse_distributed(
     if unknown:
         raise JoptError(f"distributed: unknown key(s) {unknown}; allowed: {list(_FIELDS)}")
 
-    data = _as_int("data", raw.get("data", -1))
+    data = _as_int("data", raw.get("data", DistributedSpec.data))
     if data == 0 or data < -1:
         raise JoptError(
             f"distributed.data must be -1 (all devices) or a positive count, got {data}"

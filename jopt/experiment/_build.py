@@ -334,8 +334,9 @@ def build_optimizer(
 
 
 def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any) -> Any:
-    import jopt
+    from jopt.combinators import groups, with_hparams
     from jopt.core import chain
+    from jopt.fused import fuse
 
     opt = config.optimizer
     factory = reg.optimizer_factory(opt.name)
@@ -343,12 +344,12 @@ def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any)
     if config.regularization.weight_decay > 0:
         factory = _decoupled(factory)
         kwargs["decoupled_weight_decay"] = float(config.regularization.weight_decay)
-    main = jopt.with_hparams(factory, name=opt.name)(
+    main = with_hparams(factory, name=opt.name)(
         learning_rate=float(opt.learning_rate), **kwargs
     )
     if opt.groups:
         # rules as the config gives them: {pattern, name?, freeze? | lr_mult / overrides}
-        main = jopt.groups([dict(g) for g in opt.groups], default=main)
+        main = groups([dict(g) for g in opt.groups], default=main)
     parts = []
     for t in opt.chain:
         try:
@@ -364,7 +365,7 @@ def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any)
 
         parts.append(scale_by_schedule(mult))
     tx = chain(*parts) if len(parts) > 1 else main
-    return jopt.fuse(tx) if opt.fused else tx
+    return fuse(tx) if opt.fused else tx
 
 
 def _product(a: Any, b: Any) -> Any:
@@ -392,13 +393,13 @@ def bench_optimizers(
     """
     import optax
 
-    import jopt
+    from jopt.core import identity
 
     opt = config.optimizer
     out: dict[str, Any] = {}
     for impl in impls:
         if impl == "grad":
-            out[impl] = jopt.identity()
+            out[impl] = identity()
         elif impl == "optax":
             factory = getattr(optax, opt.name, None)
             if factory is None:

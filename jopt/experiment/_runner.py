@@ -10,9 +10,9 @@ import jax
 import numpy as np
 
 from jopt.core.errors import JoptError
+from jopt.distributed import list_checkpoints
 from jopt.experiment import _artifacts as art
 from jopt.experiment._build import setup as make_setup
-from jopt.experiment._checkpoint import list_checkpoints
 from jopt.experiment._load import dump_config, load_config
 from jopt.experiment._plots import plot_run
 from jopt.experiment._problem import is_problem, run_problem_config

@@ -1,7 +1,9 @@
 """The experiment config schema: typed dataclasses, each field with its one default.
 
 A YAML file is loaded into :class:`Config` by :func:`jopt.experiment.load_config`. This module
-is the only place a default lives; the loader, the runner and the docs read it from here.
+is the only place a config default lives (the loader, the runner and the docs read it from
+here), except where a lower layer owns the value: the ``distributed`` section's defaults are
+``jopt.distributed.DistributedSpec``'s.
 Fields whose type is ``dict[str, Any]`` are free-form options passed on to the layer that owns
 them (a dataset's or model's extra keyword arguments).
 """
@@ -11,6 +13,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from jopt.distributed import DistributedSpec
+
+_SPEC = DistributedSpec()
 
 
 @dataclass
@@ -118,11 +124,13 @@ class BatchingConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` evals
-    (0 disables). Losses are minimised, accuracies maximised."""
+    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs
+    (0 disables), as ``jopt.train.EarlyStopping``. ``mode``: ``min`` or ``max``; by default
+    losses are minimised and accuracies maximised (``jopt.train.METRIC_MODES``)."""
 
     metric: str = "val_loss"
     patience: int = 0
+    mode: str | None = None
     min_delta: float = 0.0
     restore_best: bool = True
 
@@ -186,14 +194,15 @@ class DistributedConfig:
     """Data parallelism via ``jopt.distributed`` (its ``setup`` reads this section).
 
     ``data``: devices on the data axis (1: off, -1: all devices); ``zero``: 1 shards the
-    optimizer state (ZeRO-1); the rest configures a multi-process job."""
+    optimizer state (ZeRO-1); the rest configures a multi-process job. The defaults are
+    ``jopt.distributed.DistributedSpec``'s, the layer that owns them."""
 
-    data: int = 1
-    zero: int = 0
-    coordinator_address: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-    local_devices: int = 0
+    data: int = _SPEC.data
+    zero: int = _SPEC.zero
+    coordinator_address: str | None = _SPEC.coordinator_address
+    num_processes: int | None = _SPEC.num_processes
+    process_id: int | None = _SPEC.process_id
+    local_devices: int = _SPEC.local_devices
 
 
 @dataclass

@@ -283,7 +283,9 @@ def protocol(config: Config, *, progress: bool = False) -> tuple[str, dict]:
     directory = art.make_run_dir(config.output.runs_dir, f"{config.name}-protocol")
     tune = sweep(config, progress=progress, seeds=1, tag="tune", parent=_child(directory, "1-tune"))
     rows = art.read_json(os.path.join(tune, "sweep.json"))["results"]
-    better = max if "accuracy" in p.metric else min
+    from jopt.train import metric_mode
+
+    better = max if metric_mode(p.metric) == "max" else min
     scored = [r for r in rows if r.get(p.metric) is not None]
     if not scored:
         raise JoptError(f"protocol: no grid point produced {p.metric!r} (is val_fraction 0?)")

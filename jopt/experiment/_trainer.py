@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.core.errors import JoptError
+from jopt.distributed import epoch_checkpoint_path, restore_checkpoint, save_checkpoint
 from jopt.experiment import _artifacts as art
 from jopt.experiment._build import (
     Setup,
@@ -31,7 +32,6 @@ from jopt.experiment._build import (
     schedule_multiplier,
     vmappable_values,
 )
-from jopt.experiment._checkpoint import restore_checkpoint, save_checkpoint
 from jopt.experiment._schema import Config
 
 
@@ -45,7 +45,7 @@ class Member:
     active: bool = True
     best_value: float | None = None
     best_epoch: int | None = None
-    bad_evals: int = 0
+    bad_evals: int = 0  # evaluations since the best one (informational; patience counts epochs)
     stopped_early: bool = False
     last_epoch: int = 0
     best_vars: Any = None  # host copy of (params, model_state) at the best epoch
@@ -69,22 +69,28 @@ def _take(tree: Any, k: int) -> Any:
     return jax.tree.map(lambda x: x[k], tree)
 
 
-def _better(metric: str, value: float, best: float | None, min_delta: float) -> bool:
-    if value is None or math.isnan(value):
-        return False
-    if best is None:
-        return True
-    if "accuracy" in metric:
-        return value > best + min_delta
-    return value < best - min_delta
-
-
 def monitor_metric(config: Config, has_val: bool) -> str:
     """The metric that picks the best epoch: early stopping's, else validation loss."""
     es = config.regularization.early_stopping
     if es.patience > 0:
         return es.metric
     return "val_loss" if has_val else "train_loss"
+
+
+def early_stopping(config: Config, metric: str) -> Any:
+    """The run's ``jopt.train.EarlyStopping`` (the one rule ``fit`` uses too), monitoring
+    ``metric``. Without patience it only tracks the best epoch: its patience is then longer
+    than any run, so it never stops."""
+    from jopt.train import EarlyStopping
+
+    es = config.regularization.early_stopping
+    return EarlyStopping(
+        metric=metric,
+        patience=es.patience if es.patience > 0 else 2**62,
+        mode=es.mode if es.patience > 0 else None,
+        min_delta=es.min_delta,
+        restore_best=es.restore_best,
+    )
 
 
 def _float(x: Any) -> float | None:
@@ -145,6 +151,69 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     return Program(model, tx, mult, epoch_fn, eval_fn, K)
 
 
+def init_group(
+    program: Program, configs: list[Config], sample: Any, parallel: Any = None
+) -> tuple[Any, bool]:
+    """The group's initial train state (stacked over the K members when K > 1) and whether it
+    is already placed. Each member's state starts from its seed, with its hyperparameters
+    (:func:`vmappable_values`) written into the optimizer state (``jopt.set_hparams``).
+
+    In a multi-process job the state is built straight into its global shardings: a ZeRO-1
+    optimizer's init already yields arrays spread over other processes' devices, which no
+    process can copy whole to place them afterwards."""
+    from jopt.combinators import set_hparams
+    from jopt.train import init_train_state
+
+    def init_one(seed, hparams):
+        st = init_train_state(program.model, program.tx, sample, jax.random.key(seed))
+        return st._replace(opt_state=set_hparams(st.opt_state, **hparams))
+
+    values = [vmappable_values(c) for c in configs]
+    seeds = jnp.asarray([c.seed for c in configs], jnp.uint32)
+    hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
+    if parallel is not None and jax.process_count() > 1:
+        args = (np.uint32(configs[0].seed), {k: np.float32(v[0]) for k, v in hps.items()})
+        return parallel.init_state(init_one, *args), True
+    # one jitted init (for the whole group) instead of many small eager dispatches
+    if program.K == 1:
+        return jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()}), False
+    return jax.jit(jax.vmap(init_one))(seeds, hps), False
+
+
+def place_group(
+    state: Any, x: Any, y: Any, splits: dict, parallel: Any = None, placed: bool = False
+) -> tuple[Any, Any, Any, dict]:
+    """Put the state and the data where the program runs: as they are on one device; with
+    ``parallel``, the state sharded (unless ``placed``) and the data replicated on the mesh."""
+    if parallel is None:
+        return state, x, y, splits
+    if not placed:
+        state = parallel.shard_state(state)
+    x, y = parallel.replicate(x, y)
+    splits = {s: tuple(parallel.replicate(*xy)) for s, xy in splits.items()}
+    return state, x, y, splits
+
+
+def compile_group(
+    program: Program, state: Any, x: Any, y: Any, splits: dict, parallel: Any = None
+) -> tuple[Any, Any]:
+    """``(epoch, evaluate)``: the epoch function jitted with the state donated (through
+    ``parallel.jit_epoch`` when distributed: traced now, compiled on first call) and every
+    evaluation split in one compiled program (one compile instead of one per split size)."""
+    if parallel is not None:
+        epoch = parallel.jit_epoch(program.epoch_fn, state)
+        epoch.lower(state, x, y)
+    else:
+        epoch = jax.jit(program.epoch_fn, donate_argnums=0).lower(state, x, y).compile()
+    eval_fn = program.eval_fn
+
+    def eval_all(params, model_state, splits):
+        return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
+
+    evaluate = jax.jit(eval_all).lower(state.params, state.model_state, splits).compile()
+    return epoch, evaluate
+
+
 class GroupTrainer:
     """Train K structurally identical configs as one (vmapped when K > 1) program."""
 
@@ -159,8 +228,6 @@ class GroupTrainer:
     ):
         """``parallel``: a ``jopt.distributed.DataParallel`` from :func:`start_distributed`
         (single runs only); the model, optimizer, state and data are placed through it."""
-        from jopt.train import init_train_state
-
         self.members, self.setup, self.K = members, setup, len(members)
         self.progress, self.desc = progress, desc
         base = members[0].config
@@ -170,7 +237,6 @@ class GroupTrainer:
         self.program = build_program(base, setup, self.K, parallel)
         self.tx, self.mult = self.program.tx, self.program.mult
         self.parallel = parallel
-        model = self.program.model
         self.x = jnp.asarray(data.x_train)
         self.y = jnp.asarray(data.y_train)
         self.splits = {}
@@ -185,59 +251,17 @@ class GroupTrainer:
             if metric.startswith("val") and "val" not in self.splits:
                 raise JoptError(f"early stopping on {metric} needs data.val_fraction > 0")
         self.metric = monitor_metric(base, "val" in self.splits)
+        self.stopping = early_stopping(base, self.metric)
 
-        import jopt
-
-        set_hparams = getattr(jopt, "set_hparams", None)
-        sample = self.x[:1]
-
-        def init_one(seed, hparams):
-            st = init_train_state(model, self.tx, sample, jax.random.key(seed))
-            if set_hparams is not None:
-                st = st._replace(opt_state=set_hparams(st.opt_state, **hparams))
-            return st
-
-        # one jitted init (for the whole group) instead of many small eager dispatches
-        values = [vmappable_values(m.config) for m in members]
-        seeds = jnp.asarray([m.config.seed for m in members], jnp.uint32)
-        hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
-        # In a multi-process job the state is built straight into its global shardings: a
-        # ZeRO-1 optimizer's init already yields arrays spread over other processes' devices,
-        # which no process can copy whole to place them afterwards.
-        self.placed = parallel is not None and jax.process_count() > 1
-        if self.placed:
-            args = (
-                np.uint32(members[0].config.seed),
-                {k: np.float32(v[0]) for k, v in hps.items()},
-            )
-            self.state = parallel.init_state(init_one, *args)
-        elif self.K == 1:
-            self.state = jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()})
-        else:
-            self.state = jax.jit(jax.vmap(init_one))(seeds, hps)
-
-        epoch_fn, eval_fn = self.program.epoch_fn, self.program.eval_fn
+        self.state, self.placed = init_group(
+            self.program, [m.config for m in members], self.x[:1], parallel
+        )
         t0 = time.perf_counter()
-        if parallel is not None:
-            if not self.placed:
-                self.state = parallel.shard_state(self.state)
-            self.x, self.y = parallel.replicate(self.x, self.y)
-            self.splits = {s: tuple(parallel.replicate(*xy)) for s, xy in self.splits.items()}
-            self.epoch = parallel.jit_epoch(epoch_fn, self.state)
-            self.epoch.lower(self.state, self.x, self.y)  # trace now; compiled on first call
-        else:
-            self.epoch = (
-                jax.jit(epoch_fn, donate_argnums=0).lower(self.state, self.x, self.y).compile()
-            )
-
-        def eval_all(params, model_state, splits):
-            return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
-
-        # every split in one program: one compile instead of one per split size
-        self.evaluate = (
-            jax.jit(eval_all)
-            .lower(self.state.params, self.state.model_state, self.splits)
-            .compile()
+        self.state, self.x, self.y, self.splits = place_group(
+            self.state, self.x, self.y, self.splits, parallel, self.placed
+        )
+        self.epoch, self.evaluate = compile_group(
+            self.program, self.state, self.x, self.y, self.splits, parallel
         )
         self.compile_s = time.perf_counter() - t0
         self.sharpness_fn = None
@@ -264,14 +288,9 @@ class GroupTrainer:
         return float(self.mult(jnp.asarray(step, jnp.int32))) if self.mult is not None else 1.0
 
     def _opt_logs(self, opt_state) -> list[dict]:
-        import jopt
+        from jopt.train import optimizer_logs
 
-        out: dict[str, Any] = {}
-        for prefix, name in (("opt/", "metrics"), ("hp/", "get_hparams")):
-            fn = getattr(jopt, name, None)
-            if fn is not None:
-                for k, v in dict(fn(opt_state)).items():
-                    out[prefix + k] = np.asarray(v)
+        out = optimizer_logs(opt_state)
         return [
             {
                 k: _float(v if self.K == 1 else v[i])
@@ -375,14 +394,14 @@ class GroupTrainer:
             mb.rows.append(row)
             mb.last_epoch = epoch
             if evaluated and self.metric in row:
-                if _better(self.metric, row[self.metric], mb.best_value, es.min_delta):
-                    mb.best_value, mb.best_epoch, mb.bad_evals = row[self.metric], epoch, 0
-                    if es.patience > 0 and es.restore_best:
-                        st = self.state if self.K == 1 else _take(self.state, k)
-                        mb.best_vars = jax.device_get((st.params, st.model_state))
-                else:
-                    mb.bad_evals += 1
-                if es.patience > 0 and mb.bad_evals >= es.patience:
+                improved, mb.best_value, mb.best_epoch, stop = self.stopping.update(
+                    epoch, row[self.metric], mb.best_value, mb.best_epoch
+                )
+                mb.bad_evals = 0 if improved else mb.bad_evals + 1
+                if improved and es.patience > 0 and es.restore_best:
+                    st = self.state if self.K == 1 else _take(self.state, k)
+                    mb.best_vars = jax.device_get((st.params, st.model_state))
+                if stop and es.patience > 0:
                     mb.active, mb.stopped_early = False, True
                     mb.final_state = jax.device_get(
                         self.state if self.K == 1 else _take(self.state, k)
@@ -407,7 +426,8 @@ class GroupTrainer:
 
     def _checkpoint(self, mb: Member, epoch: int, state) -> None:
         best = mb.best_vars if mb.best_vars is not None else (state.params, state.model_state)
-        path = save_checkpoint(mb.run_dir, epoch, {"state": state, "best": best})
+        tree = {"state": state, "best": best}
+        path = str(save_checkpoint(epoch_checkpoint_path(mb.run_dir, epoch), tree))
         if mb.writes:
             art.write_json(
                 path + ".json", {"epoch": epoch, **mb.bookkeeping(), "train_s": self.train_s}

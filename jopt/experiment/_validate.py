@@ -157,6 +157,8 @@ def validate_config(config: Config) -> None:
     es = r.early_stopping
     _one_of("regularization.early_stopping.metric", es.metric, reg.METRICS)
     _at_least("regularization.early_stopping.patience", es.patience, 0)
+    if es.mode is not None:
+        _one_of("regularization.early_stopping.mode", es.mode, ("min", "max"), "mode")
     _at_least("regularization.early_stopping.min_delta", es.min_delta, 0)
 
     t = config.train

@@ -21,14 +21,44 @@ from jopt.train._eval import make_eval_fn
 from jopt.train._state import TrainState, init_train_state
 from jopt.train._step import LossSpec, make_train_epoch
 
+METRIC_MODES = {"loss": "min", "mse": "min", "accuracy": "max"}
+"""How each metric kind is optimised, by the name's last ``_`` part (``val_accuracy`` -> max)."""
+
+
+def metric_mode(metric: str, mode: str | None = None) -> str:
+    """``mode`` when given, else the mode of ``metric``'s kind (:data:`METRIC_MODES`)."""
+    if mode is None:
+        mode = METRIC_MODES.get(metric.rsplit("_", 1)[-1])
+        if mode is None:
+            raise JoptError(
+                f"cannot tell whether {metric!r} is minimised or maximised; give mode='min' or "
+                f"'max' (known kinds: {', '.join(METRIC_MODES)})"
+            )
+    if mode not in ("min", "max"):
+        raise JoptError(f"early_stopping.mode must be min or max, got {mode!r}")
+    return mode
+
+
+def improves(mode: str, value: float | None, best: float | None, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` (``None``/NaN never does;
+    anything finite beats no best yet)."""
+    if value is None or math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
     """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    ``mode`` is ``"min"`` or ``"max"``; by default ``"max"`` for accuracies, ``"min"`` otherwise.
-    With ``restore_best`` the returned state holds the params (and batch statistics) of the best
-    epoch.
+    The one early-stopping rule of jopt: :func:`fit` and the experiment runner (``jopt run``,
+    ``regularization.early_stopping``) both call :meth:`update` once per evaluated epoch.
+    Patience counts *epochs* since the best one, also when evaluation is not every epoch.
+    ``mode`` is ``"min"`` or ``"max"``; by default it is the mode of the metric's kind
+    (:data:`METRIC_MODES`: losses min, accuracies max). With ``restore_best`` the returned
+    state holds the params (and batch statistics) of the best epoch.
     """
 
     metric: str = "val_loss"
@@ -40,17 +70,22 @@ class EarlyStopping:
     def __post_init__(self):
         if self.patience < 1:
             raise JoptError(f"early_stopping.patience must be >= 1, got {self.patience}")
-        mode = self.mode or ("max" if "accuracy" in self.metric else "min")
-        if mode not in ("min", "max"):
-            raise JoptError(f"early_stopping.mode must be min or max, got {self.mode!r}")
-        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "mode", metric_mode(self.metric, self.mode))
 
-    def better(self, value: float, best: float | None) -> bool:
-        if best is None or math.isnan(best):
-            return not math.isnan(value)
-        if self.mode == "min":
-            return value < best - self.min_delta
-        return value > best + self.min_delta
+    def better(self, value: float | None, best: float | None) -> bool:
+        return improves(self.mode, value, best, self.min_delta)
+
+    def update(
+        self, epoch: int, value: float | None, best_value: float | None, best_epoch: int | None
+    ) -> tuple[bool, float | None, int | None, bool]:
+        """One evaluated epoch: ``(improved, best_value, best_epoch, stop)``.
+
+        ``stop`` is True once ``patience`` epochs have passed since the best epoch.
+        """
+        if self.better(value, best_value):
+            return True, value, epoch, False
+        stop = best_epoch is not None and epoch - best_epoch >= self.patience
+        return False, best_value, best_epoch, stop
 
 
 @dataclasses.dataclass
@@ -61,7 +96,7 @@ class FitResult:
         state: the final train state (best params restored if early stopping asked for it).
         history: one dict of floats per epoch (``epoch``, ``step``, ``train_loss``,
             ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``test_*``, ``opt/*``, ``hp/*``,
-            ``epoch_s``).
+            ``epoch_time``: the runner's ``metrics.jsonl`` vocabulary).
         best_epoch: the epoch (1-based) with the best early-stopping metric (``None`` without one).
         stopped_early: whether patience ran out before ``epochs``.
         steps_per_epoch: optimizer steps per epoch.
@@ -92,19 +127,23 @@ def _validate(data: Dataset) -> None:
             check_labels(np.asarray(y), data.num_classes, f"{split} split")
 
 
-def _opt_logs(opt_state) -> dict[str, Any]:
-    """``jopt.metrics`` / ``jopt.get_hparams`` of the optimizer state, when they exist."""
-    import jopt
+def optimizer_logs(opt_state: Any) -> dict[str, np.ndarray]:
+    """What the optimizer state reports, as host arrays: ``opt/<name>`` from
+    ``jopt.metrics`` and ``hp/<name>`` from ``jopt.get_hparams`` (a leading member axis when
+    the state is stacked). ``fit`` and the experiment runner both log these keys."""
+    from jopt.combinators import get_hparams, metrics
 
-    out: dict[str, Any] = {}
-    for prefix, fn_name in (("opt/", "metrics"), ("hp/", "get_hparams")):
-        fn = getattr(jopt, fn_name, None)
-        if fn is None:
-            continue
+    out: dict[str, np.ndarray] = {}
+    for prefix, fn in (("opt/", metrics), ("hp/", get_hparams)):
         for k, v in dict(fn(opt_state)).items():
-            a = np.asarray(v)
-            out[prefix + k] = float(a) if a.ndim == 0 else a.tolist()
+            out[prefix + k] = np.asarray(v)
     return out
+
+
+def _opt_logs(opt_state) -> dict[str, Any]:
+    return {
+        k: float(a) if a.ndim == 0 else a.tolist() for k, a in optimizer_logs(opt_state).items()
+    }
 
 
 def fit(
@@ -201,7 +240,7 @@ def fit(
             m = jax.block_until_ready(m)
             dt = time.perf_counter() - t
             train_s += dt
-            rec: dict[str, Any] = {"epoch": epoch, "step": int(state.step), "epoch_s": dt}
+            rec: dict[str, Any] = {"epoch": epoch, "step": int(state.step), "epoch_time": dt}
             rec.update({k: float(v) for k, v in m.items() if np.ndim(v) == 0})
             t = time.perf_counter()
             for s, (xs, ys) in split_arrays.items():
@@ -219,13 +258,13 @@ def fit(
             if on_epoch is not None and on_epoch(epoch, rec, state):
                 break
             if early_stopping is not None:
-                value = rec[early_stopping.metric]
-                if early_stopping.better(value, best_val):
-                    best_val, best_epoch = value, epoch
-                    if early_stopping.restore_best:
-                        # Copies: the live state's buffers are donated to the next epoch.
-                        best_vars = jax.tree.map(jnp.copy, (state.params, state.model_state))
-                elif best_epoch is not None and epoch - best_epoch >= early_stopping.patience:
+                improved, best_val, best_epoch, stop = early_stopping.update(
+                    epoch, rec[early_stopping.metric], best_val, best_epoch
+                )
+                if improved and early_stopping.restore_best:
+                    # Copies: the live state's buffers are donated to the next epoch.
+                    best_vars = jax.tree.map(jnp.copy, (state.params, state.model_state))
+                if stop:
                     stopped = True
                     break
     finally:
