@@ -1,7 +1,15 @@
 """Training: losses and penalties, the train state, the scan-fused epoch, evaluation and ``fit``."""
 
 from jopt.train._eval import make_eval_fn
-from jopt.train._fit import EarlyStopping, FitResult, fit
+from jopt.train._fit import (
+    METRIC_MODES,
+    EarlyStopping,
+    FitResult,
+    fit,
+    improves,
+    metric_mode,
+    optimizer_logs,
+)
 from jopt.train._losses import (
     LOSSES,
     cross_entropy,
@@ -18,6 +26,7 @@ from jopt.train._step import LossSpec, apply_model, make_train_epoch, make_train
 
 __all__ = [
     "LOSSES",
+    "METRIC_MODES",
     "RECIPES",
     "EarlyStopping",
     "FitResult",
@@ -28,13 +37,16 @@ __all__ = [
     "default_penalty_mask",
     "fit",
     "huber",
+    "improves",
     "init_train_state",
     "make_eval_fn",
     "make_loss",
     "make_train_epoch",
     "make_train_step",
+    "metric_mode",
     "mse",
     "one_hot_targets",
+    "optimizer_logs",
     "penalty",
     "run_recipe",
 ]
