@@ -1,4 +1,8 @@
-"""Fused (packed) execution: same results as the unfused chain, for every elementwise optimizer."""
+"""Tree-form fused execution (``jopt.fuse``) and the packing primitives.
+
+Every registry optimizer and combinator against per-leaf training, packed and tree-form: see
+tests/test_packed_equivalence.py.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,6 @@ import jopt
 from jopt.fused import FusedState, pack, pack_layout, packed_init, packed_step, per_leaf
 
 TOL = 1e-6
-
-# Not elementwise, so a packed buffer changes their maths; each is covered below instead.
-#   lamb: a per-leaf trust ratio (norm of each parameter array);
-#   groups(adam): routes leaves by their path, which a packed buffer does not have.
-NOT_ELEMENTWISE = {"lamb", "groups(adam)"}
-
 
 def _params():
     k = jax.random.split(jax.random.key(0), 3)
@@ -56,41 +54,6 @@ def _case_kwargs(case):
     return resolve(case.parity[0], "jopt") if case.parity else dict(case.quadratic[0])
 
 
-ELEMENTWISE = sorted(n for n in REGISTRY if n not in NOT_ELEMENTWISE)
-
-
-@pytest.mark.parametrize("name", ELEMENTWISE)
-def test_fused_matches_unfused_for_registry(name):
-    case = REGISTRY[name]
-    kwargs = _case_kwargs(case)
-    params = _params()
-    ref, _ = _run(case.factory(**kwargs), params)
-    got, state = _run(jopt.fuse(case.factory(**kwargs)), params)
-    assert isinstance(state, FusedState) and len(state.offsets) == 3
-    assert jax.tree.structure(got) == jax.tree.structure(ref)
-    assert _max_abs_diff(got, ref) <= TOL
-    # The state really is packed: no state array has the shape of a (multi-element) leaf.
-    leaf_shapes = {(3, 4), (2, 2), (5,)}
-    assert not any(x.shape in leaf_shapes for x in jax.tree.leaves(state.inner))
-    # Padded to a multiple of 8 (21 -> 24 elements, as ZeRO-1 on 8 devices asks): the same
-    # parameters, and the padding of every packed state slot is still exactly zero.
-    padded, pstate = _run(jopt.fuse(case.factory(**kwargs), pad_to=8), params)
-    assert _max_abs_diff(padded, got) <= 1e-7
-    _check_padding(state, pstate, used=21, padded=24)
-
-
-def _check_padding(state, pstate, used, padded):
-    """The packed slots of ``pstate`` are ``state``'s plus a finite padded tail (it need not be
-    zero: adagrad starts its accumulator at 0.1, adamax's max picks up eps)."""
-    for x, px in zip(jax.tree.leaves(state.inner), jax.tree.leaves(pstate.inner), strict=True):
-        if x.shape == (used,):
-            assert px.shape == (padded,)
-            np.testing.assert_allclose(np.asarray(px[:used]), np.asarray(x), rtol=1e-6, atol=1e-7)
-            assert np.all(np.isfinite(np.asarray(px[used:])))
-        else:
-            assert px.shape == x.shape
-
-
 def test_padded_tail_of_packed_updates_is_zero():
     # What fused runs inside: the optimizer on padded packed buffers. A zero gradient in the
     # padding must give a zero update there (so global norms of updates ignore it too).
@@ -113,12 +76,6 @@ def test_padded_tail_of_packed_updates_is_zero():
         return jnp.stack(out)
 
     np.testing.assert_array_equal(np.asarray(tails(layout.pack(params))), 0.0)
-
-
-def test_registry_covers_the_known_optimizers():
-    # Guards the exclusion list: it must name registry entries, and most entries are tested.
-    assert set(REGISTRY) >= NOT_ELEMENTWISE
-    assert {"sgd", "adam", "adamw"} <= set(ELEMENTWISE)
 
 
 def test_lamb_trust_ratio_is_exact_packed():

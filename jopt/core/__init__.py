@@ -14,6 +14,7 @@ from jopt.core._base import (
 from jopt.core._chain import call_update, chain, named_chain
 from jopt.core._leafwise import (
     current_packed_context,
+    layout_dependent,
     leaf_labels,
     leaf_norms,
     packed_context,
@@ -55,6 +56,7 @@ __all__ = [
     "identity",
     "inexact",
     "inexact_dtype",
+    "layout_dependent",
     "leaf_labels",
     "leaf_norms",
     "map_elementwise",

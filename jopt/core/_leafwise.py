@@ -16,6 +16,11 @@ functions, and nothing else:
   L2 norm of each leaf, as a scalar per leaf on a tree, and as a segment reduction over each
   buffer (the norm of the element's own leaf, per element) when packed.
 
+A transform that cannot be exact on buffers at all (random numbers drawn per leaf) calls
+:func:`layout_dependent` with a one-line reason, and packed execution refuses it. State whose
+shapes follow each leaf's shape (factored or per-axis statistics, a scalar per leaf) is found
+without help: the packer compares the per-leaf and packed states' shapes.
+
 The packer sets a :class:`PackedContext` while it runs the transform; this module only defines
 the hook, so the lower layers never import the fused executor.
 """
@@ -70,8 +75,9 @@ def current_packed_context() -> PackedContext | None:
 def probe_labels() -> Iterator[list]:
     """Record every :func:`leaf_labels` call made in the body (on ordinary trees).
 
-    Yields a list that fills with ``{leaf path: label}`` dicts, one per call; the packer
-    reads it to split its buffers so that every label is constant within a buffer.
+    Yields a list that fills with ``{leaf path: label}`` dicts, one per call, and with the
+    reason strings of :func:`layout_dependent` calls; the packer reads it to split its buffers
+    so that every label is constant within a buffer (or to refuse).
     """
     records: list = []
     token = _PROBE.set(records)
@@ -100,6 +106,18 @@ def leaf_labels(tree: Any, fn: Callable[[Any], Any]) -> Any:
         values = jax.tree.structure(tree).flatten_up_to(labels)
         records.append({path: v for (path, _), v in zip(flat, values, strict=True)})
     return labels
+
+
+def layout_dependent(reason: str) -> None:
+    """Declare that the calling transform cannot run exactly on packed buffers.
+
+    Call it from ``init`` or ``update`` (for example where noise is drawn leaf by leaf);
+    packed execution then refuses the optimizer with ``reason`` as its one line. A no-op
+    outside the packer's probe.
+    """
+    records = _PROBE.get()
+    if records is not None:
+        records.append(str(reason))
 
 
 def leaf_norms(tree: Any) -> Any:

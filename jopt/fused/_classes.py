@@ -24,12 +24,7 @@ from jopt.fused._layout import PackLayout, pack_layout
 _ABSENT = "<absent>"
 
 
-def leaf_classes(tx: Any, params: Any) -> list[tuple]:
-    """One class per leaf of ``params`` (``jax.tree.leaves`` order): the labels that every
-    ``leaf_labels`` call of ``tx.init`` and ``tx.update`` gave it, as a tuple.
-
-    Leaves with equal classes are treated alike by ``tx``, so they may share a buffer.
-    """
+def _probe(tx: Any, params: Any) -> tuple[list[tuple], list[str]]:
     def spec(x):
         return jax.ShapeDtypeStruct(jnp.shape(x), getattr(x, "dtype", None) or jnp.result_type(x))
 
@@ -41,8 +36,47 @@ def leaf_classes(tx: Any, params: Any) -> list[tuple]:
 
     with probe_labels() as records:
         jax.eval_shape(run, abstract)
+    labels = [r for r in records if isinstance(r, dict)]
+    reasons = [r for r in records if isinstance(r, str)]
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]]
-    return [tuple(rec.get(path, _ABSENT) for rec in records) for path in paths]
+    return [tuple(rec.get(path, _ABSENT) for rec in labels) for path in paths], reasons
+
+
+def leaf_classes(tx: Any, params: Any) -> list[tuple]:
+    """One class per leaf of ``params`` (``jax.tree.leaves`` order): the labels that every
+    ``leaf_labels`` call of ``tx.init`` and ``tx.update`` gave it, as a tuple.
+
+    Leaves with equal classes are treated alike by ``tx``, so they may share a buffer.
+    """
+    return _probe(tx, params)[0]
+
+
+def is_slot(layout: PackLayout):
+    """A predicate: is a state node a packed slot (a dict keyed by ``layout``'s buffers)?"""
+    groups = set(layout.groups)
+
+    def check(x: Any) -> bool:
+        return isinstance(x, dict) and bool(x) and set(x) <= groups
+
+    return check
+
+
+def packed_state_shapes(tx: Any, layout: PackLayout) -> tuple[Any, list[tuple]]:
+    """``tx``'s abstract state on ``layout``'s buffers, and the per-leaf shapes it unpacks to."""
+    packed = {
+        g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes
+    }
+    with layout_scope(layout):
+        state = jax.eval_shape(tx.init, packed)
+    slot = is_slot(layout)
+    shapes: list[tuple] = []
+    for item in jax.tree.leaves(state, is_leaf=slot):
+        if slot(item):
+            present = {g for g, v in item.items() if v is not None}
+            shapes += [s.shape for s in layout.slots if s.group in present]
+        else:
+            shapes.append(tuple(item.shape))
+    return state, shapes
 
 
 def packed_layout(tx: Any, params: Any, *, multiple_of: int = 1) -> PackLayout:
@@ -51,6 +85,11 @@ def packed_layout(tx: Any, params: Any, *, multiple_of: int = 1) -> PackLayout:
     Every mask, group and other per-leaf choice ``tx`` makes (through ``jopt.core.leaf_labels``)
     is constant within a buffer, so ``tx`` on these buffers equals ``tx`` leaf by leaf.
 
+    Raises:
+        JoptError: (one line) when ``tx`` cannot be exact on packed buffers: it declared so
+            (``jopt.core.layout_dependent``: noise drawn per leaf), or its state has shapes that
+            follow each leaf's shape (factored or per-axis statistics, a scalar per leaf).
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
@@ -58,7 +97,22 @@ def packed_layout(tx: Any, params: Any, *, multiple_of: int = 1) -> PackLayout:
         >>> jopt.fused.packed_layout(tx, params).groups
         ('float32.0', 'float32.1')
     """
-    return pack_layout(params, multiple_of=multiple_of, classes=leaf_classes(tx, params))
+    classes, reasons = _probe(tx, params)
+    if reasons:
+        raise JoptError(
+            f"packed execution cannot run this optimizer exactly: {reasons[0]}; train it leaf "
+            "by leaf, or wrap that part in jopt.fused.per_leaf(...)"
+        )
+    layout = pack_layout(params, multiple_of=multiple_of, classes=classes)
+    per_leaf_state = jax.eval_shape(tx.init, layout.leaf_view())
+    per_leaf = [tuple(x.shape) for x in jax.tree.leaves(per_leaf_state)]
+    if packed_state_shapes(tx, layout)[1] != per_leaf:
+        raise JoptError(
+            "packed execution cannot run this optimizer exactly: its state has shapes that "
+            "follow each parameter's shape (factored or per-axis statistics, one value per "
+            "leaf); train it leaf by leaf, or wrap that part in jopt.fused.per_leaf(...)"
+        )
+    return layout
 
 
 def _present(layout: PackLayout, packed: Any) -> set[str]:

@@ -13,34 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jopt.core import JoptError
-from jopt.fused._classes import layout_scope
+from jopt.fused._classes import is_slot as _is_slot
+from jopt.fused._classes import packed_state_shapes
 from jopt.fused._fused import FusedState
 from jopt.fused._layout import PackLayout
-
-
-def _is_slot(layout: PackLayout):
-    groups = set(layout.groups)
-
-    def check(x: Any) -> bool:
-        return isinstance(x, dict) and bool(x) and set(x) <= groups
-
-    return check
-
-
-def _abstract_params(layout: PackLayout) -> Any:
-    return layout.leaf_view()
-
-
-def _packed_target(tx: Any, layout: PackLayout) -> Any:
-    packed = {
-        g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes
-    }
-    with layout_scope(layout):
-        return jax.eval_shape(tx.init, packed)
 
 
 def _check_leaf(got: Any, want: Any, where: str) -> None:
@@ -60,15 +39,15 @@ def state_to_per_leaf(tx: Any, layout: PackLayout, state: Any) -> Any:
         JoptError: when ``state`` does not belong to ``tx`` on this layout.
     """
     inner = state.inner if isinstance(state, FusedState) else state
-    is_slot = _is_slot(layout)
-    items = jax.tree.leaves(inner, is_leaf=is_slot)
+    slot = _is_slot(layout)
+    items = jax.tree.leaves(inner, is_leaf=slot)
     flat: list[Any] = []
     for item in items:
-        if is_slot(item):
+        if slot(item):
             flat.extend(x for x in layout.unpack_leaves(item) if x is not None)
         else:
             flat.append(item)
-    target = jax.eval_shape(tx.init, _abstract_params(layout))
+    target = jax.eval_shape(tx.init, layout.leaf_view())
     want, treedef = jax.tree.flatten(target)
     if len(flat) != len(want):
         raise JoptError(
@@ -88,14 +67,25 @@ def state_to_packed(
     The inverse of :func:`state_to_per_leaf`; ``offsets=False`` stores no leaf offsets (as
     ``dynamic_offsets=False`` does).
     """
-    target = _packed_target(tx, layout)
-    is_slot = _is_slot(layout)
-    items, treedef = jax.tree.flatten(target, is_leaf=is_slot)
+    target = packed_state_shapes(tx, layout)[0]
+    slot = _is_slot(layout)
+    items, treedef = jax.tree.flatten(target, is_leaf=slot)
     leaves = jax.tree.leaves(state)
+    need = sum(
+        len(jax.tree.leaves(layout.leaf_view([g for g, v in x.items() if v is not None])))
+        if slot(x)
+        else 1
+        for x in items
+    )
+    if need != len(leaves):
+        raise JoptError(
+            f"state_to_packed: the per-leaf state has {len(leaves)} arrays but the optimizer's "
+            f"state has {need}; pass the state of this optimizer for these parameters"
+        )
     pos, out = 0, []
     for item in items:
-        if is_slot(item):
-            view = layout.unpack_partial(item)
+        if slot(item):
+            view = layout.leaf_view([g for g, v in item.items() if v is not None])
             k = len(jax.tree.leaves(view))
             chunk = leaves[pos : pos + k]
             pos += k
@@ -104,14 +94,8 @@ def state_to_packed(
             out.append(layout.pack_partial(jax.tree.unflatten(jax.tree.structure(view), chunk),
                                            item))
         else:
-            if pos < len(leaves):
-                _check_leaf(leaves[pos], item, "state_to_packed")
-            out.append(leaves[pos] if pos < len(leaves) else None)
+            _check_leaf(leaves[pos], item, "state_to_packed")
+            out.append(leaves[pos])
             pos += 1
-    if pos != len(leaves):
-        raise JoptError(
-            f"state_to_packed: the per-leaf state has {len(leaves)} arrays but the optimizer's "
-            f"packed state needs {pos}; pass the state of this optimizer for these parameters"
-        )
     inner = jax.tree.unflatten(treedef, out)
     return FusedState(inner=inner, offsets=layout.offsets() if offsets else ())

@@ -27,7 +27,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jopt.core import GradientTransformation, JoptError, call_update, current_packed_context
+from jopt.core import (
+    GradientTransformation,
+    JoptError,
+    call_update,
+    current_packed_context,
+    probe_labels,
+)
 from jopt.fused._classes import LayoutContext, layout_scope, packed_layout
 from jopt.fused._layout import PackLayout, _check_multiple
 
@@ -202,14 +208,16 @@ def per_leaf(tx: Any) -> GradientTransformation:
     def init_fn(params):
         layout = _current_layout()
         if layout is None:
-            return tx.init(params)
+            with probe_labels():  # runs on the real leaves: nothing to split or refuse
+                return tx.init(params)
         with layout_scope(None):  # nested fused pieces pack again from scratch
             return tx.init(layout.unpack_partial(params))
 
     def update_fn(updates, state, params=None, **extra_args):
         layout = _current_layout()
         if layout is None:
-            return call_update(tx, updates, state, params, **extra_args)
+            with probe_labels():
+                return call_update(tx, updates, state, params, **extra_args)
         leaves_params = None
         if params is not None:
             leaves_params = layout.unpack_partial(params)

@@ -13,6 +13,7 @@ from jopt.core import (
     JoptError,
     inexact,
     inexact_dtype,
+    layout_dependent,
     map_elementwise,
     safe_increment,
 )
@@ -75,6 +76,8 @@ def add_noise(
             jnp.asarray(eta, jnp.float32)
             / count.astype(jnp.float32) ** jnp.asarray(gamma, jnp.float32)
         )
+        # One subkey per leaf (as optax): packed buffers would draw other numbers.
+        layout_dependent("add_noise draws its noise leaf by leaf (one key per leaf, as optax)")
         rng_key, sample_key = jax.random.split(state.rng_key)
         treedef = jax.tree.structure(updates)
         keys = jax.tree.unflatten(treedef, list(jax.random.split(sample_key, treedef.num_leaves)))
