@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jopt.models._layers import activation, apply_norm, kernel_init
 
@@ -24,6 +26,8 @@ class CNN(nn.Module):
         kernel_size: convolution width (same along every spatial axis); "SAME" padding.
         dense: width of the hidden dense layer (0 for none).
         pool: max-pool window and stride after each convolution (1 disables pooling).
+        dtype: compute (activation) dtype; ``None`` infers it from the inputs and parameters.
+        param_dtype: dtype of the parameters (float32 master weights under ``bf16_mixed``).
     """
 
     num_outputs: int
@@ -35,6 +39,8 @@ class CNN(nn.Module):
     norm: str | None = None
     pool: int = 2
     dims: int | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -49,19 +55,31 @@ class CNN(nn.Module):
                 (self.kernel_size,) * dims,
                 padding="SAME",
                 kernel_init=kernel_init(self.activation),
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
                 name=f"conv_{i}",
             )(x)
-            x = apply_norm(self.norm, x, train, f"norm_{i}")
+            x = apply_norm(self.norm, x, train, f"norm_{i}", self.dtype, self.param_dtype)
             x = act(x)
             if self.pool > 1 and all(s >= 2 * self.pool for s in x.shape[1 : 1 + dims]):
                 window = (self.pool,) * dims
                 x = nn.max_pool(x, window, strides=window)
         x = x.reshape((x.shape[0], -1))
         if self.dense:
-            x = nn.Dense(self.dense, kernel_init=kernel_init(self.activation), name="dense")(x)
+            x = nn.Dense(
+                self.dense,
+                kernel_init=kernel_init(self.activation),
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="dense",
+            )(x)
             x = act(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs, kernel_init=nn.initializers.lecun_normal(), name="head")(
-            x
-        )
+        return nn.Dense(
+            self.num_outputs,
+            kernel_init=nn.initializers.lecun_normal(),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="head",
+        )(x)

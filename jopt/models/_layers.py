@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jopt.core.errors import JoptError
 
@@ -42,10 +43,34 @@ def check_norm(norm) -> None:
         raise JoptError(f"unknown norm {norm!r}; allowed: none, layer, batch")
 
 
-def apply_norm(norm, x, train: bool, name: str):
-    if norm == "layer":
-        return nn.LayerNorm(name=name)(x)
-    if norm == "batch":
+def apply_norm(norm, x, train: bool, name: str, dtype=None, param_dtype=jnp.float32):
+    """Layer or batch norm. flax computes their statistics in float32 (and keeps batch norm's
+    running averages float32) whatever ``dtype``; only the output is cast to ``dtype``."""
+    if norm not in ("layer", "batch"):
+        return x
+    # flax combines float32 statistics with bfloat16 inputs/params by implicit promotion, which
+    # strict promotion (jopt's tests) rejects; the promotion is intended, so allow it here.
+    with jax.numpy_dtype_promotion("standard"):
+        if norm == "layer":
+            return nn.LayerNorm(dtype=dtype, param_dtype=param_dtype, name=name)(x)
         # Batch statistics in training, running averages at evaluation.
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(x)
-    return x
+        return nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            name=name,
+        )(x)
+
+
+def check_dtype(key: str, value, *, allow_none: bool):
+    """A floating ``jnp.dtype`` from a dtype or its name (``"bfloat16"``); one-line error else."""
+    if value is None and allow_none:
+        return None
+    try:
+        dt = jnp.dtype(value)
+    except TypeError:
+        raise JoptError(f"model {key} {value!r} is not a dtype") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise JoptError(f"model {key} must be a floating dtype, got {dt}")
+    return dt

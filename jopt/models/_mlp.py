@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jopt.models._layers import activation, apply_norm, kernel_init
 
 
 class Linear(nn.Module):
     """``y = x W + b`` on flattened inputs: logistic regression with cross-entropy (softmax over
-    ``num_outputs`` classes), linear regression with MSE."""
+    ``num_outputs`` classes), linear regression with MSE.
+
+    ``dtype`` is the compute dtype (``None``: from the inputs and parameters) and
+    ``param_dtype`` the parameters' dtype (flax's convention; see :class:`Precision`)."""
 
     num_outputs: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         del train
         x = x.reshape((x.shape[0], -1))
-        return nn.Dense(self.num_outputs, kernel_init=nn.initializers.lecun_normal())(x)
+        return nn.Dense(
+            self.num_outputs,
+            kernel_init=nn.initializers.lecun_normal(),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )(x)
 
 
 class MLP(nn.Module):
@@ -34,6 +46,8 @@ class MLP(nn.Module):
         activation: relu, gelu, tanh, sigmoid, elu, leaky_relu or silu.
         dropout: drop probability after each hidden activation.
         norm: ``None``, ``"layer"`` or ``"batch"`` (before the activation).
+        dtype: compute (activation) dtype; ``None`` infers it from the inputs and parameters.
+        param_dtype: dtype of the parameters (float32 master weights under ``bf16_mixed``).
     """
 
     num_outputs: int
@@ -41,17 +55,29 @@ class MLP(nn.Module):
     activation: str = "relu"
     dropout: float = 0.0
     norm: str | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         act = activation(self.activation)
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(width, kernel_init=kernel_init(self.activation), name=f"dense_{i}")(x)
-            x = apply_norm(self.norm, x, train, f"norm_{i}")
+            x = nn.Dense(
+                width,
+                kernel_init=kernel_init(self.activation),
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"dense_{i}",
+            )(x)
+            x = apply_norm(self.norm, x, train, f"norm_{i}", self.dtype, self.param_dtype)
             x = act(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs, kernel_init=nn.initializers.lecun_normal(), name="head")(
-            x
-        )
+        return nn.Dense(
+            self.num_outputs,
+            kernel_init=nn.initializers.lecun_normal(),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="head",
+        )(x)

@@ -8,13 +8,20 @@ import flax.linen as nn
 
 from jopt.core.errors import JoptError
 from jopt.models._cnn import CNN
-from jopt.models._layers import activation, check_norm
+from jopt.models._layers import activation, check_dtype, check_norm
 from jopt.models._mlp import MLP, Linear
+from jopt.models._precision import Precision, model_with_precision, precision_policy
 
 MODELS = {"linear": Linear, "mlp": MLP, "cnn": CNN}
 
 
-def make_model(name: str | nn.Module, *, num_outputs: int, **kwargs) -> nn.Module:
+def make_model(
+    name: str | nn.Module,
+    *,
+    num_outputs: int,
+    precision: str | Precision | None = None,
+    **kwargs,
+) -> nn.Module:
     """A flax module with ``__call__(x, train: bool)``.
 
     Args:
@@ -22,8 +29,13 @@ def make_model(name: str | nn.Module, *, num_outputs: int, **kwargs) -> nn.Modul
             returned unchanged (it must accept ``(x, train)``; use the ``"dropout"`` RNG stream
             and the ``"batch_stats"`` collection if it needs them).
         num_outputs: number of classes, or of regression targets.
+        precision: a policy name or :class:`Precision`; sets ``dtype`` and ``param_dtype``
+            (also on a user module that has both fields; one without them is wrapped in a
+            :class:`CastModel` that casts its parameters and inputs).
+            Cannot be combined with explicit ``dtype``/``param_dtype`` options.
         **kwargs: the model's fields (``hidden``, ``activation``, ``dropout``, ``norm``,
-            ``channels``, ``kernel_size``, ``dense``, ``pool``, ``dims``).
+            ``channels``, ``kernel_size``, ``dense``, ``pool``, ``dims``, ``dtype``,
+            ``param_dtype``).
 
     Raises:
         JoptError: unknown model, unknown or invalid option.
@@ -35,6 +47,8 @@ def make_model(name: str | nn.Module, *, num_outputs: int, **kwargs) -> nn.Modul
             )
         if "train" not in inspect.signature(type(name).__call__).parameters:
             raise JoptError(f"{type(name).__name__}.__call__ must accept a 'train' argument")
+        if precision is not None:
+            return model_with_precision(name, precision)
         return name
     if name not in MODELS:
         raise JoptError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
@@ -59,4 +73,12 @@ def make_model(name: str | nn.Module, *, num_outputs: int, **kwargs) -> nn.Modul
             if any(int(w) < 1 for w in seq):
                 raise JoptError(f"model {key} must be positive integers, got {kwargs[key]}")
             kwargs[key] = tuple(int(w) for w in seq)
+    if precision is not None:
+        if "dtype" in kwargs or "param_dtype" in kwargs:
+            raise JoptError("give either precision or dtype/param_dtype, not both")
+        kwargs.update(precision_policy(precision).model_kwargs())
+    if "dtype" in kwargs:
+        kwargs["dtype"] = check_dtype("dtype", kwargs["dtype"], allow_none=True)
+    if "param_dtype" in kwargs:
+        kwargs["param_dtype"] = check_dtype("param_dtype", kwargs["param_dtype"], allow_none=False)
     return cls(num_outputs=int(num_outputs), **kwargs)

@@ -20,6 +20,13 @@ from jopt.train._losses import (
     one_hot_targets,
     penalty,
 )
+from jopt.train._precision import (
+    apply_precision,
+    precision_loss,
+    precision_optimizer,
+    precision_params,
+    under_matmul_precision,
+)
 from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
 from jopt.train._step import LossSpec, apply_model, make_train_epoch, make_train_step
@@ -33,6 +40,7 @@ __all__ = [
     "LossSpec",
     "TrainState",
     "apply_model",
+    "apply_precision",
     "cross_entropy",
     "default_penalty_mask",
     "fit",
@@ -48,5 +56,9 @@ __all__ = [
     "one_hot_targets",
     "optimizer_logs",
     "penalty",
+    "precision_loss",
+    "precision_optimizer",
+    "precision_params",
     "run_recipe",
+    "under_matmul_precision",
 ]

@@ -55,6 +55,12 @@ class LossSpec:
         object.__setattr__(self, "loss", loss)
 
 
+def _wide(dtype) -> jnp.dtype:
+    """float32, or the dtype itself where wider (bfloat16 gradients are averaged in float32)."""
+    dtype = jnp.dtype(dtype)
+    return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
+
+
 def _targets(spec: LossSpec, y: jax.Array) -> jax.Array:
     if spec.loss == "cross_entropy":
         return one_hot_targets(y, spec.num_classes, spec.label_smoothing)
@@ -123,10 +129,11 @@ def make_train_step(
             def body(carry, inp):
                 g_acc, l_acc, c_acc, ms = carry
                 g, lsum, correct, ms = micro(state.params, ms, *inp)
-                g_acc = jax.tree.map(jnp.add, g_acc, g)
+                g_acc = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_acc, g)
                 return (g_acc, l_acc + lsum, c_acc + correct, ms), None
 
-            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            # Accumulate in float32 (or wider) also for bfloat16 parameters.
+            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, _wide(p.dtype)), state.params)
             init = (
                 zeros,
                 jnp.zeros((), jnp.float32),
@@ -136,7 +143,11 @@ def make_train_step(
             (g, lsum, correct, ms), _ = jax.lax.scan(body, init, (xb, yb, wb, keys))
         count = jnp.sum(wb)
         denom = jnp.maximum(count, 1.0)
-        grads = jax.tree.map(lambda a: (a / denom).astype(a.dtype), g)
+        grads = jax.tree.map(
+            lambda a, p: (a.astype(_wide(a.dtype)) / denom.astype(_wide(a.dtype))).astype(p.dtype),
+            g,
+            state.params,
+        )
         loss = lsum / denom
         if use_penalty:
             pen, pen_grads = jax.value_and_grad(
