@@ -247,7 +247,7 @@ def piecewise_interpolate_schedule(
 
     def schedule(count):
         c = _count(count)
-        out = values[-1] * (c >= bounds[-1])
+        out = jnp.where(c >= bounds[-1], values[-1], 0.0)
         for i in range(len(bounds) - 1):
             lo, hi = bounds[i], bounds[i + 1]
             pct = (c - lo) / max(hi - lo, 1)
