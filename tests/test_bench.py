@@ -220,9 +220,9 @@ def test_bench_train_end_to_end(tiny_config, tmp_path):
     with open(path) as f:
         r = json.load(f)
     assert r["schema"] == "jopt.bench/1" and r["kind"] == "train"
-    # --devices 1: the data-parallel path (mesh, shardings, engine epoch) on the one CPU device.
+    # --devices 1: the data-parallel path (mesh, shardings, engine epoch) on one device.
     dp = r["data_parallel"]
-    assert dp["platform"] == "cpu" and dp["zero"] == 0
+    assert dp["platform"] == jax.default_backend() and dp["zero"] == 0
     assert dp["batch_size"] == 256 and dp["steps_per_epoch"] == r["shapes"]["steps_per_epoch"]
     (row,) = dp["results"]
     assert row["devices"] == 1 and row["steps_per_s"] > 0 and row["compile_s"] > 0
@@ -249,10 +249,14 @@ def test_bench_train_end_to_end(tiny_config, tmp_path):
         ("0", "distinct positive device counts"),
         ("two", "distinct positive device counts"),
         ("1,1", "distinct positive device counts"),
-        ("2", "only 1 cpu device(s) exist"),  # this process's JAX has started with one
+        ("too_many", "device(s) exist"),  # one more than this process's JAX has (cpu or gpu)
     ],
 )
 def test_bench_train_bad_devices_exits_2(tiny_config, devices, message, capsys):
+    if devices == "too_many":
+        have = jax.devices()
+        devices = str(len(have) + 1)
+        message = f"only {len(have)} {have[0].platform} device(s) exist"
     assert cli_main(["bench", "train", "--config", str(tiny_config), "--devices", devices]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -11,6 +11,15 @@ import jopt
 from jopt import numerics as nm
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _highest_matmul_precision():
+    """These tests compare mathematically equal computations (Lanczos and
+    Hutchinson against eigh and closed forms). On GPU/TPU float32 matmuls default
+    to TF32/bfloat16 passes (errors ~1e-3); ask for full float32 here. On CPU nothing changes."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def deep():
     """DeepOBS quadratic_deep (d=100, 90 eigenvalues in (0,1), 10 in (30,60)), rotated."""

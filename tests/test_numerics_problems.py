@@ -133,7 +133,8 @@ def test_compare_overlay_of_problem_runs(tmp_path):
     mom = run("mom", "{name: sgd, learning_rate: 0.001, momentum: 0.9}")
     # The recomputed path is the runner's path: same optimizer, same final point.
     problem, path = problem_path_from_config(load_config(f"{mom}/config.yaml"))
-    assert path.shape == (2001, 2) and problems.steps_to_reach(problem, path, 1e-8) == 1940
+    # 1940 steps on CPU, 1939 on an H200: float32 rounding differs between platforms.
+    assert path.shape == (2001, 2) and abs(problems.steps_to_reach(problem, path, 1e-8) - 1940) <= 3
     with open(f"{mom}/summary.json") as f:
         summary = json.load(f)
     np.testing.assert_allclose(summary["x_final"], path[-1], rtol=1e-6)

@@ -30,6 +30,15 @@ from jopt.train import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _highest_matmul_precision():
+    """These tests compare mathematically equal computations (full batch vs per-example
+    gradients, accumulation vs one big batch, closed forms). On GPU/TPU float32 matmuls default
+    to TF32/bfloat16 passes (errors ~1e-3); ask for full float32 here. On CPU nothing changes."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def iris():
     return load_dataset("iris", seed=0, val_fraction=0.2, test_fraction=0.2)
