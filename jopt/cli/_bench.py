@@ -35,32 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="1,100,1000",
         help="comma-separated leaf counts to spread the parameters over",
     )
-    up.add_argument(
-        "--impl",
-        default="optax,jopt,fused,packed",
-        help="comma-separated implementations: optax, jopt, fused, packed",
-    )
-    _common(up)
+    _common(up, impls="optax,jopt,fused,packed")
     tr = sub.add_parser("train", help="whole train steps and scan-fused epochs from a config")
     tr.add_argument("--config", required=True, help="an experiment YAML file")
     tr.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=1")
-    tr.add_argument(
-        "--impl",
-        default="optax,jopt,fused",
-        help="comma-separated implementations: optax, jopt, fused",
-    )
     tr.add_argument(
         "--devices",
         default=None,
         help="also measure data-parallel epochs on these device counts, e.g. 2 or 1,2,4,8 "
         "(on CPU, jopt asks JAX for that many host devices)",
     )
-    _common(tr)
+    _common(tr, impls="optax,jopt,fused")
     dp = sub.add_parser("distributed", help="data-parallel steps per second per device count")
     add_distributed_arguments(dp)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, impls: str) -> None:
+    p.add_argument(
+        "--impl", default=impls, help=f"comma-separated implementations: {impls.replace(',', ', ')}"
+    )
     p.add_argument("--steps", type=int, default=20, help="timed steps per case (after warm-up)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     p.add_argument(
