@@ -76,12 +76,12 @@ def polynomial(
         \\eta(t) = (\\eta_0 - \\eta_T)\\left(1 - \\frac{\\min(\\max(t - t_0, 0), T)}{T}\\right)^{p}
         + \\eta_T
 
-    Edge cases as optax: ``transition_steps <= 0`` gives the constant ``init_value``, and a
-    negative ``transition_begin`` counts as 0.
+    Unlike :func:`polynomial_schedule` (optax's name and fallbacks), this jopt spelling refuses
+    ``transition_steps <= 0`` and a negative ``transition_begin``.
     """
-    if transition_steps <= 0:
-        return constant(init_value)
-    transition_begin = max(transition_begin, 0)
+    _positive("polynomial", "transition_steps", transition_steps)
+    if transition_begin < 0:
+        raise JoptError(f"polynomial: transition_begin must be >= 0, got {transition_begin}")
 
     def schedule(count):
         t = jnp.clip(_f32(count) - transition_begin, 0, transition_steps)
