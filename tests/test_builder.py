@@ -18,7 +18,7 @@ import pytest
 from jopt import JoptError
 from jopt.experiment import bench_optimizers, build_optimizer, load_config, setup
 from jopt.experiment._lr_range import lr_find_optimizer
-from jopt.experiment._trainer import build_program
+from jopt.experiment._program import build_program
 from jopt.train import init_train_state
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -94,7 +94,7 @@ def test_problem_paths_build_the_same_optimizer():
     run_tx = build_optimizer(config, steps_per_epoch=1, total_steps=steps)
     lrs = np.full(6, config.optimizer.learning_rate, np.float32)
     find_tx = lr_find_optimizer(config, lrs, 1)
-    x = jnp.asarray(get_problem(config.data.name).x0)
+    x = jnp.asarray(get_problem(config.problem.name).x0)
     g = jnp.asarray([0.3, -0.7], x.dtype)
     s_run, s_find = run_tx.init(x), find_tx.init(x)
     for _ in range(3):  # a few steps: the schedule position matters

@@ -193,7 +193,7 @@ def test_numerics_test_problem_config(tmp_path):
     cfg = config_from_dict(
         {
             "name": "rosen",
-            "data": {"name": "rosenbrock"},
+            "problem": {"name": "rosenbrock"},
             "optimizer": {"name": "sgd", "learning_rate": 1e-3, "momentum": 0.9},
             "train": {"steps": 200},
             "output": {"runs_dir": str(tmp_path), "plots": False},
@@ -204,3 +204,8 @@ def test_numerics_test_problem_config(tmp_path):
     assert len(rows) == 201 and rows[0]["train_loss"] == pytest.approx(24.2)  # f(-1.2, 1)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert read_json(os.path.join(d, "summary.json"))["problem"] == "rosenbrock"
+    # a test problem is an objective of its own, not a data set: the old spelling is refused
+    with pytest.raises(JoptError, match=r"write problem: \{name: rosenbrock\}"):
+        config_from_dict({"data": {"name": "rosenbrock"}})
+    with pytest.raises(JoptError, match="unknown test problem"):
+        config_from_dict({"problem": {"name": "rosenbrok"}})

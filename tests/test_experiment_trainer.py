@@ -10,7 +10,7 @@ from jax.sharding import NamedSharding
 
 from jopt.combinators import get_hparams
 from jopt.experiment import build_optimizer, config_from_dict, replace_dotted, setup
-from jopt.experiment._trainer import build_program, compile_group, init_group, place_group
+from jopt.experiment._program import build_program, compile_group, init_group, place_group
 
 RAW = {
     "data": {"name": "iris", "val_fraction": 0.2, "test_fraction": 0.0},

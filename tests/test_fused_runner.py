@@ -28,7 +28,7 @@ import pytest
 from jopt import JoptError
 from jopt.experiment import build_optimizer, load_config, setup, to_dict
 from jopt.experiment._build import fused_refusal, load_data
-from jopt.experiment._trainer import build_program
+from jopt.experiment._program import build_program
 from jopt.train import init_train_state, make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,10 +106,10 @@ def test_fused_equals_unfused_or_is_refused(case):
         return
     assert why is None, why
     fused = load_config(path, [*over, "optimizer.fused=true"])
-    if plain.data.name == "rosenbrock":
+    if plain.problem.name is not None:
         from jopt.numerics import get_problem, run_problem
 
-        problem = get_problem(plain.data.name, **plain.data.options)
+        problem = get_problem(plain.problem.name, **plain.problem.options)
         paths = [
             np.asarray(run_problem(problem, build_optimizer(c, total_steps=50), 50))
             for c in (plain, fused)

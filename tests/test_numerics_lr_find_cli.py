@@ -63,7 +63,7 @@ def test_lr_find_on_a_test_problem(tmp_path):
     cfg = _write(
         tmp_path / "rosen.yaml",
         (
-            "name: lrf-rosen\ndata: {name: rosenbrock}\n"
+            "name: lrf-rosen\nproblem: {name: rosenbrock}\n"
             "optimizer: {name: sgd, learning_rate: 0.001}\n"
         ),
     )
@@ -103,7 +103,7 @@ def test_lr_find_on_a_test_problem(tmp_path):
 def test_lr_find_bad_input(tmp_path, capsys, extra, message):
     cfg = _write(
         tmp_path / "b.yaml",
-        "name: b\ndata: {name: booth}\noptimizer: {name: sgd, learning_rate: 0.01}\n",
+        "name: b\nproblem: {name: booth}\noptimizer: {name: sgd, learning_rate: 0.01}\n",
     )
     assert main(["lr-find", cfg, "--runs-dir", str(tmp_path / "r"), *extra]) == 2
     err = capsys.readouterr().err

@@ -123,7 +123,7 @@ def test_compare_overlay_of_problem_runs(tmp_path):
     def run(name, opt, data="{name: rosenbrock}", steps=2000):
         f = tmp_path / f"{name}.yaml"
         f.write_text(
-            f"name: {name}\ndata: {data}\noptimizer: {opt}\ntrain: {{steps: {steps}}}\n"
+            f"name: {name}\nproblem: {data}\noptimizer: {opt}\ntrain: {{steps: {steps}}}\n"
             f"output: {{runs_dir: {tmp_path / name}, plots: false}}\n"
         )
         assert main(["run", str(f), "--no-progress"]) == 0

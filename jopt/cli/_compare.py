@@ -61,7 +61,7 @@ def _rows_and_curves(path: str):
 
 
 def _is_problem_run(path: str) -> bool:
-    """True when ``path`` is a run of a classical test problem (``data.name: rosenbrock``...)."""
+    """True when ``path`` is a run of a classical test problem (``problem: {name: rosenbrock}``)."""
     from jopt.experiment import is_problem, load_config
 
     cfg_file = os.path.join(path, "config.yaml")

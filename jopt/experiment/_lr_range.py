@@ -8,7 +8,7 @@ base learning rate (``lr_mult``), with decoupled weight decay scaled along. That
 ``learning_rate = lrs[t]`` for every optimizer whose update is linear in its learning rate
 (all of jopt's). Data, model and loss come from :func:`jopt.experiment.setup`; each step
 draws ``batching.batch_size`` random training examples (the whole set for ``full``). A test
-problem (``data.name: rosenbrock``...) is its own loss.
+problem (``problem: {name: rosenbrock}``) is its own loss.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def lr_find_losses(config: Config, lrs: Any) -> np.ndarray:
 
 
 def _problem_curve(config: Config, lrs: Any) -> np.ndarray:
-    from jopt.numerics import get_problem, lr_find_run
+    from jopt.experiment._problem import get_config_problem
+    from jopt.numerics import lr_find_run
 
-    problem = get_problem(config.data.name, **dict(config.data.options))
+    problem = get_config_problem(config)
     tx = lr_find_optimizer(config, lrs, 1)
     x0 = jnp.asarray(problem.x0)
     if problem.sample is not None:

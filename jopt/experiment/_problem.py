@@ -1,9 +1,9 @@
-"""Configs whose ``data.name`` is a classical test problem from ``jopt.numerics``.
+"""Configs whose objective is a classical test problem from ``jopt.numerics``.
 
-``data: {name: rosenbrock}`` runs the configured optimizer (and schedule) on the problem with
+``problem: {name: rosenbrock}`` runs the configured optimizer (and schedule) on the problem with
 ``jopt.numerics.run_problem`` for ``train.steps`` (default ``train.epochs``) steps; there is no
-model or data set. ``data.options`` go to ``jopt.numerics.get_problem``. The run directory has
-the usual layout; each ``metrics.jsonl`` line is one step.
+model or data set. ``problem.options`` go to ``jopt.numerics.get_problem``. The run directory
+has the usual layout; each ``metrics.jsonl`` line is one step.
 """
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ from jopt.experiment._schema import Config
 
 
 def is_problem(config: Config) -> bool:
-    from jopt.experiment._registry import problem_names
+    """Whether the config's objective is a test problem (its ``problem`` section is set)."""
+    return config.problem.name is not None
 
-    return config.data.name in problem_names()
+
+def get_config_problem(config: Config):
+    """The ``jopt.numerics`` problem named by ``config.problem``."""
+    import jopt.numerics as jn
+
+    return jn.get_problem(config.problem.name, **dict(config.problem.options))
 
 
 def run_problem_config(config: Config, quiet: bool = True) -> str:
@@ -33,7 +39,7 @@ def run_problem_config(config: Config, quiet: bool = True) -> str:
     import jopt.numerics as jn
 
     t0 = time.perf_counter()
-    problem = jn.get_problem(config.data.name, **config.data.options)
+    problem = get_config_problem(config)
     steps = int(config.train.steps or config.train.epochs)
     tx = build_optimizer(config, steps_per_epoch=1, total_steps=steps)
     mult = schedule_multiplier(config, steps, 1)

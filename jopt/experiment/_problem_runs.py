@@ -23,7 +23,7 @@ __all__ = ["plot_problem_runs", "problem_path_from_config"]
 
 def problem_path_from_config(config: Any) -> tuple[Any, np.ndarray]:
     """``(problem, path)`` for a test-problem config, as ``jopt run`` computes it."""
-    problem = get_problem(config.data.name, **dict(config.data.options))
+    problem = get_problem(config.problem.name, **dict(config.problem.options))
     steps = int(config.train.steps or config.train.epochs)
     tx = build_optimizer(config, steps_per_epoch=1, total_steps=steps)
     key = jax.random.key(config.seed) if problem.sample is not None else None
@@ -45,7 +45,8 @@ def plot_problem_runs(run_dirs: list[str], plot_dir: str) -> list[str]:
         if not os.path.exists(cfg_file):
             raise JoptError(f"{d} is not a run directory (no config.yaml)")
         config = load_config(cfg_file)
-        this = (config.data.name, sorted((k, repr(v)) for k, v in config.data.options.items()))
+        options = config.problem.options
+        this = (config.problem.name, sorted((k, repr(v)) for k, v in options.items()))
         if ident is not None and this != ident:
             raise JoptError(
                 f"cannot overlay paths of different problems: {ident[0]} {dict(ident[1])} and "

@@ -27,6 +27,7 @@ _CHOICES: dict[str, Callable[[], Sequence[Any]]] = {
     "data.name": reg.dataset_names,
     "data.preprocess": reg.preprocess_names,
     "data.augmentation.max_shift": lambda: (0, 1, 2),
+    "problem.name": reg.problem_names,
     "model.name": reg.model_names,
     "model.activation": reg.activation_names,
     "loss.name": reg.loss_names,
@@ -36,6 +37,7 @@ _CHOICES: dict[str, Callable[[], Sequence[Any]]] = {
     "batching.strategy": lambda: reg.BATCHING,
     "batching.remainder": lambda: reg.REMAINDERS,
     "regularization.early_stopping.metric": lambda: reg.METRICS,
+    "regularization.early_stopping.mode": lambda: ("min", "max"),
     "sweep.protocol.metric": lambda: reg.METRICS,
     "distributed.zero": lambda: (0, 1),
 }

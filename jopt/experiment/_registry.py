@@ -79,11 +79,11 @@ def transform_names() -> list[str]:
 
 
 def dataset_names() -> list[str]:
-    return sorted(set(data_names()) | set(problem_names()))
+    return sorted(data_names())
 
 
 def problem_names() -> list[str]:
-    """Classical test problems from ``jopt.numerics`` (``data.name: rosenbrock``)."""
+    """Classical test problems from ``jopt.numerics`` (``problem: {name: rosenbrock}``)."""
     return sorted(list_problems())
 
 
@@ -128,6 +128,7 @@ def listing() -> dict[str, list[str]]:
         "schedules": list(SCHEDULES),
         "batching strategies": list(BATCHING),
         "datasets": dataset_names(),
+        "test problems": problem_names(),
         "models": model_names(),
         "activations": activation_names(),
         "losses": loss_names(),

@@ -82,11 +82,9 @@ def finish(
 
 
 def _problem_guard(config: Config) -> None:
-    from jopt.experiment._registry import problem_names
-
-    if config.data.name in problem_names():
+    if is_problem(config):
         raise JoptError(
-            f"data.name {config.data.name!r} is a numerics test problem; "
+            f"problem {config.problem.name!r} is a numerics test problem; "
             "run it with jopt run (a sweep needs a model and a data set)"
         )
 

@@ -56,6 +56,17 @@ class ModelConfig:
 
 
 @dataclass
+class ProblemConfig:
+    """A classical test problem from ``jopt.numerics`` as the objective, in place of data, model
+    and loss: ``problem: {name: rosenbrock}`` (``jopt.numerics.list_problems()``). ``options``
+    go to ``jopt.numerics.get_problem``. The run takes ``train.steps`` (else ``train.epochs``)
+    optimizer steps; ``data``, ``model``, ``loss`` and ``batching`` are not used."""
+
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LossConfig:
     """``cross_entropy`` for classification, ``mse`` for regression."""
 
@@ -223,6 +234,7 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    problem: ProblemConfig = field(default_factory=ProblemConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

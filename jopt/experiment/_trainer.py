@@ -25,13 +25,8 @@ import numpy as np
 from jopt.core.errors import JoptError
 from jopt.distributed import epoch_checkpoint_path, restore_checkpoint, save_checkpoint
 from jopt.experiment import _artifacts as art
-from jopt.experiment._build import (
-    Setup,
-    build_optimizer,
-    lr_name,
-    schedule_multiplier,
-    vmappable_values,
-)
+from jopt.experiment._build import Setup, lr_name, vmappable_values
+from jopt.experiment._program import build_program, compile_group, init_group, place_group
 from jopt.experiment._schema import Config
 
 
@@ -105,113 +100,9 @@ def start_distributed(config: Config) -> Any:
     dist = config.distributed
     if dist.data == 1 and not dist.coordinator_address:
         return None
-    try:
-        import jopt.distributed as jd
-    except ImportError:
-        raise JoptError("the distributed section needs jopt.distributed") from None
-    return jd.setup(dataclasses.asdict(dist))
+    from jopt import distributed
 
-
-@dataclasses.dataclass
-class Program:
-    """What :func:`build_program` gives: the (possibly wrapped) model, the optimizer, its
-    learning-rate multiplier and the pure epoch and evaluation functions of a group of ``K``.
-    Nothing is placed, initialised or compiled."""
-
-    model: Any
-    tx: Any
-    mult: Any
-    epoch_fn: Any
-    eval_fn: Any
-    K: int
-
-
-def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None) -> Program:
-    """Build the group's pure functions: the optimizer (:func:`build_optimizer`, wrapped for
-    ``parallel``), the model and the epoch/eval functions (vmapped over the group when K > 1)."""
-    from jopt.train import make_eval_fn, make_train_epoch
-
-    total_steps = setup.epochs * setup.steps_per_epoch
-    spe = setup.steps_per_epoch
-    tx = build_optimizer(config, steps_per_epoch=spe, total_steps=total_steps)
-    mult = schedule_multiplier(config, total_steps, spe)
-    model = setup.model
-    if parallel is not None:
-        if K > 1:
-            raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
-        parallel.check_batching(setup.batching, len(setup.data.y_train))
-        model, tx = parallel.model(model), parallel.optimizer(tx)
-    epoch_fn = make_train_epoch(
-        model, tx, setup.spec, setup.batching, augment=setup.augment, kind=setup.data.kind
-    )
-    eval_fn = make_eval_fn(model, setup.spec)
-    if K > 1:
-        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
-        eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
-    return Program(model, tx, mult, epoch_fn, eval_fn, K)
-
-
-def init_group(
-    program: Program, configs: list[Config], sample: Any, parallel: Any = None
-) -> tuple[Any, bool]:
-    """The group's initial train state (stacked over the K members when K > 1) and whether it
-    is already placed. Each member's state starts from its seed, with its hyperparameters
-    (:func:`vmappable_values`) written into the optimizer state (``jopt.set_hparams``).
-
-    In a multi-process job the state is built straight into its global shardings: a ZeRO-1
-    optimizer's init already yields arrays spread over other processes' devices, which no
-    process can copy whole to place them afterwards."""
-    from jopt.combinators import set_hparams
-    from jopt.train import init_train_state
-
-    def init_one(seed, hparams):
-        st = init_train_state(program.model, program.tx, sample, jax.random.key(seed))
-        return st._replace(opt_state=set_hparams(st.opt_state, **hparams))
-
-    values = [vmappable_values(c) for c in configs]
-    seeds = jnp.asarray([c.seed for c in configs], jnp.uint32)
-    hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
-    if parallel is not None and jax.process_count() > 1:
-        args = (np.uint32(configs[0].seed), {k: np.float32(v[0]) for k, v in hps.items()})
-        return parallel.init_state(init_one, *args), True
-    # one jitted init (for the whole group) instead of many small eager dispatches
-    if program.K == 1:
-        return jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()}), False
-    return jax.jit(jax.vmap(init_one))(seeds, hps), False
-
-
-def place_group(
-    state: Any, x: Any, y: Any, splits: dict, parallel: Any = None, placed: bool = False
-) -> tuple[Any, Any, Any, dict]:
-    """Put the state and the data where the program runs: as they are on one device; with
-    ``parallel``, the state sharded (unless ``placed``) and the data replicated on the mesh."""
-    if parallel is None:
-        return state, x, y, splits
-    if not placed:
-        state = parallel.shard_state(state)
-    x, y = parallel.replicate(x, y)
-    splits = {s: tuple(parallel.replicate(*xy)) for s, xy in splits.items()}
-    return state, x, y, splits
-
-
-def compile_group(
-    program: Program, state: Any, x: Any, y: Any, splits: dict, parallel: Any = None
-) -> tuple[Any, Any]:
-    """``(epoch, evaluate)``: the epoch function jitted with the state donated (through
-    ``parallel.jit_epoch`` when distributed: traced now, compiled on first call) and every
-    evaluation split in one compiled program (one compile instead of one per split size)."""
-    if parallel is not None:
-        epoch = parallel.jit_epoch(program.epoch_fn, state)
-        epoch.lower(state, x, y)
-    else:
-        epoch = jax.jit(program.epoch_fn, donate_argnums=0).lower(state, x, y).compile()
-    eval_fn = program.eval_fn
-
-    def eval_all(params, model_state, splits):
-        return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
-
-    evaluate = jax.jit(eval_all).lower(state.params, state.model_state, splits).compile()
-    return epoch, evaluate
+    return distributed.setup(dataclasses.asdict(dist))
 
 
 class GroupTrainer:
@@ -268,7 +159,11 @@ class GroupTrainer:
         self.train_s = 0.0
         self.eval_s = 0.0
 
-    # -- set-up helpers ----------------------------------------------------------------------
+    def member(self, tree: Any, k: int) -> Any:
+        """Member ``k``'s slice of a group tree (the tree itself for a group of one, whose
+        program is not vmapped)."""
+        return tree if self.K == 1 else _take(tree, k)
+
     # -- resume ------------------------------------------------------------------------------
     def restore(self, path: str, bookkeeping: dict) -> None:
         """Continue a single run from a checkpoint written by :meth:`_checkpoint`."""
@@ -293,9 +188,9 @@ class GroupTrainer:
         out = optimizer_logs(opt_state)
         return [
             {
-                k: _float(v if self.K == 1 else v[i])
+                k: _float(self.member(v, i))
                 for k, v in out.items()
-                if (v.ndim == 0 if self.K == 1 else v.ndim == 1)
+                if v.ndim == (self.K > 1)  # per-member scalars only
             }
             for i in range(self.K)
         ]
@@ -358,7 +253,7 @@ class GroupTrainer:
             bar.close()
         for k, mb in enumerate(self.members):
             if mb.final_state is None:
-                mb.final_state = self.state if self.K == 1 else _take(self.state, k)
+                mb.final_state = self.member(self.state, k)
             if (
                 mb.best_vars is not None
                 and cfg.regularization.early_stopping.patience > 0
@@ -378,13 +273,12 @@ class GroupTrainer:
         for k, mb in enumerate(self.members):
             if not mb.active:
                 continue
-            pick = (lambda v: v) if self.K == 1 else (lambda v, k=k: v[k])
             row: dict[str, Any] = {"epoch": epoch, "step": step}
             for key in ("train_loss", "train_accuracy", "penalty", "grad_norm"):
                 if key in m:
-                    row[key] = _float(pick(m[key]))
+                    row[key] = _float(self.member(m[key], k))
             for key, v in ev.items():
-                row[key] = _float(pick(v))
+                row[key] = _float(self.member(v, k))
             row.update(opt_logs[k])
             lr = vmappable_values(mb.config).get(lr_name(cfg))
             row["learning_rate"] = lr * self.lr_at(step) if lr is not None else None
@@ -399,12 +293,12 @@ class GroupTrainer:
                 )
                 mb.bad_evals = 0 if improved else mb.bad_evals + 1
                 if improved and es.patience > 0 and es.restore_best:
-                    st = self.state if self.K == 1 else _take(self.state, k)
+                    st = self.member(self.state, k)
                     mb.best_vars = jax.device_get((st.params, st.model_state))
                 if stop and es.patience > 0:
                     mb.active, mb.stopped_early = False, True
                     mb.final_state = jax.device_get(
-                        self.state if self.K == 1 else _take(self.state, k)
+                        self.member(self.state, k)
                     )
             if mb.run_dir is not None and mb.writes:
                 art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
@@ -421,7 +315,7 @@ class GroupTrainer:
         for k, mb in enumerate(self.members):
             if mb.run_dir is None or not mb.active:
                 continue
-            self._checkpoint(mb, epoch, self.state if self.K == 1 else _take(self.state, k))
+            self._checkpoint(mb, epoch, self.member(self.state, k))
         return True
 
     def _checkpoint(self, mb: Member, epoch: int, state) -> None:
@@ -463,7 +357,7 @@ class GroupTrainer:
             self.sharpness_fn = jax.jit(sharp)
         out = []
         for k, mb in enumerate(self.members):
-            st = self.state if self.K == 1 else _take(self.state, k)
+            st = self.member(self.state, k)
             lam = _float(
                 self.sharpness_fn(st.params, st.model_state, jax.random.key(mb.config.seed + epoch))
             )

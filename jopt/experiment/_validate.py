@@ -92,7 +92,15 @@ def validate_config(config: Config) -> None:
     _at_least("seed", config.seed, 0)
 
     d = config.data
+    if d.name in reg.problem_names():
+        raise JoptError(
+            f"data.name {d.name!r} is a test problem, not a data set: write "
+            f"problem: {{name: {d.name}}} (data, model and loss are then not used)"
+        )
     _one_of("data.name", d.name, reg.dataset_names(), "dataset")
+    problem = config.problem.name
+    if problem is not None:
+        _one_of("problem.name", problem, reg.problem_names(), "test problem")
     for key in ("val_fraction", "test_fraction"):
         value = getattr(d, key)
         if not 0.0 <= value < 1.0:
@@ -111,12 +119,12 @@ def validate_config(config: Config) -> None:
         )
 
     m = config.model
-    if d.name not in reg.problem_names():
+    if problem is None:
         _one_of("model.name", m.name, reg.model_names(), "model")
     _one_of("model.activation", m.activation, reg.activation_names())
     for i, width in enumerate(m.hidden):
         _at_least(f"model.hidden[{i}]", width, 1, "a positive integer")
-    if d.name not in reg.problem_names():
+    if problem is None:
         from jopt.experiment._build import model_kwargs
 
         try:
