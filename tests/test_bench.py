@@ -73,7 +73,7 @@ def test_memory_report_needs_no_allocation():
     rep = jopt.memory_report(jopt.fuse(jopt.adam(1e-3)), abstract)
     assert rep.per_slot()["inner.0.mu"] == 4_000_000
     # "-": Adam's int32 count and the fused state's one int32 leaf offset.
-    assert rep.per_group() == {"-": 8, "float32": 8_000_000}
+    assert rep.per_group() == {"-": 8, "w": 8_000_000}  # per parameter path, not per buffer
 
 
 def test_update_bytes_model():

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jopt.fused import pack_layout
+from jopt.fused import on_buffers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,10 +19,11 @@ class MemoryRow:
         slot: the path of the slot in the state, up to where the parameter tree starts
             (``"0.mu"``, ``"inner.0.nu"``); for state that does not mirror the parameters
             (step counters, hyperparameters) the full path.
-        group: the top-level parameter key the arrays belong to (``"Dense_0"``), the packed
-            buffer name for fused state (``"float32"``), or ``"-"`` for non-parameter state.
+        group: the top-level parameter key the arrays belong to (``"Dense_0"``, also for
+            packed state), ``"(padding)"`` for the zero padding of packed buffers, or ``"-"``
+            for non-parameter state.
         bytes: total bytes.
-        arrays: number of arrays.
+        arrays: number of arrays (a packed buffer counts once, in its first parameter's row).
         dtypes: the dtypes seen, comma separated.
     """
 
@@ -90,15 +91,17 @@ def _nbytes(x: Any) -> int:
     return int(np.prod(x.shape, dtype=np.int64)) * np.dtype(x.dtype).itemsize
 
 
-def memory_report(tx: Any, params: Any) -> MemoryReport:
+def memory_report(tx: Any, params: Any, *, layout: Any = None) -> MemoryReport:
     """Bytes of ``tx``'s state for ``params``, per state slot and parameter group.
 
     Nothing is allocated: the state's shapes come from ``jax.eval_shape(tx.init, params)``, and
     ``params`` may itself be a tree of ``jax.ShapeDtypeStruct``.
 
     A state leaf whose path ends with a parameter's path (``mu['Dense_0']['kernel']``) belongs to
-    slot ``mu`` and group ``Dense_0``; for fused state the packed buffer names (``float32``) play
-    the role of the parameter paths.
+    slot ``mu`` and group ``Dense_0``. Rows are always per parameter path, never per buffer:
+    packed state (``jopt.fuse(tx)``, or ``tx`` on ``layout``'s buffers as in
+    ``jopt.fused.packed_train_step``: pass ``layout=unpack.layout``) is split over the
+    parameters each buffer holds; padding is the group ``(padding)``.
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -106,33 +109,54 @@ def memory_report(tx: Any, params: Any) -> MemoryReport:
         >>> rep.per_slot()["0.mu"]
         400
     """
-    abstract = jax.eval_shape(tx.init, params)
-    param_paths = {
-        tuple(_key_str(k) for k in path)
-        for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
-    }
-    param_paths |= {(g,) for g in pack_layout(params).groups}
+    if layout is None and hasattr(tx, "layout_for"):
+        layout = tx.layout_for(params)
+        abstract = jax.eval_shape(tx.init, params)
+    elif layout is not None:
+        buffers = {
+            g: jax.ShapeDtypeStruct((n,), np.dtype(layout.dtype_of(g))) for g, n in layout.sizes
+        }
+        abstract = jax.eval_shape(on_buffers(tx, layout).init, buffers)
+    else:
+        abstract = jax.eval_shape(tx.init, params)
+    flat_params = jax.tree_util.tree_flatten_with_path(params)[0]
+    param_paths = {tuple(_key_str(k) for k in path) for path, _ in flat_params}
+    tops = [_key_str(path[0]) if path else "state" for path, _ in flat_params]
     max_len = max((len(p) for p in param_paths), default=0)
-    acc: dict[tuple[str, str], list[Any]] = {}
+    acc: dict[tuple[str, str], list] = {}
+
+    def add(slot: str, group: str, nbytes: int, arrays: int, dtype: str) -> None:
+        row = acc.setdefault((slot, group), [0, 0, set()])
+        row[0] += nbytes
+        row[1] += arrays
+        row[2].add(dtype)
+
+    buffer_names = set(layout.groups) if layout is not None else set()
     for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
         keys = tuple(_key_str(k) for k in path)
+        dtype = np.dtype(leaf.dtype)
         if len(keys) >= 2 and keys[-2] == "offsets" and keys[-1].isdigit():
             keys = keys[:-1]  # a fused state's per-leaf offsets: one slot, not one per leaf
+        if keys and keys[-1] in buffer_names and len(leaf.shape) == 1:
+            # A packed slot: its bytes belong to the parameters the buffer holds.
+            slot = ".".join(keys[:-1]) or "state"
+            used = 0  # the one array is counted once, with its first parameter's row
+            for s, top in zip(layout.slots, tops, strict=True):
+                if s.group == keys[-1]:
+                    add(slot, top, s.size * dtype.itemsize, int(used == 0), dtype.name)
+                    used += s.size
+            if leaf.shape[0] > used:
+                add(slot, "(padding)", (leaf.shape[0] - used) * dtype.itemsize, 0, dtype.name)
+            continue
         slot, group = ".".join(keys) or "state", "-"
         for n in range(min(max_len, len(keys)), 0, -1):
             if keys[-n:] in param_paths:
                 slot, group = ".".join(keys[:-n]) or "state", keys[-n]
                 break
-        acc.setdefault((slot, group), []).append(leaf)
+        add(slot, group, _nbytes(leaf), 1, dtype.name)
     rows = tuple(
-        MemoryRow(
-            slot=slot,
-            group=group,
-            bytes=sum(_nbytes(x) for x in leaves),
-            arrays=len(leaves),
-            dtypes=",".join(sorted({np.dtype(x.dtype).name for x in leaves})),
-        )
-        for (slot, group), leaves in acc.items()
+        MemoryRow(slot=slot, group=group, bytes=b, arrays=n, dtypes=",".join(sorted(d)))
+        for (slot, group), (b, n, d) in acc.items()
     )
     param_bytes = sum(_nbytes(x) for x in jax.tree.leaves(params))
     return MemoryReport(rows=rows, param_bytes=param_bytes)

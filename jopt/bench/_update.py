@@ -19,14 +19,14 @@ import numpy as np
 import optax
 
 from jopt.bench._memory import memory_report
-from jopt.bench._roofline import Bandwidth
+from jopt.bench._roofline import Bandwidth, CopyBound
 from jopt.bench._timing import StepStats, compile_fn, time_steps
 from jopt.core import JoptError, apply_updates
-from jopt.fused import fuse, pack_layout
+from jopt.fused import fuse, on_buffers, packed_layout
 from jopt.optimizers import adam, adamw, sgd
 
-# optax / jopt: leaf by leaf; fused: jopt.fused (packed state, tree parameters); packed: the
-# parameters and gradients themselves are packed (jopt.pack), as in jopt.fused.packed_step.
+# optax / jopt: leaf by leaf; fused: jopt.fuse (packed state, tree parameters); packed: the
+# parameters and gradients themselves are packed, as in jopt.fused.packed_train_step.
 IMPLS = ("optax", "jopt", "fused", "packed")
 
 
@@ -107,6 +107,7 @@ class UpdateResult:
     bytes_per_step: int
     state_bytes: int
     bandwidth_gbs: float
+    copy_gbs: float = 0.0  # the device's copy bound (0: not measured)
 
     @property
     def achieved_gbs(self) -> float:
@@ -125,6 +126,20 @@ class UpdateResult:
     def x_bound_median(self) -> float:
         return self.step.median / self.bound_s
 
+    @property
+    def copy_bound_s(self) -> float:
+        """The step time at the device's copy bandwidth (``nan`` when not measured)."""
+        return self.bytes_per_step / (self.copy_gbs * 1e9) if self.copy_gbs else float("nan")
+
+    @property
+    def x_copy(self) -> float:
+        """Fastest step over the copy-bound time: how far from the hardware's roof."""
+        return self.step.min / self.copy_bound_s
+
+    @property
+    def x_copy_median(self) -> float:
+        return self.step.median / self.copy_bound_s
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer,
@@ -139,6 +154,10 @@ class UpdateResult:
             "bound_s": self.bound_s,
             "x_bound": self.x_bound,
             "x_bound_median": self.x_bound_median,
+            "copy_bound_gbs": self.copy_gbs or None,
+            "copy_bound_s": self.copy_bound_s if self.copy_gbs else None,
+            "x_copy": self.x_copy if self.copy_gbs else None,
+            "x_copy_median": self.x_copy_median if self.copy_gbs else None,
         }
 
 
@@ -160,14 +179,23 @@ def bench_update(
     steps: int = 20,
     warmup: int = 2,
     min_time: float = 0.0,
+    copy_bound: CopyBound | None = None,
 ) -> UpdateResult:
-    """Compile and time one ``impl`` of ``optimizer`` on ``params``/``grads``."""
+    """Compile and time one ``impl`` of ``optimizer`` on ``params``/``grads``.
+
+    The result compares the step with two bounds: ``bandwidth`` (XLA's best elementwise kernel
+    at this size) and, when given, ``copy_bound`` (the device's copy bandwidth on arrays larger
+    than its cache).
+    """
     # optax's own maths mixes Python floats with int32 counts, which strict promotion rejects.
     promotion = "standard" if impl == "optax" else jax.config.jax_numpy_dtype_promotion
     with jax.numpy_dtype_promotion(promotion):
-        return _bench_update(
+        result = _bench_update(
             optimizer, impl, params, grads, bandwidth, steps=steps, warmup=warmup, min_time=min_time
         )
+    if copy_bound is not None:
+        result = dataclasses.replace(result, copy_gbs=copy_bound.gbs)
+    return result
 
 
 def _bench_update(optimizer, impl, params, grads, bandwidth, *, steps, warmup, min_time):
@@ -175,9 +203,10 @@ def _bench_update(optimizer, impl, params, grads, bandwidth, *, steps, warmup, m
     moved, state_bytes = update_bytes(tx, params)
     n_params = sum(x.size for x in jax.tree.leaves(params))
     n_leaves = len(jax.tree.leaves(params))
-    if impl == "packed":  # the same values, held as one buffer per dtype across steps
-        layout = pack_layout(params)
+    if impl == "packed":  # the same values, held in buffers per (dtype, class) across steps
+        layout = packed_layout(tx, params)
         params, grads = layout.pack(params), layout.pack(grads)
+        tx = on_buffers(tx, layout)
     p = jax.tree.map(jnp.copy, params)  # donated below; keep the caller's arrays alive
     state = jax.jit(tx.init)(p)
     compiled, compile_s = compile_fn(_update_step(tx), p, state, grads, donate_argnums=(0, 1))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jopt.bench._memory import memory_report
 from jopt.bench._report import SCHEMA, environment, format_table
-from jopt.bench._roofline import measure_bandwidth
+from jopt.bench._roofline import measure_bandwidth, measure_copy_bound
 from jopt.bench._update import IMPLS, OPTIMIZERS, bench_update, make_params, make_tx
 from jopt.core import JoptError
 
@@ -34,10 +34,15 @@ def update_report(
     steps: int = 20,
     warmup: int = 2,
     min_time: float = 0.0,
+    copy_bound: bool = True,
 ) -> dict[str, Any]:
     """Time one update of each optimizer × implementation × leaf count; print and return the
     report (fields in ``benchmarks/README.md``). Bad names or sizes raise one-line JoptErrors
-    before anything is measured."""
+    before anything is measured.
+
+    Each result is set against two bounds: XLA's best elementwise kernel over arrays as large as
+    the parameters (``x bound``) and, with ``copy_bound``, the device's copy bandwidth over
+    arrays several times its last-level cache (``x copy``)."""
     for o in optimizers:
         if o not in OPTIMIZERS:
             raise JoptError(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
@@ -62,6 +67,13 @@ def update_report(
         f"bandwidth bound: {bw.gbs:.2f} GB/s (triad {bw.triad_gbs:.2f}, "
         f"scaled copy {bw.copy_gbs:.2f}) over {bw.elements:,} float32"
     )
+    cb = measure_copy_bound(steps=5) if copy_bound else None
+    if cb is not None:
+        print(
+            f"device copy bound: {cb.gbs:.2f} GB/s (plain {cb.plain_gbs:.2f}, scaled "
+            f"{cb.scaled_gbs:.2f}) over {cb.elements:,} {cb.dtype} "
+            f"(last-level cache {cb.cache_bytes / 2**20:.0f} MiB)"
+        )
 
     results, memory, shapes = [], {}, {}
     for n_leaves in leaves:
@@ -78,6 +90,7 @@ def update_report(
                     steps=steps,
                     warmup=warmup,
                     min_time=min_time,
+                    copy_bound=cb,
                 )
                 results.append(r.as_dict())
                 print(
@@ -142,6 +155,7 @@ def update_report(
                 r["achieved_gbs"],
                 r["x_bound"],
                 r["x_bound_median"],
+                "-" if r["x_copy"] is None else r["x_copy"],
                 "-" if ratio is None else f"{ratio['step_ratio']:.3f}",
                 "-" if ratio is None else f"{ratio['compile_ratio']:.3f}",
             ]
@@ -161,6 +175,7 @@ def update_report(
                 "GB/s",
                 "x bound (min)",
                 "x bound (med)",
+                "x copy (min)",
                 "step/optax",
                 "compile/optax",
             ],
@@ -190,6 +205,7 @@ def update_report(
         },
         "shapes": shapes,
         "bandwidth": bw.as_dict(),
+        "copy_bound": None if cb is None else cb.as_dict(),
         "results": results,
         "ratios": ratios,
         "memory": memory,

@@ -14,7 +14,7 @@ from jopt.fused._classes import leaf_classes, packed_layout
 from jopt.fused._convert import state_to_packed, state_to_per_leaf
 from jopt.fused._fused import FusedState, fuse, pad_scope, per_leaf
 from jopt.fused._layout import LeafSlot, PackLayout, pack, pack_layout
-from jopt.fused._step import packed_init, packed_step
+from jopt.fused._step import on_buffers, packed_init, packed_step
 from jopt.fused._train import PackedState, Unpacker, packed_train_step
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Unpacker",
     "fuse",
     "leaf_classes",
+    "on_buffers",
     "pack",
     "pack_layout",
     "packed_init",

@@ -80,7 +80,7 @@ class FusedState(NamedTuple):
     offsets: tuple = ()
 
 
-def fuse(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> GradientTransformation:
+def fuse(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> FusedTransformation:
     """Run ``tx`` with its state on packed buffers; the same results as ``tx``.
 
     .. math::
@@ -157,8 +157,16 @@ def fuse(tx: Any, *, dynamic_offsets: bool = True, pad_to: int = 1) -> GradientT
         offsets = state.offsets if len(state.offsets) == layout.num_leaves else None
         return layout.unpack(new_updates, offsets), FusedState(inner, state.offsets)
 
-    out = GradientTransformation(init_fn, update_fn)
+    out = FusedTransformation(init_fn, update_fn)
+    out.layout_for = layout_of
     return out
+
+
+class FusedTransformation(GradientTransformation):
+    """What :func:`fuse` returns: a transform, plus ``layout_for(params)`` (the
+    :class:`PackLayout` its state uses for ``params``; read by ``jopt.memory_report``)."""
+
+    # No __slots__: instances carry ``layout_for`` in a __dict__.
 
 
 def _match_state(layout: PackLayout, inner: Any) -> PackLayout:

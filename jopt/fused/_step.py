@@ -29,7 +29,7 @@ from typing import Any
 
 import jax
 
-from jopt.core import apply_updates, call_update
+from jopt.core import GradientTransformation, apply_updates, call_update
 from jopt.fused._classes import layout_scope
 from jopt.fused._fused import FusedState
 from jopt.fused._layout import PackLayout
@@ -74,3 +74,22 @@ def packed_step(
         return apply_updates(packed, updates), FusedState(inner, state.offsets), out
 
     return step
+
+
+def on_buffers(tx: Any, layout: PackLayout) -> GradientTransformation:
+    """``tx`` for trees that *are* ``layout``'s packed buffers (``{buffer: 1-D array}``).
+
+    Its ``init`` and ``update`` run ``tx`` with the layout in force, so masks, groups and
+    per-leaf norms act per buffer exactly as they would per leaf. Use it when the caller holds
+    packed parameters and gradients itself (``jopt bench update``'s ``packed`` case).
+    """
+
+    def init_fn(packed):
+        with layout_scope(layout):
+            return tx.init(packed)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        with layout_scope(layout):
+            return call_update(tx, updates, state, params, **extra_args)
+
+    return GradientTransformation(init_fn, update_fn)
