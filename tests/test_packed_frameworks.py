@@ -107,3 +107,22 @@ def test_equinox():
 
     got = _compare(loss_fn, params)
     assert isinstance(eqx.combine(got, static), eqx.nn.MLP)
+
+
+def _readme_blocks():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Benchmarks and fused execution") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_readme_packed_examples_run():
+    blocks = _readme_blocks()
+    assert len(blocks) == 3  # flax linen, NNX, equinox
+    for code in blocks:
+        scope: dict = {}
+        exec(compile(code, "README.md", "exec"), scope)
+        assert float(scope["loss"]) < 0.05
