@@ -10,8 +10,15 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import EmptyState, GradientTransformation, map_elementwise, scalar_as
-from jopt.transforms._moments import abs_sq
+from jopt.core import (
+    EmptyState,
+    GradientTransformation,
+    abs_sq,
+    inexact,
+    layout_dependent,
+    map_elementwise,
+    scalar_as,
+)
 
 
 def _empty(params):
@@ -57,6 +64,7 @@ def masked(
         return MaskedState(inner.init(_apply_mask(params, mask_of(params))))
 
     def update_fn(updates, state, params=None, **extra_args):
+        layout_dependent("masked reads a per-leaf mask tree; use jopt.groups for packed runs")
         mask_tree = mask_of(updates)
         if mask_compatible_extra_args:
             structure = jax.tree.structure(updates)
@@ -121,8 +129,10 @@ def adaptive_grad_clip(
         del extra_args
         if params is None:
             raise ValueError("adaptive_grad_clip needs params: call update(updates, state, params)")
+        layout_dependent("adaptive_grad_clip takes unit-wise norms of each parameter array")
 
         def fn(g, p):
+            g, p = inexact(g), inexact(p)
             g_norm = _unitwise_norm(g, axis)
             p_norm = _unitwise_norm(p.astype(g.dtype), axis)
             max_norm = scalar_as(clipping, g_norm) * jnp.maximum(p_norm, scalar_as(eps, p_norm))
@@ -146,7 +156,10 @@ def centralize() -> GradientTransformation:
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
 
+        layout_dependent("centralize takes means over the axes of each parameter array")
+
         def fn(g):
+            g = inexact(g)
             if g.ndim > 1:
                 return g - g.mean(tuple(range(1, g.ndim)), keepdims=True)
             return g
@@ -175,8 +188,11 @@ def zero_nans() -> GradientTransformation:
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        layout_dependent("zero_nans keeps one found-NaN flag per parameter array")
         found = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
-        updates = map_elementwise(lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates)
+        updates = map_elementwise(
+            lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates
+        )
         return updates, ZeroNansState(found)
 
     return GradientTransformation(init_fn, update_fn)
@@ -200,7 +216,8 @@ def keep_params_nonnegative() -> GradientTransformation:
             )
 
         def fn(u, p):
-            p = p.astype(u.dtype)
+            u = inexact(u)
+            p = inexact(p).astype(u.dtype)
             return jnp.where((p + u) < 0.0, -p, u)
 
         return map_elementwise(fn, updates, params), state

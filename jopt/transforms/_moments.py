@@ -12,19 +12,21 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, map_elementwise, safe_increment, scalar_as, zeros_like
-
-
-def abs_sq(g: jax.Array) -> jax.Array:
-    """:math:`|g|^2` elementwise: real for complex ``g`` (``g * conj(g)``), ``g * g`` else."""
-    if jnp.iscomplexobj(g):
-        return (g * jnp.conj(g)).real
-    return g * g
+from jopt.core import (
+    GradientTransformation,
+    abs_sq,
+    inexact,
+    inexact_dtype,
+    map_elementwise,
+    safe_increment,
+    scalar_as,
+    zeros_like,
+)
 
 
 def _ema(g: jax.Array, m: jax.Array, decay: Any) -> jax.Array:
     """``(1 - decay) g + decay m`` in ``m``'s dtype."""
-    return scalar_as(1 - decay, m) * g.astype(m.dtype) + scalar_as(decay, m) * m
+    return scalar_as(1 - decay, m) * inexact(g).astype(m.dtype) + scalar_as(decay, m) * m
 
 
 def _bias(decay: Any, t: jax.Array) -> jax.Array:
@@ -85,16 +87,16 @@ def scale_by_belief(
 
         def step(g, m, s):
             m = _ema(g, m, b1)
-            s = _ema(abs_sq(g.astype(m.dtype) - m), s, b2) + scalar_as(eps_root, s)
+            s = _ema(abs_sq(inexact(g).astype(m.dtype) - m), s, b2) + scalar_as(eps_root, s)
             if nesterov:
                 b1_ = scalar_as(b1, m)
                 m_hat = b1_ * (m / c1n.astype(m.dtype)) + scalar_as(1 - b1, m) * (
-                    g.astype(m.dtype) / c1.astype(m.dtype)
+                    inexact(g).astype(m.dtype) / c1.astype(m.dtype)
                 )
             else:
                 m_hat = m / c1.astype(m.dtype)
             u = m_hat / (jnp.sqrt(s / c2.astype(s.dtype)) + scalar_as(eps, s))
-            return u.astype(g.dtype), m, s
+            return u.astype(inexact_dtype(g)), m, s
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByBeliefState(count, mu, nu)
@@ -152,11 +154,11 @@ def scale_by_yogi(
 
         def step(g, m, v):
             m = _ema(g, m, b1)
-            g2 = abs_sq(g.astype(v.dtype)).astype(v.dtype)
+            g2 = abs_sq(inexact(g).astype(v.dtype)).astype(v.dtype)
             v = v - scalar_as(1 - b2, v) * jnp.sign(v - g2) * g2
             m_hat, v_hat = m / c1.astype(m.dtype), v / c2.astype(v.dtype)
             u = m_hat / (jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v))
-            return u.astype(g.dtype), m, v
+            return u.astype(inexact_dtype(g)), m, v
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
         return updates, ScaleByYogiState(count, mu, nu)
@@ -220,7 +222,7 @@ def scale_by_adan(
         c1, c2, c3 = _bias(b1, t), _bias(b2, t), _bias(b3, t)
 
         def step(g, m, v, n, g_prev):
-            gw = g.astype(m.dtype)
+            gw = inexact(g).astype(m.dtype)
             diff = jnp.where(first, jnp.zeros_like(gw), gw - g_prev)
             m = _ema(gw, m, b1)
             v = _ema(diff, v, b2)
@@ -230,7 +232,7 @@ def scale_by_adan(
             u = (m_hat + scalar_as(1 - b2, v_hat) * v_hat) / (
                 jnp.sqrt(n_hat + scalar_as(eps_root, n)) + scalar_as(eps, n)
             )
-            return u.astype(g.dtype), m, v, n, gw
+            return u.astype(inexact_dtype(g)), m, v, n, gw
 
         out = map_elementwise(step, updates, state.m, state.v, state.n, state.g, n_out=5)
         updates, m, v, n, g = out
@@ -275,7 +277,7 @@ def scale_by_ema(
 
         def step(g, a):
             a = _ema(g, a, decay)
-            return (a / corr.astype(a.dtype)).astype(g.dtype), a
+            return (a / corr.astype(a.dtype)).astype(inexact_dtype(g)), a
 
         updates, ema = map_elementwise(step, updates, state.ema, n_out=2)
         return updates, ScaleByEmaState(count, ema)
@@ -317,10 +319,10 @@ def scale_by_optimistic_gradient(
         del params, extra_args
 
         def step(g, prev):
-            gw = g.astype(prev.dtype)
+            gw = inexact(g).astype(prev.dtype)
             prev = jnp.where(state.is_initial_step, gw, prev)
             u = scalar_as(alpha + beta, gw) * gw - scalar_as(beta, gw) * prev
-            return u.astype(g.dtype), gw
+            return u.astype(inexact_dtype(g)), gw
 
         updates, prev = map_elementwise(step, updates, state.previous_gradient, n_out=2)
         return updates, ScaleByOptimisticGradientState(jnp.array(False), prev)
@@ -361,30 +363,35 @@ def scale_by_rprop(
     and the output is :math:`p_{t-1}` (0 after a sign change: iRprop-): like
     ``optax.scale_by_rprop`` 0.2.8 it emits the step one update late, so the first update is
     zero (torch's ``Rprop`` emits :math:`p_t`). Apply it with a negative scale. Elementwise
-    (packable). Real parameters only.
+    (packable). For complex leaves the sign test is :math:`\\mathrm{Re}(g\\bar p) > 0` and
+    :math:`\\mathrm{sign}(g) = g/|g|`.
 
     Reference: Riedmiller & Braun 1993, "A Direct Adaptive Method for Faster Backpropagation
     Learning: The RPROP Algorithm"; Igel & Hüsken 2000 (iRprop-).
     """
 
     def init_fn(params):
-        return ScaleByRpropState(_full_like(params, learning_rate), zeros_like(params))
+        sizes = map_elementwise(
+            lambda z: z + scalar_as(learning_rate, z), zeros_like(params, real=True)
+        )
+        return ScaleByRpropState(sizes, zeros_like(params))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
 
         def step(g, size, prev):
-            gw = g.astype(prev.dtype)
-            s = gw * prev
+            gw = inexact(g).astype(prev.dtype)
+            # real(g conj(p)): the sign test; for complex leaves, whether g keeps its phase.
+            s = jnp.real(gw * jnp.conj(prev)) if jnp.iscomplexobj(gw) else gw * prev
             factor = jnp.where(s > 0, scalar_as(eta_plus, size), scalar_as(eta_minus, size))
             clipped = jnp.clip(
                 size * factor, scalar_as(min_step_size, size), scalar_as(max_step_size, size)
             )
             size = jnp.where(s == 0, size, clipped)
-            new_prev = jnp.where(s < 0, jnp.zeros_like(gw), size * jnp.sign(gw))
+            new_prev = jnp.where(s < 0, jnp.zeros_like(gw), size.astype(gw.dtype) * jnp.sign(gw))
             # optax 0.2.8 emits the *previous* p (one step late); kept for parity.
             u = jnp.where(s < 0, jnp.zeros_like(prev), prev)
-            return u.astype(g.dtype), size, new_prev
+            return u.astype(inexact_dtype(g)), size, new_prev
 
         updates, sizes, prev = map_elementwise(
             step, updates, state.step_sizes, state.prev_updates, n_out=3

@@ -21,12 +21,16 @@ from jopt.core import (
     EmptyState,
     GradientTransformation,
     JoptError,
+    abs_sq,
+    inexact,
+    inexact_dtype,
+    layout_dependent,
+    real_dtype,
     safe_increment,
     scalar_as,
     squared_norm,
     state_dtype,
 )
-from jopt.transforms._moments import abs_sq
 
 
 def _empty(params):
@@ -98,11 +102,12 @@ def scale_by_novograd(
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         _need_params("scale_by_novograd", params)
+        layout_dependent("scale_by_novograd keeps one gradient norm per parameter array")
         count = safe_increment(state.count)
         first = count == 1
 
         def step(g, p, m, v):
-            gw = g.astype(m.dtype)
+            gw, p = inexact(g).astype(m.dtype), inexact(p)
             # ||g||^2 through the norm, as optax computes it (same rounding).
             sq = (jnp.linalg.norm(gw) ** 2).astype(v.dtype)
             v = jnp.where(first, sq, scalar_as(1 - b2, v) * sq + scalar_as(b2, v) * v)
@@ -115,7 +120,7 @@ def scale_by_novograd(
         treedef = jax.tree.structure(updates)
         mu = treedef.unflatten([o[0] for o in treedef.flatten_up_to(out)])
         nu = treedef.unflatten([o[1] for o in treedef.flatten_up_to(out)])
-        new_updates = jax.tree.map(lambda m, g: m.astype(g.dtype), mu, updates)
+        new_updates = jax.tree.map(lambda m, g: m.astype(inexact_dtype(g)), mu, updates)
         return new_updates, ScaleByNovogradState(count, mu, nu)
 
     return GradientTransformation(init_fn, update_fn)
@@ -153,15 +158,15 @@ def scale_by_sm3(
             \\;(0 \\text{ where } a_t = 0)
 
     and the output is :math:`n_t`. Arrays of rank < 2 keep a full accumulator. A scalar
-    parameter is treated as a 1-vector (optax 0.2.8 fails on scalars). Per-axis reductions:
-    not packable. Real parameters only.
+    parameter is treated as a 1-vector (optax 0.2.8 fails on scalars), and a complex one
+    accumulates :math:`|g|^2` (optax refuses complex). Per-axis reductions: not packable.
 
     Reference: Anil et al. 2019, "Memory-Efficient Adaptive Optimization".
     """
 
     def init_fn(params):
         def accumulators(p):
-            dt = state_dtype(p)
+            dt = real_dtype(state_dtype(p))  # accumulators hold |g|^2: real
             if jnp.ndim(p) == 0:
                 return [jnp.zeros([], dt)]
             return [jnp.zeros((n,), dt) for n in jnp.shape(p)]
@@ -172,12 +177,13 @@ def scale_by_sm3(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        layout_dependent("scale_by_sm3 keeps one accumulator per axis of each parameter array")
         treedef = jax.tree.structure(updates)
         mus = treedef.flatten_up_to(state.mu)
         new_mu, new_nu, out = [], [], []
         nus = treedef.flatten_up_to(state.nu)
         for g, acc, n in zip(treedef.flatten_up_to(updates), mus, nus, strict=True):
-            gw = g.astype(n.dtype)
+            gw = inexact(g).astype(n.dtype)
             c = 1.0 if (isinstance(b2, float | int) and b2 == 1.0) else 1.0 - b2
             if gw.ndim < 2:
                 prior = acc[0]
@@ -186,16 +192,17 @@ def scale_by_sm3(
                 prior = functools.reduce(
                     jnp.minimum, [jnp.reshape(a, s) for a, s in zip(acc, shapes, strict=True)]
                 )
-            a = scalar_as(c, gw) * gw * gw + scalar_as(b2, gw) * prior
+            g2 = abs_sq(gw)
+            a = scalar_as(c, g2) * g2 + scalar_as(b2, g2) * prior
             inv = jnp.where(a > 0, jax.lax.rsqrt(a + scalar_as(eps, a)), jnp.zeros_like(a))
-            n = scalar_as(1 - b1, n) * (gw * inv) + scalar_as(b1, n) * n
+            n = scalar_as(1 - b1, n) * (gw * inv.astype(gw.dtype)) + scalar_as(b1, n) * n
             if gw.ndim < 2:
                 new_mu.append([a])
             else:
                 axes = range(gw.ndim)
                 new_mu.append([jnp.max(a, axis=tuple(j for j in axes if j != i)) for i in axes])
             new_nu.append(n)
-            out.append(n.astype(g.dtype))
+            out.append(n.astype(inexact_dtype(g)))
         return treedef.unflatten(out), ScaleBySM3State(
             treedef.unflatten(new_mu), treedef.unflatten(new_nu)
         )
@@ -283,9 +290,11 @@ def scale_by_factored_rms(
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         _need_params("scale_by_factored_rms", params)
+        layout_dependent("scale_by_factored_rms keeps row/column statistics per matrix")
         beta = decay_rate_fn(state.count - step_offset, decay_rate)
 
         def one(g, row, col, v):
+            g = inexact(g)
             dt = v.dtype
             b = jnp.asarray(beta).astype(dt)
             gw = g.astype(dt) if not jnp.iscomplexobj(g) else g
@@ -339,7 +348,10 @@ def clip_by_block_rms(threshold: jax.typing.ArrayLike) -> GradientTransformation
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
 
+        layout_dependent("clip_by_block_rms takes the RMS of each parameter array")
+
         def fn(u):
+            u = inexact(u)
             rms = jnp.sqrt(jnp.mean(abs_sq(u)))
             denom = jnp.maximum(jnp.ones([], rms.dtype), rms / scalar_as(threshold, rms))
             return u / denom.astype(u.dtype)
@@ -356,8 +368,10 @@ def scale_by_param_block_rms(min_scale: jax.typing.ArrayLike = 1e-3) -> Gradient
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         _need_params("scale_by_param_block_rms", params)
+        layout_dependent("scale_by_param_block_rms takes the RMS of each parameter array")
 
         def fn(u, p):
+            u, p = inexact(u), inexact(p)
             return u * _rms(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u))).astype(u.dtype)
 
         return jax.tree.map(fn, updates, params), state
@@ -371,8 +385,10 @@ def scale_by_param_block_norm(min_scale: jax.typing.ArrayLike = 1e-3) -> Gradien
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         _need_params("scale_by_param_block_norm", params)
+        layout_dependent("scale_by_param_block_norm takes the norm of each parameter array")
 
         def fn(u, p):
+            u, p = inexact(u), inexact(p)
             return u * _norm(p.astype(u.dtype), scalar_as(min_scale, jnp.real(u))).astype(u.dtype)
 
         return jax.tree.map(fn, updates, params), state
@@ -417,6 +433,6 @@ def scale_by_polyak(
             jnp.zeros_like(sq),
             jnp.minimum(gap / denom, scalar_as(max_learning_rate, sq)),
         )
-        return jax.tree.map(lambda u: scalar_as(step, u) * u, updates), state
+        return jax.tree.map(lambda u: scalar_as(step, u) * inexact(u), updates), state
 
     return GradientTransformation(_empty, update_fn)
