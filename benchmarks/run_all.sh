@@ -24,6 +24,9 @@ python -m jopt.cli bench update --optimizer adam --params 8000 --leaves 2000 \
 # P2/P3 at 200 blocks (the slowest: optax alone compiles for ~25 s on an idle machine).
 python benchmarks/fused_alternatives.py --blocks 200 --steps 20 \
   --variants grad,optax,fused,packed,packed_grad --json "$out/mlp_200.json"
+# Issue 13's goals side by side in one process: 50-block MLP and 2000 leaves (grad, optax,
+# packed_train_step), and the 1M/1000-leaf Adam update against both bounds.
+python benchmarks/packed_goals.py --steps 30 --repeats 3 --json "$out/packed_goals.json"
 # A whole train step and epoch from a config (the 6-leaf mnist1d MLP).
 python -m jopt.cli bench train --config configs/mnist1d_mlp.yaml --steps 20 \
   --json "$out/train_mnist1d_mlp.json"
