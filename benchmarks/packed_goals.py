@@ -36,10 +36,15 @@ from _mlp import make_loss, make_problem
 from fused_alternatives import make_many_leaf_problem
 
 import jopt
-from jopt.bench._report import environment
-from jopt.bench._roofline import measure_bandwidth, measure_copy_bound
-from jopt.bench._timing import compile_fn, time_steps
-from jopt.bench._update import bench_update, make_params
+from jopt.bench import (
+    bench_update,
+    compile_fn,
+    environment,
+    make_params,
+    measure_bandwidth,
+    measure_copy_bound,
+    time_steps,
+)
 
 
 def step_variants(loss_fn, params, lr=1e-3):
