@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from helpers import TraceCounter
+from pytrees import CONTRACT_TREES, PYTHON_NUMBER_TREE, make
 from registry import REGISTRY
 
 import jopt
+from jopt.core import inexact_dtype
 
 CASES = list(REGISTRY.values())
 
@@ -103,3 +106,74 @@ def test_jit_dtypes_extra_args_single_trace(case, dtype):
     # Floating state slots are float32 or wider, even for bfloat16 params.
     assert all(d.itemsize >= 4 for d in _dtypes(state) if jnp.issubdtype(d, jnp.floating))
     assert float(loss(params)) < float(loss(_params(dtype))), "no progress in 3 steps"
+
+
+# --- the pytree matrix (tests/pytrees.py): every entry on every tree shape --------------------
+
+
+def _float32(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return make(list(CONTRACT_TREES), 1129)
+
+
+def _two_steps(tx, params):
+    state0 = tx.init(params)
+    # The parameters themselves serve as gradients: nonzero, and of every leaf's dtype. The
+    # same params both times: integer params would round after apply_updates.
+    u1, state1 = tx.update(params, state0, params, value=jnp.ones([], jnp.float32))
+    u2, state2 = tx.update(params, state1, params, value=jnp.ones([], jnp.float32))
+    return state0, u1, state2, u2
+
+
+def _close(got, want, where):
+    assert jax.tree.structure(got) == jax.tree.structure(want), where
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=1e-6, err_msg=where)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_tree_shape(case, matrix):
+    """Structure from the input, dtypes kept, finite, stable state, and integer leaves updated
+    exactly as their float32 values are (never a silent zero), on every tree of the matrix."""
+    tx = case.factory(**case.quadratic[0])
+
+    @jax.jit
+    def run(trees):
+        out = {name: _two_steps(tx, t) for name, t in trees.items()}
+        return out, _two_steps(tx, _float32(trees["int"]))
+
+    out, int_as_float = run(matrix)
+    for name, params in matrix.items():
+        state0, u1, state2, u2 = out[name]
+        where = f"{case.name} on {name}"
+        for u in (u1, u2):
+            assert jax.tree.structure(u) == jax.tree.structure(params), where
+            want = [inexact_dtype(x) for x in jax.tree.leaves(params)]
+            assert [x.dtype for x in jax.tree.leaves(u)] == want, where
+            assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u)), where
+        assert jax.tree.structure(state2) == jax.tree.structure(state0), where
+        assert _dtypes(state2) == _dtypes(state0), where
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(state2)), where
+    for got, want in zip(out["int"][1:4:2], int_as_float[1:4:2], strict=True):
+        _close(got, want, f"{case.name}: integer leaves vs their float32 values")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_python_number_leaves(case):
+    # optax's own example: sgd(1e-3) on {"a": 1, "b": 2} gives -0.001, -0.002.
+    tx = case.factory(**case.quadratic[0])
+    got = _two_steps(tx, PYTHON_NUMBER_TREE)
+    want = _two_steps(tx, _float32(PYTHON_NUMBER_TREE))
+    for g, w in zip((got[1], got[3]), (want[1], want[3]), strict=True):
+        _close(g, w, f"{case.name}: Python numbers vs float32")
+
+
+def test_sgd_on_python_numbers_is_optax_example():
+    tx = jopt.sgd(1e-3)
+    params = {"a": 1, "b": 2}
+    updates, _ = tx.update(params, tx.init(params), params)
+    np.testing.assert_allclose([updates["a"], updates["b"]], [-0.001, -0.002], rtol=1e-6)

@@ -209,7 +209,9 @@ def groups(
             sub_updates, new_states[g] = call_update(
                 t, _mask(updates, labels, g), state.states[g], sub_params, **extra_args
             )
-            sub_leaves = jax.tree.flatten(sub_updates, is_leaf=lambda x: x is None)[0]
+            # Up to the updates' structure: the other groups' leaves are None there, and None
+            # nodes of the parameters themselves are not leaves (so they do not shift labels).
+            sub_leaves = treedef.flatten_up_to(sub_updates)
             for i, (u, lab) in enumerate(zip(sub_leaves, labels, strict=True)):
                 if lab == g:
                     out[i] = u

@@ -14,6 +14,7 @@ from jopt.core import (
     JoptError,
     all_finite,
     call_update,
+    inexact_dtype,
     map_elementwise,
     safe_increment,
     zeros_like,
@@ -22,11 +23,13 @@ from jopt.core import (
 
 def _no_step(updates: Any) -> Any:
     # -0.0 is the additive identity for every float (-0.0 included), so params stay bitwise.
-    return map_elementwise(lambda u: jnp.full(jnp.shape(u), -0.0, u.dtype), updates)
+    return map_elementwise(lambda u: jnp.full(jnp.shape(u), -0.0, inexact_dtype(u)), updates)
 
 
 def _like(new: Any, old: Any) -> Any:
-    return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+    # In the dtype updates of ``old``'s leaves have (float32 for integer leaves); structure
+    # from ``old``, the input.
+    return map_elementwise(lambda o, n: jnp.asarray(n).astype(inexact_dtype(o)), old, new)
 
 
 @combinator_state(meta=("k", "mode"))
