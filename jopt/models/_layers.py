@@ -65,8 +65,10 @@ def apply_norm(norm, x, train: bool, name: str, dtype=None, param_dtype=jnp.floa
 
 def check_dtype(key: str, value, *, allow_none: bool):
     """A floating ``jnp.dtype`` from a dtype or its name (``"bfloat16"``); one-line error else."""
-    if value is None and allow_none:
-        return None
+    if value is None:
+        if allow_none:
+            return None
+        raise JoptError(f"model {key} must be a floating dtype, got None")
     try:
         dt = jnp.dtype(value)
     except TypeError:
