@@ -227,3 +227,22 @@ def test_bad_arguments_raise_one_line_errors():
         with pytest.raises(jopt.JoptError, match=match) as e:
             make()
         assert "\n" not in str(e.value)
+
+
+def test_skip_nonfinite_state_can_be_donated():
+    # issue 12: jopt.train.fit donates the state; skip_nonfinite held one zero twice.
+    tx = jopt.skip_nonfinite(jopt.adam(1e-2), max_consecutive=3)
+    params = {"w": jnp.ones(3), "b": (jnp.zeros(2),)}
+    state = tx.init(params)
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return jopt.apply_updates(params, updates), state
+
+    jstep = jax.jit(step, donate_argnums=(0, 1))
+    grads = jax.tree.map(jnp.ones_like, params)
+    params, state = jstep(params, state, grads)
+    bad = jax.tree.map(lambda g: jnp.full_like(g, jnp.nan), grads)
+    params, state = jstep(params, state, bad)
+    assert int(state.total) == 1 and int(state.consecutive) == 1
+    assert bool(jnp.all(jnp.isfinite(params["w"])))

@@ -177,3 +177,25 @@ def test_sgd_on_python_numbers_is_optax_example():
     params = {"a": 1, "b": 2}
     updates, _ = tx.update(params, tx.init(params), params)
     np.testing.assert_allclose([updates["a"], updates["b"]], [-0.001, -0.002], rtol=1e-6)
+
+
+def _buffers(tree):
+    return [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_state_holds_no_buffer_twice(case):
+    """init's state shares no buffer with itself or with the params, so a jitted step can
+    donate both (issue 12: skip_nonfinite held one zero twice and could not be donated)."""
+    params = _params(jnp.float32)
+    tx = case.factory(**case.quadratic[0])
+    state = tx.init(params)
+    arrays = _buffers((params, state))
+    ids = [id(x) for x in arrays]
+    assert len(set(ids)) == len(ids), f"{case.name}: a buffer appears twice in (params, state)"
+    plain = [x for x in arrays if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    ptrs = [x.unsafe_buffer_pointer() for x in plain]
+    assert len(set(ptrs)) == len(ptrs), f"{case.name}: two leaves share one device buffer"
+    # A second init gives fresh buffers too (nothing cached in the transform is handed out).
+    again = set(map(id, _buffers(tx.init(params))))
+    assert not again & set(map(id, _buffers(state))), f"{case.name}: init hands out a cached array"

@@ -23,7 +23,9 @@ from jopt.core import (
 
 
 def _copy(params: Any, dtype: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.asarray(p).astype(state_dtype(p, dtype)), params)
+    # A real copy (astype to the same dtype returns the same buffer): state that aliases the
+    # parameters cannot be donated to a jitted step together with them.
+    return jax.tree.map(lambda p: jnp.array(p, dtype=state_dtype(p, dtype), copy=True), params)
 
 
 def _need_params(params: Any, name: str) -> None:

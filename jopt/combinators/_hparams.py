@@ -214,7 +214,9 @@ def with_hparams(
 
         def init_fn(params):
             count = jnp.zeros([], jnp.int32)
-            hparams = current(count)
+            # Copies: a stored value must not be the caller's array (or another slot's), or
+            # the state could not be donated to a jitted step.
+            hparams = {k: jnp.copy(v) for k, v in current(count).items()}
             return HparamsState(count, hparams, make(hparams).init(params), name, scheduled)
 
         def update_fn(updates, state, params=None, **extra_args):

@@ -168,8 +168,14 @@ def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTrans
         )
 
     def init_fn(params):
-        zero = jnp.zeros([], jnp.int32)
-        return SkipState(tx.init(params), zero, zero, jnp.array(False), max_consecutive)
+        # Two separate zeros: a state that holds one buffer twice cannot be donated to jit.
+        return SkipState(
+            tx.init(params),
+            jnp.zeros([], jnp.int32),
+            jnp.zeros([], jnp.int32),
+            jnp.array(False),
+            max_consecutive,
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         finite = all_finite(updates)

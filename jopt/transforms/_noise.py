@@ -67,7 +67,8 @@ def add_noise(
 
     def init_fn(params):
         del params
-        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=key)
+        # A copy of the key: donating the state must not delete the transform's own key.
+        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=jnp.copy(key))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
