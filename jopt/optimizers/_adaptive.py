@@ -51,6 +51,14 @@ def adabelief(
 
     See :func:`jopt.scale_by_belief`. Same arguments and defaults as ``optax.adabelief``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        nesterov: use the Nesterov (NAdam) momentum estimate.
+
     Example:
         >>> import jax.numpy as jnp, jopt
         >>> tx = jopt.adabelief(1e-3)
@@ -74,9 +82,16 @@ def yogi(
 
     See :func:`jopt.scale_by_yogi`. Same arguments and defaults as ``optax.yogi``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.yogi(1e-2).init({"w": jnp.ones(3)})
+        >>> tx = jopt.yogi(1e-2)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
@@ -101,9 +116,20 @@ def adan(
 
     See :func:`jopt.scale_by_adan`. Same arguments and defaults as ``optax.adan``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        b3: decay rate of Adan's squared-sum moment.
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        weight_decay: decoupled weight decay :math:`\\lambda` (a float or a schedule).
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.adan(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.adan(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_adan(b1, b2, b3, eps, eps_root),
@@ -131,9 +157,18 @@ def adamaxw(
 
     Same arguments and defaults as ``optax.adamaxw``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        weight_decay: decoupled weight decay :math:`\\lambda` (a float or a schedule).
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.adamaxw(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.adamaxw(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_adamax(b1, b2, eps),
@@ -165,9 +200,22 @@ def nadamw(
 
     Same arguments and defaults as ``optax.nadamw``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        mu_dtype: dtype of the first moment (default float32 or wider).
+        weight_decay: decoupled weight decay :math:`\\lambda` (a float or a schedule).
+        mask: which leaves to decay: a tree of bools (or a prefix) or ``params -> tree``.
+        nesterov: use the Nesterov (NAdam) momentum estimate.
+        nu_dtype: dtype of the second moment (default float32 or wider).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.nadamw(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.nadamw(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
@@ -195,9 +243,17 @@ def noisy_sgd(
     With the same key the noise equals ``optax.noisy_sgd``'s. Same arguments and defaults as
     ``optax.noisy_sgd``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        eta: base variance of the gradient noise.
+        gamma: annealing exponent of the noise variance.
+        key: a ``jax.random.key`` for the noise.
+        seed: an integer seed, instead of ``key``.
+
     Example:
         >>> import jax, jax.numpy as jnp, jopt
-        >>> state = jopt.noisy_sgd(1e-2, key=jax.random.key(0)).init({"w": jnp.ones(3)})
+        >>> tx = jopt.noisy_sgd(1e-2, key=jax.random.key(0))
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     if key is None and seed is None:
         raise JoptError("noisy_sgd needs key=jax.random.key(...) or seed=<int>")
@@ -210,12 +266,22 @@ def noisy_sgd(
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule) -> GradientTransformation:
-    """signSGD (Bernstein et al. 2018): :math:`\\theta_t = \\theta_{t-1} - \\eta\\,
-    \\mathrm{sign}(g_t)`. Same arguments as ``optax.sign_sgd``.
+    """signSGD (Bernstein et al. 2018, "signSGD: Compressed Optimisation for Non-Convex
+    Problems").
+
+    .. math::
+
+        \\theta_t = \\theta_{t-1} - \\eta\\, \\mathrm{sign}(g_t)
+
+    Same arguments as ``optax.sign_sgd``.
+
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
 
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.sign_sgd(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.sign_sgd(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
 
@@ -232,9 +298,15 @@ def signum(
 
     Same arguments and defaults as ``optax.signum``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        beta: the momentum (Signum) or optimism (:math:`\\beta`) coefficient.
+        accumulator_dtype: dtype of the moving average (default float32 or wider).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.signum(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.signum(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_ema(beta, debias=False, accumulator_dtype=accumulator_dtype),
@@ -255,9 +327,15 @@ def optimistic_gradient_descent(
     Same arguments and defaults as ``optax.optimistic_gradient_descent`` (``alpha`` and
     ``beta`` are scalars).
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        alpha: weight :math:`\\alpha` of the current gradient.
+        beta: the momentum (Signum) or optimism (:math:`\\beta`) coefficient.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.optimistic_gradient_descent(1e-2).init({"w": jnp.ones(3)})
+        >>> tx = jopt.optimistic_gradient_descent(1e-2)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
 
@@ -284,9 +362,20 @@ def optimistic_adam(
     ``learning_rate`` must be a number (no schedule), as in optax; prefer
     :func:`optimistic_adam_v2`. Same arguments and defaults as ``optax.optimistic_adam``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        optimism: weight of the previous direction (default: ``learning_rate``).
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        mu_dtype: dtype of the first moment (default float32 or wider).
+        nesterov: use the Nesterov (NAdam) momentum estimate.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.optimistic_adam(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.optimistic_adam(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     if callable(learning_rate):
         raise JoptError("optimistic_adam takes no schedule; use optimistic_adam_v2")
@@ -322,9 +411,21 @@ def optimistic_adam_v2(
 
     Reference: Daskalakis et al. 2018, "Training GANs with Optimism".
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        alpha: weight :math:`\\alpha` of the current gradient.
+        beta: the momentum (Signum) or optimism (:math:`\\beta`) coefficient.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        mu_dtype: dtype of the first moment (default float32 or wider).
+        nesterov: use the Nesterov (NAdam) momentum estimate.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.optimistic_adam_v2(1e-3).init({"w": jnp.ones(3)})
+        >>> tx = jopt.optimistic_adam_v2(1e-3)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
@@ -351,9 +452,17 @@ def rprop(
     (see :func:`jopt.scale_by_rprop`; like optax 0.2.8 the step lags one update). Full-batch
     method. Same arguments and defaults as ``optax.rprop``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        eta_minus: step-size factor after a sign change.
+        eta_plus: step-size factor while the sign is kept.
+        min_step_size: lower bound of the step sizes.
+        max_step_size: upper bound of the step sizes.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.rprop(1e-2).init({"w": jnp.ones(3)})
+        >>> tx = jopt.rprop(1e-2)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size),
@@ -377,6 +486,13 @@ def polyak_sgd(
 
     with ``scaling`` :math:`s`. Needs the loss: ``update(grads, state, params, value=loss)``.
     Same arguments and defaults as ``optax.polyak_sgd``.
+
+    Args:
+        max_learning_rate: upper bound :math:`\\eta_{max}` of the Polyak step.
+        scaling: scale :math:`s` of the gradient (a float or a schedule).
+        f_min: a lower bound :math:`f^*` of the loss.
+        eps: added to the denominator (outside the square root).
+        variant: ``'sps'`` or ``'sps+'`` (the gap clipped at 0).
 
     Example:
         >>> import jax.numpy as jnp, jopt

@@ -62,9 +62,24 @@ def adafactor(
     (the default) leaves the relative step unscaled. Per-leaf: not packable. Same arguments
     and defaults as ``optax.adafactor``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        min_dim_size_to_factor: factor only arrays whose two largest dimensions are at least this.
+        decay_rate: exponent :math:`c` of the decay :math:`1 - (t+1)^{-c}`.
+        decay_offset: step offset of the decay schedule (for fine-tuning).
+        multiply_by_parameter_scale: scale steps by the RMS of each parameter array.
+        clipping_threshold: clip each update to RMS at most this (``None``: no clipping).
+        momentum: momentum coefficient (Adafactor: ``None`` for none).
+        dtype_momentum: dtype of the momentum buffer.
+        weight_decay_rate: decoupled weight decay (``None``: none).
+        eps: added to the denominator (outside the square root).
+        factored: use the factored second moment for matrices.
+        weight_decay_mask: which leaves to decay (a tree of bools, a prefix or a function).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.adafactor(1e-2).init({"w": jnp.ones((3, 2))})
+        >>> tx = jopt.adafactor(1e-2)
+        >>> state = tx.init({"w": jnp.ones((3, 2))})
     """
     txs = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)]
     if clipping_threshold is not None:
@@ -92,9 +107,14 @@ def sm3(learning_rate: AL, momentum: AL = 0.9) -> GradientTransformation:
     with :math:`n_t` from :func:`jopt.scale_by_sm3`. ``learning_rate`` is a number, as in
     optax. Per-axis reductions: not packable. Same arguments and defaults as ``optax.sm3``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        momentum: momentum coefficient (Adafactor: ``None`` for none).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.sm3(1e-1).init({"w": jnp.ones((3, 2))})
+        >>> tx = jopt.sm3(1e-1)
+        >>> state = tx.init({"w": jnp.ones((3, 2))})
     """
     if callable(learning_rate):
         raise JoptError("sm3 takes a number as learning_rate, not a schedule (as optax.sm3)")
@@ -121,9 +141,18 @@ def novograd(
     (see :func:`jopt.scale_by_novograd`). One norm per array: not packable. Same arguments
     and defaults as ``optax.novograd``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        b1: decay rate of the first moment.
+        b2: decay rate of the second moment (Adan: of the gradient-difference moment).
+        eps: added to the denominator (outside the square root).
+        eps_root: added inside the square root.
+        weight_decay: decoupled weight decay :math:`\\lambda` (a float or a schedule).
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.novograd(1e-2).init({"w": jnp.ones(3)})
+        >>> tx = jopt.novograd(1e-2)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     return chain(
         scale_by_novograd(b1, b2, eps, eps_root, weight_decay),
@@ -153,9 +182,20 @@ def lars(
     per parameter array :math:`\\ell` (``trust_ratio_mask`` selects the arrays that get the
     ratio). One norm per array: not packable. Same arguments and defaults as ``optax.lars``.
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        weight_decay: decoupled weight decay :math:`\\lambda` (a float or a schedule).
+        weight_decay_mask: which leaves to decay (a tree of bools, a prefix or a function).
+        trust_coefficient: the trust coefficient :math:`c`.
+        eps: added to the denominator (outside the square root).
+        trust_ratio_mask: which leaves get the trust ratio (bools, a prefix or a function).
+        momentum: momentum coefficient (Adafactor: ``None`` for none).
+        nesterov: use the Nesterov (NAdam) momentum estimate.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.lars(1e-1).init({"w": jnp.ones(3)})
+        >>> tx = jopt.lars(1e-1)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     decay_mask = None if weight_decay_mask is True else weight_decay_mask
     ratio = scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps)
@@ -182,9 +222,14 @@ def fromage(learning_rate: ScalarOrSchedule, min_norm: AL = 1e-6) -> GradientTra
     Reference: Bernstein et al. 2020, "On the distance between two neural networks and the
     stability of learning".
 
+    Args:
+        learning_rate: the learning rate :math:`\\eta`: a float, a (traced) array or a schedule.
+        min_norm: floor of the parameter and update norms.
+
     Example:
         >>> import jax.numpy as jnp, jopt
-        >>> state = jopt.fromage(1e-2).init({"w": jnp.ones(3)})
+        >>> tx = jopt.fromage(1e-2)
+        >>> state = tx.init({"w": jnp.ones(3)})
     """
     if callable(learning_rate):
 
