@@ -1,4 +1,7 @@
-"""One early-stopping rule: ``jopt.train.fit`` and the experiment runner stop at the same epoch.
+"""One training loop and one early-stopping rule under ``jopt.train.fit`` and the runner.
+
+``fit`` and the experiment runner both drive ``jopt.train.run_epochs`` and stop with
+``jopt.train.EarlyStopping``; they must stop at the same epoch.
 
 Both entry points see the same scripted metric history (fit through ``on_epoch``, which runs
 before early stopping reads the record; the runner through its evaluation function) and must
@@ -120,3 +123,32 @@ def test_one_mode_table():
     assert improves("max", 0.9, 0.8) and not improves("max", 0.8, 0.8)
     assert improves("min", 0.7, None) and not improves("min", math.nan, 1.0)
     assert not improves("min", 0.95, 1.0, min_delta=0.1)
+
+
+def test_the_host_loop_cadence_and_stop():
+    """``run_epochs``, the loop under both entry points: evaluation every ``eval_every`` epochs
+    and after the last, resumption from ``start_epoch``, and a callback that stops it."""
+    from jopt.train import run_epochs
+
+    def epoch_fn(state, step):
+        return state + step, {"loss": np.float32(state)}
+
+    seen = []
+
+    def log(entry, state):
+        seen.append((entry.epoch, entry.evaluated, bool(entry.evals), int(state)))
+        return entry.epoch == 6
+
+    final = run_epochs(
+        epoch_fn,
+        0,
+        (1,),
+        epochs=7,
+        start_epoch=1,
+        on_epoch=log,
+        evaluate=lambda s: {"val": {"loss": s}},
+        eval_every=3,
+    )
+    assert final == 5  # epochs 2..6 ran, the callback stopped after 6
+    assert seen == [(2, False, False, 1), (3, True, True, 2), (4, False, False, 3),
+                    (5, False, False, 4), (6, True, True, 5)]  # fmt: skip

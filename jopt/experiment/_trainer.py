@@ -28,6 +28,7 @@ from jopt.experiment import _artifacts as art
 from jopt.experiment._build import Setup, lr_name, vmappable_values
 from jopt.experiment._program import build_program, compile_group, init_group, place_group
 from jopt.experiment._schema import Config
+from jopt.train import run_epochs
 
 
 @dataclasses.dataclass
@@ -214,43 +215,46 @@ class GroupTrainer:
             leave=False,
             dynamic_ncols=True,
         )
-        t_start = time.perf_counter()
-        done = 0
+        session = {"done": 0, "paused": False}
+
+        def on_epoch(log, state) -> bool:
+            self.state = state
+            self.train_s += log.epoch_time
+            self.eval_s += log.eval_time
+            ev = {f"{split}_{k}": v for split, r in log.evals.items() for k, v in r.items()}
+            self._record(log.epoch, log.metrics, ev, log.epoch_time, log.elapsed, log.evaluated)
+            session["done"] += 1
+            bar.update(1)
+            last = self.members[0].rows[-1] if self.K == 1 else {}
+            shown = [k for k in ("train_loss", "val_accuracy") if last.get(k) is not None]
+            bar.set_postfix({k: f"{last[k]:.4g}" for k in shown})
+            if not any(mb.active for mb in self.members):
+                return True
+            if stop_after is not None and session["done"] >= stop_after and log.epoch < epochs:
+                if not self._due(log.epoch, force=True):
+                    raise JoptError("stop_after needs output.checkpoints: true")
+                session["paused"] = True
+                return True
+            return False
+
+        def evaluate(state):
+            return self.evaluate(state.params, state.model_state, self.splits)
+
         try:
-            for epoch in range(start_epoch + 1, epochs + 1):
-                t = time.perf_counter()
-                self.state, m = self.epoch(self.state, self.x, self.y)
-                m = jax.device_get(m)
-                dt = time.perf_counter() - t
-                self.train_s += dt
-                evaluate = epoch % cfg.train.eval_every == 0 or epoch == epochs
-                ev = {}
-                if evaluate and self.splits:
-                    t = time.perf_counter()
-                    res = jax.device_get(
-                        self.evaluate(self.state.params, self.state.model_state, self.splits)
-                    )
-                    ev = {f"{split}_{k}": v for split, r in res.items() for k, v in r.items()}
-                    self.eval_s += time.perf_counter() - t
-                self._record(epoch, m, ev, dt, time.perf_counter() - t_start, evaluate)
-                done += 1
-                bar.update(1)
-                last = self.members[0].rows[-1] if self.K == 1 else {}
-                bar.set_postfix(
-                    {
-                        k: f"{last[k]:.4g}"
-                        for k in ("train_loss", "val_accuracy")
-                        if last.get(k) is not None
-                    }
-                )
-                if not any(mb.active for mb in self.members):
-                    break
-                if stop_after is not None and done >= stop_after and epoch < epochs:
-                    if not self._due(epoch, force=True):
-                        raise JoptError("stop_after needs output.checkpoints: true")
-                    return
+            self.state = run_epochs(
+                self.epoch,
+                self.state,
+                (self.x, self.y),
+                epochs=epochs,
+                start_epoch=start_epoch,
+                on_epoch=on_epoch,
+                evaluate=evaluate if self.splits else None,
+                eval_every=cfg.train.eval_every,
+            )
         finally:
             bar.close()
+        if session["paused"]:
+            return
         for k, mb in enumerate(self.members):
             if mb.final_state is None:
                 mb.final_state = self.member(self.state, k)

@@ -1,5 +1,6 @@
-"""``fit``: the driver. Builds the epoch once, jits it once (state donated), then loops on the
-host once per epoch for evaluation, logging, early stopping and the progress bar."""
+"""``fit``: the driver. Builds the epoch once, jits it once (state donated), then runs the one
+host loop (:func:`jopt.train.run_epochs`) with a callback for logging, early stopping and the
+progress bar."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, Dataset, check_labels
 from jopt.train._eval import make_eval_fn
+from jopt.train._loop import run_epochs
 from jopt.train._state import TrainState, init_train_state
 from jopt.train._step import LossSpec, make_train_epoch
 
@@ -230,45 +232,53 @@ def fit(
     compile_s = time.perf_counter() - t0
 
     history: list[dict[str, float]] = []
-    best_val, best_epoch, best_vars, stopped = None, None, None, False
-    train_s = eval_s = 0.0
+    es: dict[str, Any] = {"best": None, "epoch": None, "vars": None, "stopped": False}
+    clock = {"train": 0.0, "eval": 0.0}
     bar = tqdm(total=int(epochs) * steps_per_epoch, unit="step", disable=not progress, leave=False)
+
+    def evaluate(state):
+        return {
+            s: eval_compiled[s](state.params, state.model_state, xs, ys)
+            for s, (xs, ys) in split_arrays.items()
+        }
+
+    def record(log, state) -> bool:
+        clock["train"] += log.epoch_time
+        clock["eval"] += log.eval_time
+        rec: dict[str, Any] = {"epoch": log.epoch, "step": int(state.step)}
+        rec["epoch_time"] = log.epoch_time
+        rec.update({k: float(v) for k, v in log.metrics.items() if np.ndim(v) == 0})
+        for s, r in log.evals.items():
+            name = "train_eval" if s == "train" else s
+            rec.update({f"{name}_{k}": float(v) for k, v in r.items()})
+        rec.update(_opt_logs(state.opt_state))
+        history.append(rec)
+        bar.update(steps_per_epoch)
+        bar.set_postfix(
+            loss=f"{rec['train_loss']:.4g}",
+            steps_s=f"{len(history) * steps_per_epoch / clock['train']:.0f}",
+        )
+        if on_epoch is not None and on_epoch(log.epoch, rec, state):
+            return True
+        if early_stopping is None:
+            return False
+        improved, es["best"], es["epoch"], stop = early_stopping.update(
+            log.epoch, rec[early_stopping.metric], es["best"], es["epoch"]
+        )
+        if improved and early_stopping.restore_best:
+            # Copies: the live state's buffers are donated to the next epoch.
+            es["vars"] = jax.tree.map(jnp.copy, (state.params, state.model_state))
+        es["stopped"] = bool(stop)
+        return bool(stop)
+
     try:
-        for epoch in range(1, int(epochs) + 1):
-            t = time.perf_counter()
-            state, m = compiled(state, x_tr, y_tr)
-            m = jax.block_until_ready(m)
-            dt = time.perf_counter() - t
-            train_s += dt
-            rec: dict[str, Any] = {"epoch": epoch, "step": int(state.step), "epoch_time": dt}
-            rec.update({k: float(v) for k, v in m.items() if np.ndim(v) == 0})
-            t = time.perf_counter()
-            for s, (xs, ys) in split_arrays.items():
-                r = eval_compiled[s](state.params, state.model_state, xs, ys)
-                name = "train_eval" if s == "train" else s
-                rec.update({f"{name}_{k}": float(v) for k, v in r.items()})
-            eval_s += time.perf_counter() - t
-            rec.update(_opt_logs(state.opt_state))
-            history.append(rec)
-            bar.update(steps_per_epoch)
-            bar.set_postfix(
-                loss=f"{rec['train_loss']:.4g}",
-                steps_s=f"{len(history) * steps_per_epoch / train_s:.0f}",
-            )
-            if on_epoch is not None and on_epoch(epoch, rec, state):
-                break
-            if early_stopping is not None:
-                improved, best_val, best_epoch, stop = early_stopping.update(
-                    epoch, rec[early_stopping.metric], best_val, best_epoch
-                )
-                if improved and early_stopping.restore_best:
-                    # Copies: the live state's buffers are donated to the next epoch.
-                    best_vars = jax.tree.map(jnp.copy, (state.params, state.model_state))
-                if stop:
-                    stopped = True
-                    break
+        state = run_epochs(
+            compiled, state, (x_tr, y_tr), epochs=int(epochs), on_epoch=record, evaluate=evaluate
+        )
     finally:
         bar.close()
+    best_epoch, best_vars, stopped = es["epoch"], es["vars"], es["stopped"]
+    train_s, eval_s = clock["train"], clock["eval"]
     if best_vars is not None:
         state = state._replace(params=best_vars[0], model_state=best_vars[1])
     steps = len(history) * steps_per_epoch
