@@ -10,6 +10,7 @@ from jopt.train._fit import (
     metric_mode,
     optimizer_logs,
 )
+from jopt.train._loop import EpochLog, run_epochs
 from jopt.train._losses import (
     LOSSES,
     cross_entropy,
@@ -36,6 +37,7 @@ __all__ = [
     "METRIC_MODES",
     "RECIPES",
     "EarlyStopping",
+    "EpochLog",
     "FitResult",
     "LossSpec",
     "TrainState",
@@ -59,6 +61,7 @@ __all__ = [
     "precision_loss",
     "precision_optimizer",
     "precision_params",
+    "run_epochs",
     "run_recipe",
     "under_matmul_precision",
 ]
