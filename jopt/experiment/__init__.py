@@ -18,7 +18,7 @@ from jopt.experiment._schema import Config, to_dict
 from jopt.experiment._validate import validate_config
 
 _LAZY = {
-    "bench_optimizers": "jopt.experiment._build",
+    "bench_optimizers": "jopt.experiment._bench_txs",
     "build_optimizer": "jopt.experiment._build",
     "lr_find_losses": "jopt.experiment._lr_range",
     "fused_refusal": "jopt.experiment._build",
