@@ -31,6 +31,15 @@ class AddNoiseState(NamedTuple):
     rng_key: jax.Array
 
 
+def _is_integer_seed(key: object) -> bool:
+    if isinstance(key, bool):
+        return False
+    if isinstance(key, int):
+        return True
+    dtype = getattr(key, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.integer) and jnp.ndim(key) == 0
+
+
 def add_noise(
     eta: jax.typing.ArrayLike,
     gamma: jax.typing.ArrayLike,
@@ -62,7 +71,7 @@ def add_noise(
         key = seed
     if key is None:
         raise JoptError("add_noise needs an explicit PRNG key: pass key=jax.random.key(seed)")
-    if isinstance(key, int) and not isinstance(key, bool):
+    if _is_integer_seed(key):  # an int, or an integer array (optax.inject_hyperparams makes one)
         key = jax.random.key(key)
 
     def init_fn(params):
