@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jopt.combinators._robust import AccumulateTransformation
 from jopt.combinators._walk import combinator_state, nodes
 from jopt.core import (
     GradientTransformation,
@@ -26,6 +27,16 @@ def _copy(params: Any, dtype: Any) -> Any:
     # A real copy (astype to the same dtype returns the same buffer): state that aliases the
     # parameters cannot be donated to a jitted step together with them.
     return jax.tree.map(lambda p: jnp.array(p, dtype=state_dtype(p, dtype), copy=True), params)
+
+
+def _refuse_outside_accumulate(tx: Any, name: str) -> None:
+    # Exact or refused: outside accumulate, every micro-step would count as a step (an EMA
+    # decayed k times per real step, a lookahead synced on micro-steps).
+    if isinstance(tx, AccumulateTransformation):
+        raise JoptError(
+            f"{name}(accumulate(tx, k)) would count micro-steps as steps; "
+            f"write accumulate({name}(tx), k) instead"
+        )
 
 
 def _need_params(params: Any, name: str) -> None:
@@ -69,6 +80,7 @@ def with_param_ema(
     """
     if not isinstance(decay, jax.Array) and not 0.0 <= float(decay) <= 1.0:
         raise JoptError(f"with_param_ema: decay must be in [0, 1], got {decay!r}")
+    _refuse_outside_accumulate(tx, "with_param_ema")
 
     def init_fn(params):
         return ParamEmaState(tx.init(params), _copy(params, ema_dtype), jnp.zeros([], jnp.int32))
@@ -145,6 +157,7 @@ def with_lookahead(
         raise JoptError(f"with_lookahead: sync_period must be an int >= 1, got {sync_period!r}")
     if not 0.0 <= float(slow_step_size) <= 1.0:
         raise JoptError(f"with_lookahead: slow_step_size must be in [0, 1], got {slow_step_size!r}")
+    _refuse_outside_accumulate(tx, "with_lookahead")
 
     def init_fn(params):
         return LookaheadSlowState(

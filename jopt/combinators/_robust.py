@@ -32,6 +32,16 @@ def _like(new: Any, old: Any) -> Any:
     return map_elementwise(lambda o, n: jnp.asarray(n).astype(inexact_dtype(o)), old, new)
 
 
+class AccumulateTransformation(GradientTransformation):
+    """A transformation from :func:`accumulate`; attribute ``k`` (micro-steps per step).
+
+    A distinct type so that wrappers which count steps (:func:`with_param_ema`,
+    :func:`with_lookahead`) can refuse to sit *outside* it: they would count micro-steps.
+    """
+
+    # No __slots__: instances carry ``k`` in a __dict__.
+
+
 @combinator_state(meta=("k", "mode"))
 class AccumulateState:
     """State of :func:`accumulate`.
@@ -57,7 +67,7 @@ class AccumulateState:
 
 def accumulate(
     tx: Any, k: int, mode: str = "mean", accumulator_dtype: Any = None
-) -> GradientTransformation:
+) -> AccumulateTransformation:
     """Accumulate gradients over ``k`` micro-steps, then make one step of ``tx``.
 
     .. math::
@@ -112,7 +122,9 @@ def accumulate(
         new_updates, inner, acc, micro = jax.lax.cond(apply, step, wait, None)
         return new_updates, AccumulateState(micro, acc, inner, apply, k, mode)
 
-    return GradientTransformation(init_fn, update_fn)
+    out = AccumulateTransformation(init_fn, update_fn)
+    out.k = k
+    return out
 
 
 @combinator_state(meta=("max_consecutive",))
