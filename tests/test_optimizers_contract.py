@@ -199,3 +199,32 @@ def test_state_holds_no_buffer_twice(case):
     # A second init gives fresh buffers too (nothing cached in the transform is handed out).
     again = set(map(id, _buffers(tx.init(params))))
     assert not again & set(map(id, _buffers(state))), f"{case.name}: init hands out a cached array"
+
+
+# --- optax wrappers around jopt optimizers (issue 11) -----------------------------------------
+
+
+def test_optax_masked_around_jopt_adam():
+    # optax.masked hands the inner transform MaskedNode leaves for the masked-out parameters.
+    import optax
+
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    tx = optax.masked(jopt.adam(1.0), {"a": False, "b": True})
+    with jax.numpy_dtype_promotion("standard"):
+        ref = optax.masked(optax.adam(1.0), {"a": False, "b": True})
+        want, _ = ref.update(params, ref.init(params), params)
+    got, _ = tx.update(params, tx.init(params), params)
+    _close(got, want, "optax.masked(jopt.adam)")
+    np.testing.assert_array_equal(got["a"], params["a"])  # masked: gradients pass through
+
+
+def test_optax_partition_with_an_empty_label():
+    import optax
+
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    labels = {"a": "x", "b": "x"}  # "y" labels no parameter: its transform sees an empty tree
+    tx = optax.partition({"x": jopt.adam(1.0), "y": jopt.sgd(1.0, momentum=0.9)}, labels)
+    state = tx.init(params)
+    got, state = tx.update(params, state, params)
+    got, _ = tx.update(params, state, params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(got))
