@@ -29,6 +29,7 @@ from jopt.train import (
     cross_entropy,
     fit,
     init_train_state,
+    make_eval_fn,
     make_train_step,
     one_hot_targets,
     precision_loss,
@@ -174,6 +175,10 @@ def test_train_step_keeps_dtypes_with_accumulation(policy, mlp_steps):
     assert _dtypes(state.model_state) == {F32}
     assert all(v.dtype == F32 for v in m.values())
     assert np.isfinite(float(m["loss"]))
+    ev = jax.jit(make_eval_fn(model, LossSpec(num_classes=3)))(
+        state.params, state.model_state, xb[0], yb[0]
+    )
+    assert {k: v.dtype for k, v in ev.items()} == {"loss": F32, "accuracy": F32}
 
 
 def test_accumulation_sums_micro_batch_gradients_in_float32():
