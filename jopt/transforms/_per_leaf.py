@@ -276,14 +276,13 @@ def scale_by_factored_rms(
         def one(p):
             dt = state_dtype(p)
             dims = _factored_dims(jnp.shape(p), factored, min_dim_size_to_factor)
-            z1 = jnp.zeros((1,), dt)
-            if dims is None:
-                return z1, z1, jnp.zeros(jnp.shape(p), dt)
+            if dims is None:  # separate zeros: a donated state must not hold one buffer twice
+                return jnp.zeros((1,), dt), jnp.zeros((1,), dt), jnp.zeros(jnp.shape(p), dt)
             d1, d0 = dims
             shape = list(jnp.shape(p))
             row = jnp.zeros([n for i, n in enumerate(shape) if i != d0], dt)
             col = jnp.zeros([n for i, n in enumerate(shape) if i != d1], dt)
-            return row, col, z1
+            return row, col, jnp.zeros((1,), dt)
 
         return _split(jnp.zeros([], jnp.int32), params, jax.tree.map(one, params))
 
