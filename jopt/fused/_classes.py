@@ -35,7 +35,15 @@ def _probe(tx: Any, params: Any) -> tuple[list[tuple], list[str]]:
         return call_update(tx, p, state, p, value=jnp.zeros((), jnp.float32))
 
     with probe_labels() as records:
-        jax.eval_shape(run, abstract)
+        try:
+            jax.eval_shape(run, abstract)
+        except JoptError:
+            raise
+        except Exception as e:  # one line, not a trace-time traceback
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise JoptError(
+                f"packed execution could not trace the optimizer on these parameters: {first}"
+            ) from None
     labels = [r for r in records if isinstance(r, dict)]
     reasons = [r for r in records if isinstance(r, str)]
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(abstract)[0]]
