@@ -114,7 +114,15 @@ def packed_layout(tx: Any, params: Any, *, multiple_of: int = 1) -> PackLayout:
     layout = pack_layout(params, multiple_of=multiple_of, classes=classes)
     per_leaf_state = jax.eval_shape(tx.init, layout.leaf_view())
     per_leaf = [tuple(x.shape) for x in jax.tree.leaves(per_leaf_state)]
-    if packed_state_shapes(tx, layout)[1] != per_leaf:
+    try:
+        packed = packed_state_shapes(tx, layout)[1]
+    except Exception as e:  # e.g. an init that insists on matrices
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise JoptError(
+            f"packed execution cannot run this optimizer: it fails on flat buffers ({first}); "
+            "train it leaf by leaf, or wrap that part in jopt.fused.per_leaf(...)"
+        ) from None
+    if packed != per_leaf:
         raise JoptError(
             "packed execution cannot run this optimizer exactly: its state has shapes that "
             "follow each parameter's shape (factored or per-axis statistics, one value per "
