@@ -123,28 +123,54 @@ from jopt import numerics
 
 # --- issue 15 (H3b): contrib optimizers, plateau, L-BFGS, torch/Keras extras ---
 from jopt.transforms import (
+    LinesearchInfo,
     ReduceOnPlateauState,
     ScaleByAdemamixState,
+    ScaleByLBFGSState,
+    ScaleByLinesearchState,
+    ScaleByMuonState,
+    scale_by_muon,
+    scale_by_backtracking_linesearch,
+    scale_by_lbfgs,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
     observe_plateau,
     reduce_on_plateau,
     scale_by_ademamix,
     scale_by_adopt,
 )
 from jopt.optimizers import (
+    AsgdState,
     DAdaptState,
+    FtrlState,
+    SAMState,
+    TorchRpropState,
+    asgd,
+    asgd_averaged_params,
+    ftrl,
+    torch_rprop,
     MechanicState,
+    MuonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+    sophia,
     ScheduleFreeState,
     adopt,
     ademamix,
     dadapt_adamw,
+    lbfgs,
     mechanize,
+    muon,
+    normalize,
     prodigy,
+    sam,
     schedule_free,
     schedule_free_adamw,
     schedule_free_eval_params,
     schedule_free_sgd,
 )
-# --- /issue 15 (H3b) ---
+
 
 # optax catalogue (issue 15, H3a): optimizers, building blocks, optax transform names
 from jopt.optimizers import (

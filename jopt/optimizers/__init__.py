@@ -62,8 +62,33 @@ __all__ += [
 # --- /optax catalogue ---
 
 # --- issue 15 (H3b): contrib, L-BFGS, torch/Keras extras ---
-from jopt.optimizers._contrib import DAdaptState, adopt, ademamix, dadapt_adamw, prodigy
-from jopt.optimizers._wrapped import (
+from jopt.optimizers._contrib import (  # noqa: E402
+    DAdaptState,
+    ademamix,
+    adopt,
+    dadapt_adamw,
+    prodigy,
+)
+from jopt.optimizers._lbfgs import lbfgs  # noqa: E402
+from jopt.optimizers._muon import MuonState, muon  # noqa: E402
+from jopt.optimizers._sam import SAMState, normalize, sam  # noqa: E402
+from jopt.optimizers._sophia import (  # noqa: E402
+    HutchinsonState,
+    SophiaState,
+    hutchinson_estimator_diag_hessian,
+    scale_by_sophia,
+    sophia,
+)
+from jopt.optimizers._torch_keras import (  # noqa: E402
+    AsgdState,
+    FtrlState,
+    TorchRpropState,
+    asgd,
+    asgd_averaged_params,
+    ftrl,
+    torch_rprop,
+)
+from jopt.optimizers._wrapped import (  # noqa: E402
     MechanicState,
     ScheduleFreeState,
     mechanize,
@@ -74,17 +99,35 @@ from jopt.optimizers._wrapped import (
 )
 
 __all__ += [
+    "AsgdState",
     "DAdaptState",
+    "FtrlState",
+    "HutchinsonState",
     "MechanicState",
+    "MuonState",
+    "SAMState",
     "ScheduleFreeState",
-    "adopt",
+    "SophiaState",
+    "TorchRpropState",
     "ademamix",
+    "adopt",
+    "asgd",
+    "asgd_averaged_params",
     "dadapt_adamw",
+    "ftrl",
+    "hutchinson_estimator_diag_hessian",
+    "lbfgs",
     "mechanize",
+    "muon",
+    "normalize",
     "prodigy",
+    "sam",
+    "scale_by_sophia",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
     "schedule_free_sgd",
+    "sophia",
+    "torch_rprop",
 ]
 # --- /issue 15 (H3b) ---

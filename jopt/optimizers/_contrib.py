@@ -13,7 +13,10 @@ from jopt.core import (
     GradientTransformation,
     JoptError,
     ScalarOrSchedule,
+    abs_sq,
     chain,
+    inexact,
+    inexact_dtype,
     map_elementwise,
     safe_increment,
     state_dtype,
@@ -109,7 +112,8 @@ class DAdaptState(NamedTuple):
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
-    leaves = jax.tree.leaves(map_elementwise(jnp.vdot, a, b))  # optax.tree.vdot's reduction
+    # optax.tree.vdot's reduction; the real part (C^n as R^2n) keeps the estimate real.
+    leaves = jax.tree.leaves(map_elementwise(lambda x, y: jnp.real(jnp.vdot(x, y)), a, b))
     return sum(leaves, jnp.zeros([], jnp.float32))
 
 
@@ -118,12 +122,15 @@ def _l1(tree: Any) -> jax.Array:
 
 
 def _dadapt_init(params: Any, estim_lr0: Any, keep_params0: bool) -> DAdaptState:
-    if any(jnp.iscomplexobj(x) for x in jax.tree.leaves(params)):
-        raise JoptError("prodigy/dadapt_adamw: complex parameters are not supported")
-    p0 = map_elementwise(lambda p: p.astype(state_dtype(p)), params) if keep_params0 else ()
+    # A copy, never the parameters' own buffer (a jitted step donates both).
+    p0 = (
+        map_elementwise(lambda p: jnp.array(p, dtype=state_dtype(p), copy=True), params)
+        if keep_params0
+        else ()
+    )
     return DAdaptState(
         exp_avg=zeros_like(params),
-        exp_avg_sq=zeros_like(params),
+        exp_avg_sq=zeros_like(params, real=True),
         grad_sum=zeros_like(params),
         params0=p0,
         estim_lr=jnp.asarray(estim_lr0, jnp.float32),
@@ -138,6 +145,17 @@ def _bias_correction(beta1: Any, beta2: Any, count: jax.Array) -> jax.Array:
         b1t = jnp.asarray(beta1, jnp.float32) ** count
         b2t = jnp.asarray(beta2, jnp.float32) ** count
     return (1 - b2t) ** 0.5 / (1 - b1t)
+
+
+def _as(x: Any, like: jax.Array) -> jax.Array:
+    # A real scalar or array in the dtype of ``like`` (complex parameters under strict
+    # promotion).
+    return jnp.asarray(x).astype(jnp.asarray(like).dtype)
+
+
+def _wsq(c: Any, x: jax.Array) -> jax.Array:
+    # c * |x|^2, with optax's rounding order ((c * x) * x) for real x.
+    return c * abs_sq(x) if jnp.iscomplexobj(x) else c * x * x
 
 
 def _need_params(params: Any, name: str) -> None:
@@ -189,16 +207,16 @@ def prodigy(
         d = state.estim_lr
         bc = _bias_correction(beta1, beta2, count)
         dlr = (d * sched * bc).astype(jnp.float32)
-        g32 = map_elementwise(lambda g: g.astype(jnp.float32), updates)
+        g32 = map_elementwise(lambda g, s: inexact(g).astype(s.dtype), updates, state.exp_avg)
         diff = map_elementwise(lambda p0, p: p0 - p.astype(p0.dtype), state.params0, params)
         numer_acc = _vdot(g32, diff)
         gs_scale = d if safeguard_warmup else dlr
 
         def moments(g, ea, eas, s):
-            dg = d * g
+            dg = _as(d, g) * g
             ea = beta1 * ea + (1 - beta1) * dg
-            eas = beta2 * eas + (1 - beta2) * dg * dg
-            s = beta3_ * s + gs_scale * dg / estim_lr0
+            eas = beta2 * eas + _wsq(1 - beta2, dg)
+            s = beta3_ * s + _as(gs_scale, dg) * dg / estim_lr0
             return ea, eas, s
 
         ea, eas, gsum = map_elementwise(
@@ -212,8 +230,9 @@ def prodigy(
         def step(ea, eas, p):
             pf = p.astype(ea.dtype)
             # optax scales eps by the *updated* estimate.
-            den = jnp.sqrt(eas) + d_new * eps
-            return (-weight_decay * dlr * pf - dlr * ea / den).astype(p.dtype)
+            den = _as(jnp.sqrt(eas) + d_new * eps, ea)
+            lr_ = _as(dlr, ea)
+            return (-weight_decay * lr_ * pf - lr_ * ea / den).astype(inexact_dtype(p))
 
         out = map_elementwise(step, ea, eas, params)
         return out, DAdaptState(ea, eas, gsum, state.params0, d_new, numer, count)
@@ -259,16 +278,17 @@ def dadapt_adamw(
         sched = learning_rate(state.count) if callable(learning_rate) else learning_rate
         bc = _bias_correction(beta1, beta2, count)
         dlr = (state.estim_lr * sched * bc).astype(jnp.float32)
-        g32 = map_elementwise(lambda g: g.astype(jnp.float32), updates)
+        g32 = map_elementwise(lambda g, s: inexact(g).astype(s.dtype), updates, state.exp_avg)
         s_w = map_elementwise(
-            lambda s, v: s / (jnp.sqrt(v) + eps), state.grad_sum, state.exp_avg_sq
+            lambda s, v: s / _as(jnp.sqrt(v) + eps, s), state.grad_sum, state.exp_avg_sq
         )
         numer_acc = _vdot(g32, s_w)
 
         def moments(g, ea, eas, s):
-            ea = beta1 * ea + (1 - beta1) * dlr * g
-            eas = beta2 * eas + (1 - beta2) * g * g
-            s = sb2 * s + (1 - sb2) * dlr * g
+            lr_ = _as(dlr, g)
+            ea = beta1 * ea + (1 - beta1) * lr_ * g
+            eas = beta2 * eas + _wsq(1 - beta2, g)
+            s = sb2 * s + (1 - sb2) * lr_ * g
             return ea, eas, s
 
         ea, eas, gsum = map_elementwise(
@@ -281,7 +301,8 @@ def dadapt_adamw(
 
         def step(ea, eas, p):
             pf = p.astype(ea.dtype)
-            return (-weight_decay * dlr * pf - ea / (jnp.sqrt(eas) + eps)).astype(p.dtype)
+            den = _as(jnp.sqrt(eas) + eps, ea)
+            return (-weight_decay * _as(dlr, ea) * pf - ea / den).astype(inexact_dtype(p))
 
         out = map_elementwise(step, ea, eas, params)
         return out, DAdaptState(ea, eas, gsum, (), d_new, numer, count)

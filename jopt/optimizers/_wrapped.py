@@ -14,6 +14,8 @@ from jopt.core import (
     ScalarOrSchedule,
     chain,
     global_norm,
+    inexact,
+    inexact_dtype,
     map_elementwise,
     safe_increment,
     state_dtype,
@@ -24,6 +26,11 @@ from jopt.transforms import add_decayed_weights, scale_by_learning_rate, scale_b
 
 def _f32_tree(tree: Any, dtype: Any = None) -> Any:
     return map_elementwise(lambda p: jnp.asarray(p).astype(state_dtype(p, dtype)), tree)
+
+
+def _state_copy(tree: Any, dtype: Any = None) -> Any:
+    # A fresh buffer per leaf, never the parameter's own (a jitted step donates both).
+    return map_elementwise(lambda p: jnp.array(p, dtype=state_dtype(p, dtype), copy=True), tree)
 
 
 class ScheduleFreeState(NamedTuple):
@@ -77,7 +84,7 @@ def schedule_free(
             step_count=jnp.ones([], jnp.int32),
             max_lr=jnp.zeros([], jnp.float32),
             base_optimizer_state=base_optimizer.init(params),
-            z=_f32_tree(params, state_dtype),
+            z=_state_copy(params, state_dtype),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -101,7 +108,7 @@ def schedule_free(
             x = (y.astype(zt) - (1.0 - b) * z) / b
             x = (1.0 - c) * x + c * z_new
             y_new = b * x + (1.0 - b) * z_new
-            return (y_new - y.astype(zt)).astype(y.dtype), z_new
+            return (y_new - y.astype(zt)).astype(inexact_dtype(y)), z_new
 
         out, z = map_elementwise(step, params, state.z, base_updates, n_out=2)
         return out, ScheduleFreeState(
@@ -137,7 +144,7 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
     return map_elementwise(
         lambda y, z: (
             (y.astype(z.dtype) - (1.0 - sf.b1.astype(z.dtype)) * z) / sf.b1.astype(z.dtype)
-        ).astype(y.dtype),
+        ).astype(inexact_dtype(y)),
         params,
         sf.z,
     )
@@ -247,17 +254,14 @@ def mechanize(
         raise JoptError(f"mechanize: num_betas must be >= 1, got {num_betas}")
 
     def init_fn(params):
-        if any(jnp.iscomplexobj(x) for x in jax.tree.leaves(params)):
-            raise JoptError("mechanize: complex parameters are not supported")
-        z = jnp.zeros([num_betas], jnp.float32)
         return MechanicState(
             base_optimizer_state=base_optimizer.init(params),
             count=jnp.zeros([], jnp.int32),
-            r=z,
-            m=z,
-            v=z,
+            r=jnp.zeros([num_betas], jnp.float32),
+            m=jnp.zeros([num_betas], jnp.float32),
+            v=jnp.zeros([num_betas], jnp.float32),
             s=jnp.full([num_betas], s_init, jnp.float32),
-            x0=_f32_tree(params),
+            x0=_state_copy(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -270,10 +274,15 @@ def mechanize(
         x0 = jax.tree.map(lambda a, b: jnp.where(state.count == 0, a, b), p32, state.x0)
         s_sum = jnp.sum(state.s)
         coef = weight_decay * s_sum * global_norm(updates) / (global_norm(p32) + eps)
-        g = map_elementwise(lambda g, p: g.astype(p.dtype) + coef * p, updates, p32)
-        delta_prev = map_elementwise(lambda p, x: (x - p) / (s_sum + eps), p32, x0)
+        g = map_elementwise(
+            lambda g, p: inexact(g).astype(p.dtype) + coef.astype(p.dtype) * p, updates, p32
+        )
+        delta_prev = map_elementwise(lambda p, x: (x - p) / (s_sum + eps).astype(p.dtype), p32, x0)
+        # <g, delta> (the real part for complex parameters: C^n as R^2n).
         h = sum(
-            jax.tree.leaves(map_elementwise(lambda a, b: jnp.sum(a * b), g, delta_prev)),
+            jax.tree.leaves(
+                map_elementwise(lambda a, b: jnp.real(jnp.sum(jnp.conj(a) * b)), g, delta_prev)
+            ),
             jnp.zeros([], jnp.float32),
         )
         clipped_h = jnp.clip(h, -state.m, state.m)
@@ -285,8 +294,8 @@ def mechanize(
         s_total = jnp.sum(s)
 
         def step(p, x, d, u):
-            new = x - s_total * (d - u.astype(d.dtype))
-            return (new - p.astype(x.dtype)).astype(p.dtype)
+            new = x - s_total.astype(d.dtype) * (d - inexact(u).astype(d.dtype))
+            return (new - p.astype(x.dtype)).astype(inexact_dtype(p))
 
         out = map_elementwise(step, params, x0, delta_prev, base_u)
         return out, MechanicState(base_state, safe_increment(state.count), r, m, v, s, x0)

@@ -140,15 +140,48 @@ __all__ += [
 # --- /optax catalogue ---
 
 # --- issue 15 (H3b): plateau, contrib blocks, line searches ---
-from jopt.transforms._contrib import ScaleByAdemamixState, scale_by_ademamix, scale_by_adopt
-from jopt.transforms._plateau import ReduceOnPlateauState, observe_plateau, reduce_on_plateau
+from jopt.transforms._contrib import (  # noqa: E402
+    ScaleByAdemamixState,
+    scale_by_ademamix,
+    scale_by_adopt,
+)
+from jopt.transforms._lbfgs import ScaleByLBFGSState, scale_by_lbfgs  # noqa: E402
+from jopt.transforms._linesearch import (  # noqa: E402
+    LinesearchInfo,
+    ScaleByLinesearchState,
+    scale_by_backtracking_linesearch,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+)
+from jopt.transforms._muon import (  # noqa: E402
+    ScaleByMuonState,
+    orthogonalize_via_newton_schulz,
+    scale_by_muon,
+    scale_by_shape,
+)
+from jopt.transforms._plateau import (  # noqa: E402
+    ReduceOnPlateauState,
+    observe_plateau,
+    reduce_on_plateau,
+)
 
 __all__ += [
+    "LinesearchInfo",
     "ReduceOnPlateauState",
     "ScaleByAdemamixState",
+    "ScaleByLBFGSState",
+    "ScaleByLinesearchState",
+    "ScaleByMuonState",
     "observe_plateau",
+    "orthogonalize_via_newton_schulz",
     "reduce_on_plateau",
     "scale_by_ademamix",
     "scale_by_adopt",
+    "scale_by_backtracking_linesearch",
+    "scale_by_lbfgs",
+    "scale_by_muon",
+    "scale_by_shape",
+    "scale_by_zoom_linesearch",
+    "value_and_grad_from_state",
 ]
 # --- /issue 15 (H3b) ---

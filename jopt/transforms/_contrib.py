@@ -12,6 +12,7 @@ import jax.typing
 from jopt.core import (
     GradientTransformation,
     ScalarOrSchedule,
+    inexact,
     map_elementwise,
     safe_increment,
     scalar_as,
@@ -48,8 +49,10 @@ def scale_by_adopt(
 
     with :math:`c_t` = ``clip_value_fn(t-1)`` (:math:`t^{1/4}`) and, at the first step,
     :math:`v_1 = g_1^2`, :math:`m_1 = 0` (so the first update is zero). ``nesterov=True``
-    returns :math:`\\beta_1 m_t + (1-\\beta_1)\\hat g_t`. Same as ``optax.contrib.scale_by_adopt``;
-    the state is :class:`ScaleByAdamState` (``nu_max`` empty).
+    returns :math:`\\beta_1 m_t + (1-\\beta_1)\\hat g_t`. For complex parameters the clip
+    bounds the modulus and keeps the phase (optax's clip refuses complex values). Same as
+    ``optax.contrib.scale_by_adopt``; the state is :class:`ScaleByAdamState` (``nu_max``
+    empty).
     """
 
     def init_fn(params):
@@ -63,14 +66,19 @@ def scale_by_adopt(
         clip_value = clip_value_fn(state.count.astype(jnp.float32)) if use_clipping else None
 
         def step(g, m, v):
+            g = inexact(g)
             b1_ = jnp.where(first, jnp.ones([], m.dtype), scalar_as(b1, m))
             b2_ = jnp.where(first, jnp.zeros([], v.dtype), scalar_as(b2, v))
             gv = g.astype(v.dtype)
             v_new = (1 - b2_) * _abs_sq(gv) + b2_ * v
             gn = gv / jnp.maximum(jnp.sqrt(v), scalar_as(eps, v))
             if use_clipping:
-                c = jnp.asarray(clip_value).astype(gn.dtype)
-                gn = jnp.clip(gn, -c, c)
+                c = jnp.asarray(clip_value).astype(jnp.abs(gn).dtype)
+                if jnp.iscomplexobj(gn):  # clip the modulus, keep the phase
+                    mod = jnp.abs(gn)
+                    gn = gn * (jnp.minimum(mod, c) / jnp.where(mod > 0, mod, 1.0)).astype(gn.dtype)
+                else:
+                    gn = jnp.clip(gn, -c, c)
             gn = gn.astype(m.dtype)
             m_new = (1 - b1_) * gn + b1_ * m
             u = (1 - b1_) * gn + b1_ * m_new if nesterov else m_new
@@ -126,9 +134,14 @@ def scale_by_ademamix(
     """
 
     def init_fn(params):
-        z = jnp.zeros([], jnp.int32)
         m1, m2, nu = (zeros_like(params, mu_dtype) for _ in range(3))
-        return ScaleByAdemamixState(count=z, count_m2=z, m1=m1, m2=m2, nu=nu)
+        return ScaleByAdemamixState(
+            count=jnp.zeros([], jnp.int32),
+            count_m2=jnp.zeros([], jnp.int32),
+            m1=m1,
+            m2=m2,
+            nu=nu,
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -140,6 +153,7 @@ def scale_by_ademamix(
         c2 = 1 - jnp.asarray(b2, jnp.float32) ** t
 
         def step(g, m1, m2, v):
+            g = inexact(g)
             gm = g.astype(m1.dtype)
             m1 = scalar_as(1 - b1, m1) * gm + scalar_as(b1, m1) * m1
             m2 = scalar_as(1 - c_b3, m2) * gm + scalar_as(c_b3, m2) * m2

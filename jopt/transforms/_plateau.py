@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, JoptError, map_elementwise, safe_increment, scalar_as
+from jopt.core import (
+    GradientTransformation,
+    JoptError,
+    inexact,
+    map_elementwise,
+    safe_increment,
+    scalar_as,
+)
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -153,7 +160,7 @@ def reduce_on_plateau(
         if value is not None:
             state = _observe(state, value)
         s = state.scale
-        return map_elementwise(lambda u: (u * scalar_as(s, u)).astype(u.dtype), updates), state
+        return map_elementwise(lambda u: inexact(u) * scalar_as(s, inexact(u)), updates), state
 
     return GradientTransformation(init_fn, update_fn)
 

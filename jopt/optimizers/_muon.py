@@ -1,0 +1,99 @@
+"""Muon for matrices, AdamW for everything else, as ``optax.contrib.muon``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.typing
+
+from jopt.core import GradientTransformation, ScalarOrSchedule, chain
+from jopt.optimizers._adam import adamw
+from jopt.transforms import add_decayed_weights, scale_by_learning_rate
+from jopt.transforms._muon import DEFAULT_NS_COEFFS, scale_by_muon, scale_by_shape
+from jopt.transforms._regularization import Mask
+
+
+class MuonState(NamedTuple):
+    """State of :func:`muon`: ``muon`` for the 2-D leaves, ``adam`` for the others (each a
+    state over the whole tree with the other kind of leaf set to ``None``)."""
+
+    muon: Any
+    adam: Any
+
+
+def _split(tree: Any, matrices: bool) -> Any:
+    return jax.tree.map(lambda x: x if (jnp.ndim(x) == 2) == matrices else None, tree)
+
+
+def _merge(a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: y if x is None else x, a, b, is_leaf=lambda x: x is None)
+
+
+def muon(
+    learning_rate: ScalarOrSchedule,
+    ns_coeffs: tuple[float, float, float] = DEFAULT_NS_COEFFS,
+    ns_steps: int = 5,
+    beta: jax.typing.ArrayLike = 0.95,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    weight_decay_mask: Mask = None,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+    adaptive: bool = False,
+    adam_b1: jax.typing.ArrayLike = 0.9,
+    adam_b2: jax.typing.ArrayLike = 0.999,
+    adam_eps_root: jax.typing.ArrayLike = 0.0,
+    adam_weight_decay: jax.typing.ArrayLike = 0.0,
+    adam_learning_rate: ScalarOrSchedule | None = None,
+) -> GradientTransformation:
+    """Muon (Jordan et al. 2024) on every 2-D parameter, AdamW on the rest, as
+    ``optax.contrib.muon`` with its default dimension numbers (a matrix ``(n_in, n_out)``):
+
+    .. math::
+
+        W \\leftarrow W - \\eta\\left(\\sqrt{\\max(1, n_{out}/n_{in})}\\;
+            \\mathrm{NS}(\\hat m_t) + \\lambda W\\right)
+
+    with :math:`\\hat m_t` and NS as in :func:`jopt.transforms.scale_by_muon`. Biases,
+    scalars and higher-rank kernels use ``adamw(adam_learning_rate or learning_rate,
+    adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay)``. Same arguments
+    and defaults as ``optax.contrib.muon`` (without the preset-name, preconditioning,
+    dimension-number and ``consistent_rms`` options).
+    """
+    muon_tx = chain(
+        scale_by_muon(
+            ns_coeffs, ns_steps, beta, eps, mu_dtype, nesterov=nesterov, adaptive=adaptive
+        ),
+        scale_by_shape(),
+        add_decayed_weights(weight_decay, weight_decay_mask),
+        scale_by_learning_rate(learning_rate),
+    )
+    adam_tx = adamw(
+        learning_rate if adam_learning_rate is None else adam_learning_rate,
+        adam_b1,
+        adam_b2,
+        eps,
+        adam_eps_root,
+        mu_dtype,
+        weight_decay=adam_weight_decay,
+        nesterov=nesterov,
+    )
+
+    def init_fn(params):
+        return MuonState(muon_tx.init(_split(params, True)), adam_tx.init(_split(params, False)))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        um, ms = muon_tx.update(
+            _split(updates, True), state.muon, _split(params, True) if params is not None else None
+        )
+        ua, as_ = adam_tx.update(
+            _split(updates, False),
+            state.adam,
+            _split(params, False) if params is not None else None,
+        )
+        return _merge(um, ua), MuonState(ms, as_)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,67 @@
+"""Muon's Newton-Schulz step and routing; Sophia against optax.contrib.sophia with obj_fn."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.contrib
+import pytest
+
+import jopt
+from jopt.transforms import orthogonalize_via_newton_schulz
+
+
+def test_newton_schulz_is_nearly_orthogonal():
+    x = jax.random.normal(jax.random.key(3), (8, 5))
+    o = orthogonalize_via_newton_schulz(x, jnp.asarray(jopt.transforms._muon.DEFAULT_NS_COEFFS))
+    s = jnp.linalg.svd(o, compute_uv=False)
+    # The quintic coefficients trade exactness for speed: singular values land in ~[0.7, 1.2].
+    assert float(s.min()) > 0.6 and float(s.max()) < 1.25, s
+    u, _, vt = jnp.linalg.svd(x, full_matrices=False)
+    cos = jnp.sum(o * (u @ vt)) / (jnp.linalg.norm(o) * jnp.linalg.norm(u @ vt))
+    assert float(cos) > 0.98
+
+
+def test_muon_routes_matrices_and_refuses_vectors():
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
+    tx = jopt.muon(0.1)
+    state = tx.init(params)
+    assert jax.tree.leaves(state.muon[0].mu)[0].shape == (3, 4)
+    with pytest.raises(jopt.JoptError):
+        jopt.scale_by_muon().init({"b": jnp.ones(4)})
+
+
+def _loss(p):
+    return jnp.sum(p["w"] ** 4) + jnp.sum(jnp.cos(p["b"]) * p["w"][:2])
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(b1=0.9, gamma=0.05, clip_threshold=0.5, update_interval=3)], ids=str
+)
+def test_sophia_matches_optax(kw):
+    p0 = {"w": jnp.asarray([0.5, -1.0, 2.0]), "b": jnp.asarray([0.3, 0.1])}
+
+    def run(tx):
+        def step(c, _):
+            p, s = c
+            u, s = tx.update(jax.grad(_loss)(p), s, p, obj_fn=_loss)
+            p = optax.apply_updates(p, u)
+            return (p, s), p
+
+        return jax.lax.scan(step, (p0, tx.init(p0)), None, length=40)[1]
+
+    ours = jax.jit(lambda: run(jopt.sophia(0.05, **kw)))()
+    with jax.numpy_dtype_promotion("standard"):
+        theirs = jax.jit(lambda: run(optax.contrib.sophia(0.05, **kw)))()
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        assert float(jnp.max(jnp.abs(b - p0["w"][0]))) > 0  # moved
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_sophia_needs_obj_fn():
+    tx = jopt.sophia(0.1)
+    p = {"w": jnp.ones(2)}
+    with pytest.raises(jopt.JoptError):
+        tx.update(p, tx.init(p), p)
