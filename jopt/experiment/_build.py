@@ -279,6 +279,11 @@ def _probe_fused(config: Config) -> str | None:
         fused = trajectory(True)
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, JoptError):  # the fused layer refuses what it cannot pack exactly
+            return (
+                f"optimizer.fused: true is not exact for {what}: {first}; "
+                "set optimizer.fused: false"
+            )
         return f"optimizer.fused: true fails for {what} ({first}); set optimizer.fused: false"
     for p0, p1 in zip(plain, fused, strict=True):
         for n in shapes:
