@@ -23,8 +23,11 @@ STEPS = np.arange(-3, 260)  # negative counts, the boundaries and past the end
 
 
 def _values(sched, steps=STEPS, promotion="strict"):
+    # All steps at once (vmapped over the count); a constant output broadcasts.
     with jax.numpy_dtype_promotion(promotion):  # optax's schedules need the standard rules
-        return np.array([float(sched(jnp.asarray(s, jnp.int32))) for s in steps])
+        out = jax.vmap(lambda c: jnp.asarray(sched(c)))(jnp.asarray(steps, jnp.int32))
+        out = np.asarray(out, np.float64)
+    return np.broadcast_to(out, np.shape(steps))
 
 
 SCHEDULES = [
@@ -109,17 +112,22 @@ def _grads(seed):
     return treedef.unflatten([jax.random.normal(k, x.shape) for k, x in pairs])
 
 
-def _run(tx, steps=6, nan_at=None, promotion="strict", **extra):
-    out, params, state = [], PARAMS, tx.init(PARAMS)
-    with jax.numpy_dtype_promotion(promotion):
-        for i in range(steps):
-            g = _grads(i)
-            if i == nan_at:
-                g = {**g, "b": g["b"].at[1].set(jnp.nan)}
-            u, state = tx.update(g, state, params, **extra)
-            params = optax.apply_updates(params, u)
-            out.append(params)
-    return out
+def _run(tx, steps=6, nan_at=None, promotion="strict"):
+    grads = [_grads(i) for i in range(steps)]
+    if nan_at is not None:
+        grads[nan_at] = {**grads[nan_at], "b": grads[nan_at]["b"].at[1].set(jnp.nan)}
+
+    @jax.jit  # one compiled trajectory: much faster than op-by-op dispatch
+    def trajectory(grads):
+        out, params, state = [], PARAMS, tx.init(PARAMS)
+        with jax.numpy_dtype_promotion(promotion):
+            for g in grads:
+                u, state = tx.update(g, state, params)
+                params = optax.apply_updates(params, u)
+                out.append(params)
+        return out
+
+    return trajectory(grads)
 
 
 def _assert_same(ours, theirs, rtol=1e-6):
@@ -261,14 +269,18 @@ def _loss(p):
                                     "eps": 1e-3, "variant": "sps+"}])
 def test_polyak_sgd_matches_optax(kw):
     def run(tx, promotion):
-        params, state, path = PARAMS, tx.init(PARAMS), []
-        with jax.numpy_dtype_promotion(promotion):
-            for _ in range(20):
-                value, g = jax.value_and_grad(_loss)(params)
-                u, state = tx.update(g, state, params, value=value)
-                params = optax.apply_updates(params, u)
-                path.append(params)
-        return path
+        @jax.jit
+        def path():
+            params, state, out = PARAMS, tx.init(PARAMS), []
+            with jax.numpy_dtype_promotion(promotion):
+                for _ in range(20):
+                    value, g = jax.value_and_grad(_loss)(params)
+                    u, state = tx.update(g, state, params, value=value)
+                    params = optax.apply_updates(params, u)
+                    out.append(params)
+            return out
+
+        return path()
 
     ours, theirs = run(jopt.polyak_sgd(**kw), "strict"), run(optax.polyak_sgd(**kw), "standard")
     _assert_same(ours, theirs, rtol=2e-6)
