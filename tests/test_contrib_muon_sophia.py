@@ -15,7 +15,7 @@ from jopt.transforms import orthogonalize_via_newton_schulz
 
 def test_newton_schulz_is_nearly_orthogonal():
     x = jax.random.normal(jax.random.key(3), (8, 5))
-    o = orthogonalize_via_newton_schulz(x, jnp.asarray(jopt.transforms._muon.DEFAULT_NS_COEFFS))
+    o = orthogonalize_via_newton_schulz(x, jnp.asarray((3.4445, -4.775, 2.0315)))
     s = jnp.linalg.svd(o, compute_uv=False)
     # The quintic coefficients trade exactness for speed: singular values land in ~[0.7, 1.2].
     assert float(s.min()) > 0.6 and float(s.max()) < 1.25, s

@@ -22,9 +22,13 @@ from jopt.core import (
     state_dtype,
     zeros_like,
 )
-from jopt.transforms import add_decayed_weights, scale_by_learning_rate
-from jopt.transforms._contrib import scale_by_ademamix, scale_by_adopt
-from jopt.transforms._regularization import Mask
+from jopt.transforms import (
+    Mask,
+    add_decayed_weights,
+    scale_by_ademamix,
+    scale_by_adopt,
+    scale_by_learning_rate,
+)
 
 
 def adopt(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from jopt.core import GradientTransformation, ScalarOrSchedule, chain, identity
-from jopt.transforms import scale, scale_by_learning_rate
-from jopt.transforms._lbfgs import scale_by_lbfgs
-from jopt.transforms._linesearch import scale_by_zoom_linesearch
+from jopt.transforms import (
+    scale,
+    scale_by_lbfgs,
+    scale_by_learning_rate,
+    scale_by_zoom_linesearch,
+)
 
 _DEFAULT = object()
 

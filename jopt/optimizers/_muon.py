@@ -10,9 +10,15 @@ import jax.typing
 
 from jopt.core import GradientTransformation, ScalarOrSchedule, chain
 from jopt.optimizers._adam import adamw
-from jopt.transforms import add_decayed_weights, scale_by_learning_rate
-from jopt.transforms._muon import DEFAULT_NS_COEFFS, scale_by_muon, scale_by_shape
-from jopt.transforms._regularization import Mask
+from jopt.transforms import (
+    Mask,
+    add_decayed_weights,
+    scale_by_learning_rate,
+    scale_by_muon,
+    scale_by_shape,
+)
+
+DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)  # Jordan et al. 2024 (optax's default)
 
 
 class MuonState(NamedTuple):

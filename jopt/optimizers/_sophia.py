@@ -24,8 +24,7 @@ from jopt.core import (
     safe_increment,
     zeros_like,
 )
-from jopt.transforms import add_decayed_weights, scale_by_learning_rate
-from jopt.transforms._regularization import Mask
+from jopt.transforms import Mask, add_decayed_weights, scale_by_learning_rate
 
 
 class HutchinsonState(NamedTuple):

@@ -24,6 +24,8 @@ import jopt.optimizers as _optimizers
 import jopt.schedules as _schedules
 import jopt.transforms as _transforms
 
+__all__ = ["META", "Meta", "main", "render", "state_size_per_param"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Meta:
