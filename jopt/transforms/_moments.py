@@ -34,8 +34,8 @@ def _bias(decay: Any, t: jax.Array) -> jax.Array:
     return 1 - jnp.asarray(decay, jnp.float32) ** t.astype(jnp.float32)
 
 
-def _full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
-    return map_elementwise(lambda z: z + scalar_as(value, z), zeros_like(tree, dtype))
+def _full_like(tree: Any, value: Any, dtype: Any = None, *, real: bool = False) -> Any:
+    return map_elementwise(lambda z: z + scalar_as(value, z), zeros_like(tree, dtype, real=real))
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -45,7 +45,7 @@ class ScaleByBeliefState(NamedTuple):
         count: int32 number of updates (saturating), for bias correction.
         mu: first moment ``m``.
         nu: second *central* moment ``s`` (of the prediction error ``g - m``), with
-            ``eps_root`` added every step (as optax stores it).
+            ``eps_root`` added every step (as optax stores it); real for complex parameters.
     """
 
     count: jax.Array
@@ -78,7 +78,9 @@ def scale_by_belief(
     """
 
     def init_fn(params):
-        return ScaleByBeliefState(jnp.zeros([], jnp.int32), zeros_like(params), zeros_like(params))
+        # s holds |g - m|^2: real slots for complex parameters (optax's stay complex, imag 0).
+        nu = zeros_like(params, real=True)
+        return ScaleByBeliefState(jnp.zeros([], jnp.int32), zeros_like(params), nu)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -95,7 +97,7 @@ def scale_by_belief(
                 )
             else:
                 m_hat = m / c1.astype(m.dtype)
-            u = m_hat / (jnp.sqrt(s / c2.astype(s.dtype)) + scalar_as(eps, s))
+            u = m_hat / (jnp.sqrt(s / c2.astype(s.dtype)) + scalar_as(eps, s)).astype(m.dtype)
             return u.astype(inexact_dtype(g)), m, s
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
@@ -110,7 +112,8 @@ class ScaleByYogiState(NamedTuple):
     Attributes:
         count: int32 number of updates (saturating), for bias correction.
         mu: first moment ``m`` (starts at ``initial_accumulator_value``).
-        nu: second moment ``v`` (starts at ``initial_accumulator_value``).
+        nu: second moment ``v`` (starts at ``initial_accumulator_value``; real for complex
+            parameters).
     """
 
     count: jax.Array
@@ -144,7 +147,7 @@ def scale_by_yogi(
         return ScaleByYogiState(
             jnp.zeros([], jnp.int32),
             _full_like(params, initial_accumulator_value),
-            _full_like(params, initial_accumulator_value),
+            _full_like(params, initial_accumulator_value, real=True),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -154,10 +157,11 @@ def scale_by_yogi(
 
         def step(g, m, v):
             m = _ema(g, m, b1)
-            g2 = abs_sq(inexact(g).astype(v.dtype)).astype(v.dtype)
+            g2 = abs_sq(inexact(g)).astype(v.dtype)
             v = v - scalar_as(1 - b2, v) * jnp.sign(v - g2) * g2
             m_hat, v_hat = m / c1.astype(m.dtype), v / c2.astype(v.dtype)
-            u = m_hat / (jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v))
+            denom = jnp.sqrt(v_hat + scalar_as(eps_root, v)) + scalar_as(eps, v)
+            u = m_hat / denom.astype(m.dtype)
             return u.astype(inexact_dtype(g)), m, v
 
         updates, mu, nu = map_elementwise(step, updates, state.mu, state.nu, n_out=3)
@@ -172,7 +176,7 @@ class ScaleByAdanState(NamedTuple):
     Attributes:
         m: EMA of the gradient.
         v: EMA of the gradient difference ``g_t - g_{t-1}``.
-        n: EMA of ``|g_t + (1-\\beta_2)(g_t - g_{t-1})|^2``.
+        n: EMA of ``|g_t + (1-\\beta_2)(g_t - g_{t-1})|^2`` (real for complex parameters).
         g: the previous gradient.
         t: int32 number of updates (saturating).
     """
@@ -213,7 +217,7 @@ def scale_by_adan(
     def init_fn(params):
         z = zeros_like
         zero = jnp.zeros([], jnp.int32)
-        return ScaleByAdanState(z(params), z(params), z(params), z(params), zero)
+        return ScaleByAdanState(z(params), z(params), z(params, real=True), z(params), zero)
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -229,9 +233,8 @@ def scale_by_adan(
             n = _ema(abs_sq(gw + scalar_as(1 - b2, diff) * diff), n, b3)
             m_hat, v_hat = m / c1.astype(m.dtype), v / c2.astype(v.dtype)
             n_hat = n / c3.astype(n.dtype)
-            u = (m_hat + scalar_as(1 - b2, v_hat) * v_hat) / (
-                jnp.sqrt(n_hat + scalar_as(eps_root, n)) + scalar_as(eps, n)
-            )
+            denom = jnp.sqrt(n_hat + scalar_as(eps_root, n)) + scalar_as(eps, n)
+            u = (m_hat + scalar_as(1 - b2, v_hat) * v_hat) / denom.astype(m.dtype)
             return u.astype(inexact_dtype(g)), m, v, n, gw
 
         out = map_elementwise(step, updates, state.m, state.v, state.n, state.g, n_out=5)
