@@ -22,11 +22,9 @@ __all__ = [
 ]
 
 # --- optax catalogue (issue 15, H3a) ---
-from jopt.optimizers._adaptive import (
-    adabelief,
-    adamaxw,
-    adan,
-    nadamw,
+from jopt.optimizers._adaptive import adabelief, adamaxw, adan, nadamw, yogi
+from jopt.optimizers._layerwise import adafactor, fromage, lars, novograd, sm3
+from jopt.optimizers._steps import (
     noisy_sgd,
     optimistic_adam,
     optimistic_adam_v2,
@@ -35,9 +33,7 @@ from jopt.optimizers._adaptive import (
     rprop,
     sign_sgd,
     signum,
-    yogi,
 )
-from jopt.optimizers._layerwise import adafactor, fromage, lars, novograd, sm3
 
 __all__ += [
     "adabelief",

@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 # --- optax catalogue (issue 15, H3a) ---
+from jopt.transforms._factored import FactoredState, scale_by_factored_rms
 from jopt.transforms._filters import (
     MaskedState,
     ZeroNansState,
@@ -83,27 +84,27 @@ from jopt.transforms._moments import (
     ScaleByAdanState,
     ScaleByBeliefState,
     ScaleByEmaState,
-    ScaleByOptimisticGradientState,
-    ScaleByRpropState,
     ScaleByYogiState,
     scale_by_adan,
     scale_by_belief,
     scale_by_ema,
-    scale_by_optimistic_gradient,
-    scale_by_rprop,
     scale_by_yogi,
 )
 from jopt.transforms._per_leaf import (
-    FactoredState,
     ScaleByNovogradState,
     ScaleBySM3State,
     clip_by_block_rms,
-    scale_by_factored_rms,
     scale_by_novograd,
     scale_by_param_block_norm,
     scale_by_param_block_rms,
     scale_by_polyak,
     scale_by_sm3,
+)
+from jopt.transforms._steps import (
+    ScaleByOptimisticGradientState,
+    ScaleByRpropState,
+    scale_by_optimistic_gradient,
+    scale_by_rprop,
 )
 
 __all__ += [
