@@ -22,7 +22,7 @@ from jopt.core import (
     stateless,
 )
 
-# --- optimizers (issue 2) ---
+# optimizers
 from jopt.optimizers import (
     adadelta,
     adagrad,
@@ -38,7 +38,7 @@ from jopt.optimizers import (
     sgd,
 )
 
-# --- transforms (issue 2) ---
+# transforms
 from jopt.transforms import (
     AddDecayedWeightsState,
     AddNoiseState,
@@ -74,7 +74,7 @@ from jopt.transforms import (
     trace,
 )
 
-# --- combinators (issue 3) ---
+# combinators
 from jopt.combinators import (
     AccumulateState,
     GroupsState,
@@ -106,22 +106,18 @@ from jopt.combinators import (
     with_precision,
 )
 
-# --- /combinators ---
-
-# --- fused + bench (issue 6) ---
+# fused execution and benchmarks
 # ``jopt.fused`` is the package (``jopt.fused.packed_train_step``...); ``jopt.fuse(tx)`` is
 # the tree-form wrapper (state packed, parameters a tree).
 from jopt import fused
 from jopt.fused import FusedState, PackLayout, fuse, pack, pack_layout, per_leaf
 from jopt.bench import memory_report
-# --- /fused ---
 
-# --- numerics (issue 8) ---
+# numerics
 # ``jopt.numerics``: curvature, grad_check, landscapes, test problems, lr finder.
 from jopt import numerics
-# --- /numerics ---
 
-# --- issue 15 (H3b): contrib optimizers, plateau, L-BFGS, torch/Keras extras ---
+# contrib optimizers, plateau, L-BFGS, torch/Keras extras
 from jopt.transforms import (
     LinesearchInfo,
     ReduceOnPlateauState,
@@ -170,7 +166,6 @@ from jopt.optimizers import (
     schedule_free_eval_params,
     schedule_free_sgd,
 )
-
 
 # optax catalogue (issue 15, H3a): optimizers, building blocks, optax transform names
 from jopt.optimizers import (
@@ -240,4 +235,6 @@ from jopt.schedules import (
 )
 from jopt.combinators import MultiSteps, apply_if_finite, freeze, multi_transform, partition
 
-__version__ = "0.1.0"
+from jopt._version import __version__
+
+__all__ = sorted(name for name in dir() if not name.startswith("_"))  # every name above

@@ -12,6 +12,7 @@ from jopt.transforms._noise import AddNoiseState, add_noise
 from jopt.transforms._regularization import (
     AddDecayedWeightsState,
     L1ProximalState,
+    Mask,
     add_decayed_weights,
     add_l1,
     add_l2,
@@ -38,6 +39,7 @@ __all__ = [
     "AddDecayedWeightsState",
     "AddNoiseState",
     "L1ProximalState",
+    "Mask",
     "ScaleByAdadeltaState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
