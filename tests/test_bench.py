@@ -236,10 +236,12 @@ def test_bench_train_end_to_end(tiny_config, tmp_path):
         assert res["epoch_s"]["median"] > 0 and res["steps_per_epoch"] >= 1
     (q,) = r["ratios"]
     assert q["impl"] == "fused" and q["vs"] == "grad" and q["step_ratio"] > 0
-    # Adam's state: two moments the size of the parameters, the int32 count, and the fused
-    # state's int32 offset of each leaf.
+    # The optimizer `jopt run` trains (jopt.experiment.build_optimizer): Adam's two moments the
+    # size of the parameters and its int32 count, the with_hparams wrapper's count and its five
+    # float32 hyperparameters (learning_rate, b1, b2, eps, eps_root), and the fused state's
+    # int32 offset of each leaf.
     params, leaves = r["shapes"]["params"], r["shapes"]["leaves"]
-    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 4 + 4 * leaves
+    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 2 * 4 + 5 * 4 + 4 * leaves
     assert r["memory"]["grad"]["total_bytes"] == 0
 
 
