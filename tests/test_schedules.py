@@ -112,7 +112,12 @@ SAME_AS_OPTAX = [
     ),
     (
         S.one_cycle(
-            90, 0.1, pct_start=0.25, pct_final=0.8, div_factor=10.0, final_div_factor=100.0,
+            90,
+            0.1,
+            pct_start=0.25,
+            pct_final=0.8,
+            div_factor=10.0,
+            final_div_factor=100.0,
             anneal="linear",
         ),
         optax.linear_onecycle_schedule(90, 0.1, 0.25, 0.8, 10.0, 100.0),

@@ -59,9 +59,7 @@ class ParamEmaState:
     count: jax.Array
 
 
-def with_param_ema(
-    tx: Any, decay: float = 0.999, ema_dtype: Any = None
-) -> GradientTransformation:
+def with_param_ema(tx: Any, decay: float = 0.999, ema_dtype: Any = None) -> GradientTransformation:
     """Keep an exponential moving average of the parameters ``tx`` produces.
 
     .. math::
