@@ -8,7 +8,6 @@ anywhere becomes one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
@@ -50,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"jopt {name}", description=COMMANDS[name][1])
+    from jopt.cli._args import OneLineParser
+
+    parser = OneLineParser(prog=f"jopt {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:

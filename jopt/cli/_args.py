@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import Any, NoReturn
 
 from jopt.core import JoptError
 
-__all__ = ["split_flags"]
+__all__ = ["OneLineParser", "split_flags"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2), like every
+    other jopt error; ``--help`` still prints the full usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def split_flags(args: Any, flags: dict[str, str]) -> None:

@@ -198,6 +198,10 @@ def _data_parallel(args: argparse.Namespace, config: Any, s: Any, devices: list[
 def main(args: argparse.Namespace) -> int:
     if args.bench_command is None:
         raise JoptError("choose a benchmark: 'jopt bench update ...' or 'jopt bench train ...'")
+    if getattr(args, "json", None) is not None:  # before the benchmark runs, not after
+        from jopt.experiment import check_output_file
+
+        check_output_file("--json", args.json)
     if args.bench_command == "distributed":
         return run_distributed(args)
     if args.steps < 1 or args.warmup < 0:

@@ -3,6 +3,10 @@
 Run directories give one row each (metrics at the best epoch). Sweep directories give one row
 per grid point (mean ± std over seeds) and a learning-rate sensitivity plot when the grid
 varies ``optimizer.learning_rate``.
+
+Every input is read and checked before anything is written: a corrupt or truncated
+``summary.json``, ``sweep.json`` or ``metrics.jsonl`` stops the command with one line naming
+the file (no partial table; see docs/decisions.md), as does an ``--out`` that cannot be written.
 """
 
 from __future__ import annotations
@@ -30,34 +34,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_CORRUPT = (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def _read(reader, file: str):
+    """``reader(file)``; a corrupt or truncated file is a one-line JoptError naming it."""
+    try:
+        return reader(file)
+    except _CORRUPT as e:
+        raise JoptError(f"cannot compare: {file} is corrupt ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise JoptError(f"cannot compare: cannot read {file}: {e.strerror or e}") from None
+
+
+def _curves(file: str) -> list[dict]:
+    from jopt.experiment import read_jsonl
+
+    rows = _read(read_jsonl, file)
+    if not all(isinstance(r, dict) for r in rows):
+        raise JoptError(f"cannot compare: {file} is corrupt (a line is not a JSON object)")
+    return rows
+
+
+def _sweep_rows(path: str, name: str, sweep_file: str):
+    from jopt.experiment import read_json
+
+    info = _read(read_json, sweep_file)
+    try:
+        rows = [{**r, "point": f"{name}: {r['point']}"} for r in info["results"]]
+        dirs = [str(m["dir"]) for m in info["members"]]
+        info["grid"] = dict(info.get("grid") or {})
+    except _CORRUPT as e:
+        raise JoptError(f"cannot compare: {sweep_file} is corrupt (missing or bad {e})") from None
+    curves = {f"{name}/{d}": _curves(os.path.join(path, d, "metrics.jsonl")) for d in dirs}
+    return rows, curves, info
+
+
 def _rows_and_curves(path: str):
-    from jopt.experiment import check_run_dir, read_json, read_jsonl
+    from jopt.experiment import check_run_dir, read_json
 
     name = os.path.basename(os.path.normpath(path))
     sweep_file = os.path.join(path, "sweep.json")
     if os.path.exists(sweep_file):
-        info = read_json(sweep_file)
-        rows = [{**r, "point": f"{name}: {r['point']}"} for r in info["results"]]
-        curves = {
-            f"{name}/{m['dir']}": read_jsonl(os.path.join(path, m["dir"], "metrics.jsonl"))
-            for m in info["members"]
-        }
-        return rows, curves, info
+        return _sweep_rows(path, name, sweep_file)
     check_run_dir(path)
     summary_file = os.path.join(path, "summary.json")
     if not os.path.exists(summary_file):
         raise JoptError(f"{path} has no summary.json (did the run finish?)")
-    summary = read_json(summary_file)
+    summary = _read(read_json, summary_file)
+    best = summary.get("best") or {} if isinstance(summary, dict) else None
+    final = summary.get("final") or {} if isinstance(summary, dict) else None
+    if not isinstance(best, dict) or not isinstance(final, dict):
+        raise JoptError(f"cannot compare: {summary_file} is corrupt (not a run summary)")
     # A test-problem run logs steps (and its gap to the optimum) rather than epochs.
     epochs = summary.get("epochs_run", summary.get("steps"))
-    row = {"point": name, "seeds": 1, "epochs": epochs}
+    row = {"point": name, "seeds": 1, "epochs": epochs, "status": summary.get("status")}
     metrics = ["train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     if "problem" in summary:
         metrics.append("gap_to_optimum")
     for m in metrics:
-        row[m] = summary["best"].get(m, summary["final"].get(m))
+        row[m] = best.get(m, final.get(m))
         row[f"{m}_std"] = None
-    return [row], {name: read_jsonl(os.path.join(path, "metrics.jsonl"))}, None
+    return [row], {name: _curves(os.path.join(path, "metrics.jsonl"))}, None
 
 
 def _is_problem_run(path: str) -> bool:
@@ -65,11 +103,12 @@ def _is_problem_run(path: str) -> bool:
     from jopt.experiment import is_problem, load_config
 
     cfg_file = os.path.join(path, "config.yaml")
-    return os.path.exists(cfg_file) and is_problem(load_config(cfg_file))
+    return os.path.exists(cfg_file) and is_problem(load_config(cfg_file, validate=False))
 
 
 def main(args: argparse.Namespace) -> int:
     from jopt.experiment import (
+        check_output_dir,
         make_run_dir,
         markdown_table,
         plot_overlay,
@@ -78,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
         write_tables,
     )
 
+    check_output_dir("--out", args.out or "runs")
     rows, curves, sweeps = [], {}, []
     for path in args.dirs:
         if not os.path.isdir(path):

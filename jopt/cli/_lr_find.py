@@ -9,6 +9,7 @@ fresh run directory under ``output.runs_dir`` and prints the suggestion.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from jopt.core import JoptError
@@ -43,20 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from jopt.experiment import (
         atomic_write,
+        check_output_dir,
         dump_config,
         load_config,
         lr_find_losses,
         make_run_dir,
-        validate_config,
     )
     from jopt.numerics import analyse_lr_curve, exponential_lrs, write_lr_find
 
     if "=" in args.config:
         raise JoptError(f"expected a config file first, got the override {args.config!r}")
-    if not args.diverge > 1:
-        raise JoptError(f"--diverge must be > 1, got {args.diverge}")
-    config = load_config(args.config, args.overrides)
-    validate_config(config)
+    if not args.diverge > 1 or not math.isfinite(args.diverge):
+        raise JoptError(f"--diverge must be a finite number > 1, got {args.diverge}")
+    if not (0 < args.min_lr < args.max_lr and math.isfinite(args.max_lr)):
+        raise JoptError(
+            f"--min-lr and --max-lr must be finite with 0 < min < max, got {args.min_lr}, "
+            f"{args.max_lr}"
+        )
+    if args.steps < 2:
+        raise JoptError(f"--steps must be at least 2, got {args.steps}")
+    config = load_config(args.config, args.overrides)  # checks output.runs_dir and data files
+    if args.runs_dir is not None:
+        check_output_dir("--runs-dir", args.runs_dir)
     lrs = exponential_lrs(args.min_lr, args.max_lr, args.steps)
     losses = lr_find_losses(config, lrs)
     result = analyse_lr_curve(lrs, losses, diverge=args.diverge)

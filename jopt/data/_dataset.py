@@ -65,8 +65,8 @@ TASKS = ("classification", "regression")
 # the labels are almost surely not class indices (ImageNet-21k has 21,841). See docs/decisions.md.
 MAX_CLASSES = 100_000
 _F32_MAX = float(np.finfo(np.float32).max)
-# The config key is named so a CLI user knows what to set (update when data.task lands).
-_REGRESSION_HINT = "for real-valued targets pass task='regression' (data.options.task)"
+# The config key is named so a CLI user knows what to set.
+_REGRESSION_HINT = "for real-valued targets pass task='regression' (config: data.task: regression)"
 
 
 def resolve_task(task: str | None, default: str, source: str) -> str:

@@ -12,6 +12,7 @@ from jopt.experiment._artifacts import (
     read_jsonl,
 )
 from jopt.experiment._load import config_from_dict, dump_config, load_config, replace_dotted
+from jopt.experiment._paths import check_output_dir, check_output_file
 from jopt.experiment._reference import config_reference
 from jopt.experiment._registry import listing
 from jopt.experiment._schema import Config, to_dict
@@ -20,6 +21,7 @@ from jopt.experiment._validate import validate_config
 _LAZY = {
     "bench_optimizers": "jopt.experiment._bench_txs",
     "build_optimizer": "jopt.experiment._build",
+    "config_precision": "jopt.experiment._policy",
     "lr_find_losses": "jopt.experiment._lr_range",
     "fused_refusal": "jopt.experiment._build",
     "setup": "jopt.experiment._build",
@@ -40,6 +42,8 @@ _LAZY = {
     "resume": "jopt.experiment._runner",
     "sweep": "jopt.experiment._sweep",
     "protocol": "jopt.experiment._sweep",
+    "check_members": "jopt.experiment._sweep",
+    "expand": "jopt.experiment._sweep",
 }
 
 
@@ -57,10 +61,15 @@ __all__ = [
     "atomic_write",
     "bench_optimizers",
     "build_optimizer",
+    "check_members",
+    "check_output_dir",
+    "check_output_file",
     "check_run_dir",
     "config_from_dict",
+    "config_precision",
     "config_reference",
     "dump_config",
+    "expand",
     "fused_refusal",
     "is_problem",
     "listing",

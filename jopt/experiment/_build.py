@@ -64,6 +64,7 @@ def load_data(config: Config):
     d = config.data
     return load_dataset(
         d.name,
+        task=d.task,
         seed=d.seed,
         val_fraction=d.val_fraction,
         test_fraction=d.test_fraction,
@@ -87,9 +88,10 @@ def setup(config: Config, data: Any = None) -> Setup:
         remainder=b.remainder,
         shuffle=b.shuffle,
     )
-    loss = config.loss.name
-    if data.task == "regression" and loss == "cross_entropy":
-        loss = "mse"  # the default loss adapts to the task
+    from jopt.experiment._checks import check_setup
+
+    check_setup(config, data, model)  # loss/metrics fit the task, group patterns match
+    loss = config.loss.name  # null: the task's own loss (LossSpec)
     r = config.regularization
     spec = LossSpec(
         task=data.task,

@@ -7,9 +7,11 @@ puts the two together.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import types
 import typing
@@ -18,11 +20,12 @@ from typing import Any
 import yaml
 
 from jopt.core.errors import JoptError
-from jopt.experiment._schema import OPEN_SECTIONS
+from jopt.experiment._schema import COUNT, OPEN_SECTIONS, Range, field_range
 
 __all__ = [
     "build_section",
     "closest",
+    "load_yaml_text",
     "parse_overrides",
     "parse_value",
     "read_yaml",
@@ -96,14 +99,17 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             # YAML 1.1 reads "1e-3" (no dot) as a string; accept what Python reads as a number.
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise JoptError(f"{path} must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -121,7 +127,8 @@ def build_section(cls: type, raw: Any, path: str) -> Any:
     if not isinstance(raw, dict):
         raise JoptError(f"{path or 'config'}: expected a mapping, got {raw!r}")
     hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     open_section = cls in OPEN_SECTIONS
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -130,6 +137,7 @@ def build_section(cls: type, raw: Any, path: str) -> Any:
         where = f"{path}.{key}" if path else key
         if key in names and not (open_section and key == "kwargs"):
             kwargs[key] = _convert(value, hints[key], where)
+            _check_range(where, kwargs[key], field_range(fields[key]))
         elif open_section:
             extra[key] = value
         else:
@@ -141,10 +149,27 @@ def build_section(cls: type, raw: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _check_range(where: str, value: Any, rng: Range | None) -> None:
+    """Numbers (or a list's numbers) within the field's range; integers default to int32."""
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_range(f"{where}[{i}]", v, rng)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if rng is None:
+        if not isinstance(value, int):
+            return
+        rng = COUNT
+    if not rng.contains(value):
+        what = "an integer" if isinstance(value, int) else "a number"
+        raise JoptError(f"{where} must be {what} {rng.describe()}, got {value!r}")
+
+
 def parse_value(text: str) -> Any:
     """A command-line value, typed as YAML types it (``3e-3`` is a float, ``[1, 2]`` a list)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml_text(text)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
@@ -184,17 +209,50 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (PyYAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not None:
+                problem = f"duplicate key {key!r} (first at line {first})"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` with duplicate keys refused."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no tags run
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    """Read a config file into a dict; missing, empty and malformed files are JoptErrors."""
+    """Read a config file into a dict; missing, empty, unreadable, non-UTF-8, malformed files
+    and duplicate keys are JoptErrors."""
     path = os.fspath(path)
+    if not path:
+        raise JoptError("config file path is empty")
     if not os.path.exists(path):
         raise JoptError(f"config file not found: {path}")
     if os.path.isdir(path):
         raise JoptError(f"expected a YAML config file, got a directory: {path}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
     try:
-        raw = yaml.safe_load(text)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        bad = e.object[e.start : e.start + 1]
+        raise JoptError(f"config file {path} is not UTF-8 text (byte {e.start}: {bad!r})") from None
+    except OSError as e:
+        raise JoptError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        raw = load_yaml_text(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -59,7 +59,7 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     epoch_fn = make_train_epoch(
         model, tx, setup.spec, setup.batching, augment=setup.augment, kind=setup.data.kind
     )
-    eval_fn = make_eval_fn(model, setup.spec)
+    eval_fn = make_eval_fn(model, setup.spec, chunk_size=config.batching.eval_batch_size)
     if K > 1:
         epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
         eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))

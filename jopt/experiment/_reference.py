@@ -18,7 +18,7 @@ import yaml
 
 from jopt.experiment import _registry as reg
 from jopt.experiment._parse import type_name
-from jopt.experiment._schema import OPEN_SECTIONS, Config
+from jopt.experiment._schema import OPEN_SECTIONS, Config, field_range
 
 __all__ = ["config_reference"]
 
@@ -30,7 +30,8 @@ _CHOICES: dict[str, Callable[[], Sequence[Any]]] = {
     "problem.name": reg.problem_names,
     "model.name": reg.model_names,
     "model.activation": reg.activation_names,
-    "loss.name": reg.loss_names,
+    "loss.name": lambda: [*reg.loss_names(), "(null: the task's own loss)"],
+    "data.task": lambda: [*reg.TASKS, "(null: the data set's own task)"],
     "optimizer.name": reg.optimizer_names,
     "optimizer.chain.name": lambda: [*reg.transform_names(), "(any optax transform)"],
     "schedule.name": lambda: reg.SCHEDULES,
@@ -112,6 +113,11 @@ def _section(cls: type, path: str, out: list[str]) -> None:
             continue
         choices = _CHOICES[key]() if key in _CHOICES else ()
         allowed = ", ".join(str(c) if str(c).startswith("(") else f"`{c}`" for c in choices)
+        rng = field_range(f)
+        if not allowed and rng is not None:
+            allowed = rng.describe() + (" (each)" if typing.get_origin(tp) is list else "")
+        elif not allowed and type_name(tp).startswith("a number"):
+            allowed = "finite"
         out.append(f"| `{key}` | {type_name(tp)} | `{_yaml(_default(f))}` | {allowed} |")
     for sub, key in nested:
         _section(sub, key, out)

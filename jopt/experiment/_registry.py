@@ -23,10 +23,14 @@ from jopt.numerics import list_problems
 from jopt.train import LOSSES
 
 __all__ = [
+    "ACCURACY_METRICS",
     "BATCHING",
     "METRICS",
     "REMAINDERS",
     "SCHEDULES",
+    "TASKS",
+    "TASK_LOSS",
+    "TASK_LOSSES",
     "activation_names",
     "dataset_names",
     "listing",
@@ -34,6 +38,7 @@ __all__ = [
     "make_model",
     "model_fields",
     "model_names",
+    "optax_transform_names",
     "optimizer_factory",
     "optimizer_names",
     "preprocess_names",
@@ -44,9 +49,14 @@ __all__ = [
 ]
 
 # The ``schedule.name`` values the builder (``_build.schedule_multiplier``) knows.
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup", "step", "exponential")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "warmup", "step", "exponential", "plateau")
 BATCHING = STRATEGIES
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+ACCURACY_METRICS = ("train_accuracy", "val_accuracy")  # classification only
+TASKS = ("classification", "regression")
+# The loss a task gets when ``loss.name`` is null, and the losses that fit each task.
+TASK_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+TASK_LOSSES = {"classification": ("cross_entropy",), "regression": ("mse", "huber")}
 
 
 def optimizer_names() -> list[str]:
@@ -66,7 +76,7 @@ def transform_factory(name: str) -> Callable[..., Any]:
     if not name.startswith("_"):
         for module in (transforms, combinators, optax):
             obj = getattr(module, name, None)
-            if callable(obj):
+            if callable(obj) and not inspect.isclass(obj):  # a factory, not a state class
                 return obj
     raise JoptError(
         f"unknown transform {name!r} in optimizer.chain; allowed: "
@@ -75,7 +85,19 @@ def transform_factory(name: str) -> Callable[..., Any]:
 
 
 def transform_names() -> list[str]:
-    return sorted(transforms.__all__)
+    """The transform factories of ``jopt.transforms`` (not its state classes)."""
+    return sorted(
+        n for n in transforms.__all__ if not inspect.isclass(getattr(transforms, n, None))
+    )
+
+
+def optax_transform_names() -> list[str]:
+    """optax's public callables (a chain entry may name any optax transform)."""
+    return sorted(
+        n
+        for n in dir(optax)
+        if not n.startswith("_") and callable(obj := getattr(optax, n)) and not inspect.isclass(obj)
+    )
 
 
 def dataset_names() -> list[str]:

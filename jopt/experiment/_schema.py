@@ -18,6 +18,59 @@ from jopt.distributed import DistributedSpec
 
 _SPEC = DistributedSpec()
 
+INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field may take (checked by the loader, shown in ``docs/config.md``).
+
+    Every float field is also finite (NaN and inf are refused); an integer field without a
+    range is a count within int32."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if self.low is not None and (v <= self.low if self.low_open else v < self.low):
+            return False
+        return self.high is None or (v < self.high if self.high_open else v <= self.high)
+
+    def describe(self) -> str:
+        def f(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        if self.low is not None and self.high is not None:
+            lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {lo}{f(self.low)}, {f(self.high)}{hi}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {f(self.low)}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {f(self.high)}"
+        return "finite"
+
+
+COUNT = Range(-(2**31), INT32_MAX)  # the default range of an integer field
+
+
+def num(
+    default: Any = None,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
+    """A numeric field with its range (a list field's range, in ``metadata``, is its items')."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+
+
+def field_range(f: dataclasses.Field) -> Range | None:
+    return f.metadata.get("range")
+
 
 @dataclass
 class AugmentationConfig:
@@ -25,21 +78,25 @@ class AugmentationConfig:
     (``jopt.data.Augment``): Gaussian input noise, random shifts of up to ``max_shift``
     (0, 1 or 2) positions for images and signals, horizontal flips, mixup."""
 
-    noise_std: float = 0.0
-    max_shift: int = 0
+    noise_std: float = num(0.0, 0)
+    max_shift: int = num(0, 0, 2)
     flip: bool = False
-    mixup_alpha: float = 0.0
+    mixup_alpha: float = num(0.0, 0)
 
 
 @dataclass
 class DataConfig:
     """Which dataset, how it is split and preprocessed. ``seed`` drives the split (and synthetic
-    data); it is separate from the run's ``seed`` so that runs over several seeds share data."""
+    data); it is separate from the run's ``seed`` so that runs over several seeds share data.
+    ``task``: ``classification`` or ``regression`` (``jopt.data.load_dataset``'s ``task``);
+    null keeps a built-in set's own task and means classification for a file. It is never
+    guessed from the labels."""
 
     name: str = "digits"
-    seed: int = 0
-    val_fraction: float = 0.2
-    test_fraction: float = 0.25
+    task: str | None = None
+    seed: int = num(0, 0, UINT32_MAX)
+    val_fraction: float = num(0.2, 0, 1, high_open=True)
+    test_fraction: float = num(0.25, 0, 1, high_open=True)
     preprocess: str = "standardize"
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     options: dict[str, Any] = field(default_factory=dict)
@@ -50,7 +107,9 @@ class ModelConfig:
     """Which flax model; ``options`` holds model-specific keyword arguments."""
 
     name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [128])
+    hidden: list[int] = field(
+        default_factory=lambda: [128], metadata={"range": Range(1, INT32_MAX)}
+    )
     activation: str = "relu"
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -68,10 +127,12 @@ class ProblemConfig:
 
 @dataclass
 class LossConfig:
-    """``cross_entropy`` for classification, ``mse`` for regression."""
+    """``name``: ``cross_entropy`` (classification), ``mse`` or ``huber`` (regression); null
+    is the task's own loss (``cross_entropy`` or ``mse``). A loss that does not fit the task is
+    an error, as is ``label_smoothing`` (cross-entropy only) under another loss."""
 
-    name: str = "cross_entropy"
-    label_smoothing: float = 0.0
+    name: str | None = None
+    label_smoothing: float = num(0.0, 0, 1, high_open=True)
 
 
 @dataclass
@@ -89,12 +150,16 @@ class OptimizerConfig:
     arguments (``b1``, ``momentum``, ...), checked against its signature.
 
     ``chain`` lists extra transforms applied to the gradient first (clipping, noise); ``groups``
-    holds parameter groups (passed to ``jopt.partition`` once the combinators provide it);
-    ``fused`` runs the optimizer through ``jopt.fused``.
+    holds parameter groups (passed to ``jopt.partition`` once the combinators provide it).
+    ``execution``: ``auto`` (packed parameters, gradients and state when that is exact for the
+    optimizer, else per leaf with a logged line), ``packed`` (refused where not exact),
+    ``per_leaf`` or ``fused`` (the tree-form ``jopt.fuse``); summary.json records the resolved
+    one. ``fused`` is retired: ``fused: true`` is refused with a pointer to ``execution``.
     """
 
     name: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float = num(1e-3, 0)
+    execution: str = "auto"
     fused: bool = False
     chain: list[TransformConfig] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
@@ -108,14 +173,24 @@ class ScheduleConfig:
     ``constant``; ``cosine`` (to ``end_factor`` over all steps); ``warmup_cosine`` (linear warm-up
     over ``warmup_steps``, then cosine); ``step`` (multiply by ``decay_rate`` at each fraction of
     training in ``boundaries``); ``exponential`` (``decay_rate`` per epoch); ``warmup``
-    (linear warm-up, then constant).
+    (linear warm-up, then constant); ``plateau`` (``jopt.reduce_on_plateau``, optax's rule:
+    multiply by ``factor`` when ``metric`` has not improved for ``patience`` evaluations, then
+    wait ``cooldown`` evaluations, never below ``min_scale``; ``metric`` is ``train_loss`` or an
+    evaluated ``<split>_<metric>`` such as ``val_loss`` or ``val_accuracy``, accuracies maximised).
     """
 
     name: str = "constant"
-    warmup_steps: int = 0
-    end_factor: float = 0.0
-    decay_rate: float = 0.1
-    boundaries: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    warmup_steps: int = num(0, 0, INT32_MAX)
+    end_factor: float = num(0.0, 0)
+    decay_rate: float = num(0.1, 0)
+    boundaries: list[float] = field(
+        default_factory=lambda: [0.5, 0.75], metadata={"range": Range(0, 1, True, True)}
+    )
+    factor: float = num(0.1, 0, 1, low_open=True, high_open=True)
+    patience: int = num(10, 1, INT32_MAX)
+    cooldown: int = num(0, 0, INT32_MAX)
+    min_scale: float = num(0.0, 0, 1)
+    metric: str = "val_loss"
 
 
 @dataclass
@@ -123,14 +198,15 @@ class BatchingConfig:
     """``full`` (one step per epoch on the whole set), ``minibatch`` (``batch_size``),
     ``stochastic`` (batch size 1) or ``accumulate`` (``accumulate_steps`` micro-batches of
     ``batch_size`` per optimizer step). ``remainder``: ``drop`` the last partial batch of each
-    shuffled epoch, or ``pad`` it (masked)."""
+    shuffled epoch, or ``pad`` it (masked). ``eval_batch_size``: evaluation runs in chunks of
+    this many examples (bounds its memory; the metrics do not depend on it)."""
 
     strategy: str = "minibatch"
-    batch_size: int = 32
-    accumulate_steps: int = 1
+    batch_size: int = num(32, 1, INT32_MAX)
+    accumulate_steps: int = num(1, 1, INT32_MAX)
     remainder: str = "drop"
     shuffle: bool = True
-    eval_batch_size: int = 1024
+    eval_batch_size: int = num(1024, 1, INT32_MAX)
 
 
 @dataclass
@@ -140,9 +216,9 @@ class EarlyStoppingConfig:
     losses are minimised and accuracies maximised (``jopt.train.METRIC_MODES``)."""
 
     metric: str = "val_loss"
-    patience: int = 0
+    patience: int = num(0, 0, INT32_MAX)
     mode: str | None = None
-    min_delta: float = 0.0
+    min_delta: float = num(0.0, 0)
     restore_best: bool = True
 
 
@@ -151,10 +227,10 @@ class RegularizationConfig:
     """``l1`` and ``l2`` are added to the loss; ``weight_decay`` is decoupled (AdamW-style,
     scaled by the learning rate); ``dropout`` is the rate used by the model."""
 
-    l1: float = 0.0
-    l2: float = 0.0
-    weight_decay: float = 0.0
-    dropout: float = 0.0
+    l1: float = num(0.0, 0)
+    l2: float = num(0.0, 0)
+    weight_decay: float = num(0.0, 0)
+    dropout: float = num(0.0, 0, 1, high_open=True)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -163,13 +239,26 @@ class TrainConfig:
     """``epochs`` unless ``steps`` is set (then training stops after that many optimizer steps,
     rounded up to whole epochs). Evaluate every ``eval_every`` epochs; checkpoint every
     ``checkpoint_every`` epochs (0: only at the end). ``eval_train`` also evaluates the training
-    split in eval mode (``train_eval_*``: no dropout or augmentation), for train/test gaps."""
+    split in eval mode (``train_eval_*``: no dropout or augmentation), for train/test gaps.
+    ``nonfinite``: ``skip`` (a step with a NaN/Inf gradient leaves params and state unchanged;
+    the run ends as ``diverged`` after more than ``max_consecutive_skips`` in a row), ``stop``
+    (diverged at the first non-finite loss or gradient) or ``ignore``.
+    ``precision``: ``float32``, ``bf16_mixed`` (bfloat16 activations and matmuls, float32 master
+    parameters, gradients and optimizer state) or ``bf16`` (bfloat16 parameters too; optimizer
+    state float32), as ``jopt.models.Precision``; losses and metrics are float32 under each.
+    ``matmul_precision``: ``default``, ``high`` or ``highest`` (``jax.default_matmul_precision``;
+    null: ``highest`` for float32, ``default`` for the bfloat16 policies). summary.json records
+    the resolved choice."""
 
-    epochs: int = 20
-    steps: int | None = None
-    eval_every: int = 1
-    checkpoint_every: int = 0
+    epochs: int = num(20, 1, INT32_MAX)
+    steps: int | None = num(None, 1, INT32_MAX)
+    eval_every: int = num(1, 1, INT32_MAX)
+    checkpoint_every: int = num(0, 0, INT32_MAX)
     eval_train: bool = False
+    nonfinite: str = "skip"
+    max_consecutive_skips: int = 10
+    precision: str = "float32"
+    matmul_precision: str | None = None
 
 
 @dataclass
@@ -178,7 +267,7 @@ class ProtocolConfig:
     re-run it with ``seeds`` seeds and report mean ± std."""
 
     metric: str = "val_accuracy"
-    seeds: int = 5
+    seeds: int = num(5, 1, INT32_MAX)
 
 
 @dataclass
@@ -187,7 +276,7 @@ class SweepConfig:
     seeds (``seed``, ``seed + 1``, ...)."""
 
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    seeds: int = 1
+    seeds: int = num(1, 1, INT32_MAX)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
 
 
@@ -196,8 +285,8 @@ class DiagnosticsConfig:
     """Numerical diagnostics computed by ``jopt.numerics`` during training (0 disables).
     ``sharpness_every``: top Hessian eigenvalue every that many epochs."""
 
-    sharpness_every: int = 0
-    sharpness_iters: int = 20
+    sharpness_every: int = num(0, 0, INT32_MAX)
+    sharpness_iters: int = num(20, 1, INT32_MAX)
 
 
 @dataclass
@@ -208,8 +297,8 @@ class DistributedConfig:
     optimizer state (ZeRO-1); the rest configures a multi-process job. The defaults are
     ``jopt.distributed.DistributedSpec``'s, the layer that owns them."""
 
-    data: int = _SPEC.data
-    zero: int = _SPEC.zero
+    data: int = num(_SPEC.data, -1, INT32_MAX)
+    zero: int = num(_SPEC.zero, 0, 1)
     coordinator_address: str | None = _SPEC.coordinator_address
     num_processes: int | None = _SPEC.num_processes
     process_id: int | None = _SPEC.process_id
@@ -231,7 +320,7 @@ class Config:
     """A whole experiment. ``jopt run`` is a pure function of this (and the machine)."""
 
     name: str = "experiment"
-    seed: int = 0
+    seed: int = num(0, 0, UINT32_MAX)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     problem: ProblemConfig = field(default_factory=ProblemConfig)

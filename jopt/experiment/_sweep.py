@@ -26,6 +26,7 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _artifacts as art
+from jopt.experiment import _registry as reg
 from jopt.experiment._build import load_data, setup, structure_key
 from jopt.experiment._load import dump_config, replace_dotted
 from jopt.experiment._plots import plot_overlay, plot_sensitivity
@@ -74,19 +75,16 @@ def group_members(configs: list[Config]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_members(
-    configs: list[Config],
-    parent: str | None,
-    labels: list[str],
-    *,
-    progress: bool = False,
-    vmap: bool = True,
-) -> tuple[list[dict], list[dict]]:
-    """Train ``configs`` group by group; write each member's run directory under ``parent``.
+def _data_key(config: Config) -> str:
+    return json.dumps(to_dict(config.data), sort_keys=True)
 
-    Returns the members' summaries and one record per group (size, compile and train time).
-    ``vmap=False`` runs every member on its own (the baseline the benchmark compares with).
-    """
+
+def check_members(configs: list[Config], metric: str | None = None) -> dict[str, Any]:
+    """Check every member before any is trained or anything is written: its config, that it
+    can run in a sweep, its data (loaded once per distinct ``data`` section: the data-file
+    checks) and what needs data and model (task, group patterns: :func:`check_setup`, once
+    per compiled group). ``metric``: the protocol's selection metric, which every member must
+    report. Returns the loaded data sets by ``data`` section."""
     for c in configs:
         validate_config(c)
         _problem_guard(c)
@@ -95,17 +93,53 @@ def run_members(
                 "sweeps run on one device (vmapped); remove the distributed section "
                 "or run the members one by one with jopt run"
             )
-    groups = group_members(configs) if vmap else [[i] for i in range(len(configs))]
     data_cache: dict[str, Any] = {}
+    for idx in group_members(configs):
+        first = configs[idx[0]]
+        dkey = _data_key(first)
+        if dkey not in data_cache:
+            data_cache[dkey] = load_data(first)
+        data = data_cache[dkey]
+        setup(first, data)  # runs check_setup: loss/metrics vs task, group patterns
+        if metric is None:
+            continue
+        if metric in reg.ACCURACY_METRICS and data.task != "classification":
+            raise JoptError(
+                f"sweep.protocol.metric {metric!r} is not computed for the {data.task} task "
+                f"of data {first.data.name!r} (use val_loss)"
+            )
+        if metric.startswith("val_") and first.data.val_fraction == 0:
+            raise JoptError(
+                f"sweep.protocol.metric {metric!r} needs a validation split, but "
+                f"data.val_fraction is 0 (in member {first.name})"
+            )
+    return data_cache
+
+
+def run_members(
+    configs: list[Config],
+    parent: str | None,
+    labels: list[str],
+    *,
+    progress: bool = False,
+    vmap: bool = True,
+    data_cache: dict[str, Any] | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Train ``configs`` group by group; write each member's run directory under ``parent``.
+
+    Returns the members' summaries and one record per group (size, compile and train time).
+    ``vmap=False`` runs every member on its own (the baseline the benchmark compares with).
+    ``data_cache`` is :func:`check_members`' result when the caller checked already.
+    """
+    if data_cache is None:
+        data_cache = check_members(configs)
+    groups = group_members(configs) if vmap else [[i] for i in range(len(configs))]
     summaries: list[dict | None] = [None] * len(configs)
     group_records = []
     for g, idx in enumerate(groups):
         t0 = time.perf_counter()
         first = configs[idx[0]]
-        dkey = json.dumps(to_dict(first.data), sort_keys=True)
-        if dkey not in data_cache:
-            data_cache[dkey] = load_data(first)
-        st = setup(first, data_cache[dkey])
+        st = setup(first, data_cache[_data_key(first)])
         members = [Member(configs[i]) for i in idx]
         trainer = GroupTrainer(
             members, st, progress=progress, desc=f"group {g + 1}/{len(groups)} ({len(idx)} runs)"
@@ -164,6 +198,8 @@ def aggregate(points: list[dict], summaries: list[dict]) -> list[dict]:
             mean, std, _ = _mean_std([_metric(s, m) for s in group])
             row[m], row[f"{m}_std"] = mean, std
         row["epochs"] = float(np.mean([s["epochs_run"] for s in group]))
+        bad = sum(s.get("status") == "diverged" for s in group)
+        row["status"] = "completed" if not bad else f"{bad}/{len(group)} diverged"
         rows.append(row)
     return rows
 
@@ -184,10 +220,13 @@ def write_tables(rows: list[dict], directory: str, stem: str = "results") -> str
 
 def markdown_table(rows: list[dict]) -> str:
     metrics = [m for m in REPORT_METRICS if any(r.get(m) is not None for r in rows)]
-    head = ["run", "seeds", *metrics]
+    status = any("status" in r for r in rows)  # a diverged run is shown as diverged
+    head = ["run", "seeds", *(["status"] if status else []), *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["point"]), str(r["seeds"])]
+        if status:
+            cells.append(str(r.get("status", "–")))
         for m in metrics:
             v, s = r.get(m), r.get(f"{m}_std")
             multi = r["seeds"] > 1 and s is not None
@@ -236,8 +275,11 @@ def sweep(
     grid: dict | None = None,
     parent: str | None = None,
     tag: str = "sweep",
+    metric: str | None = None,
 ) -> str:
-    """Run the sweep in ``config.sweep`` and return the sweep directory."""
+    """Run the sweep in ``config.sweep`` and return the sweep directory. Every member is
+    checked (config, data, task, group patterns; ``metric``: a metric each must report)
+    before the first is trained or the directory is created."""
     validate_config(config)
     expanded = expand(config, seeds, grid)
     if not expanded:
@@ -245,12 +287,14 @@ def sweep(
     points = [p for p, _ in expanded]
     configs = [c for _, c in expanded]
     labels = [f"{point_label(p)}-seed{c.seed}" for p, c in expanded]
-    for c in configs:  # every member checked before anything is written
-        validate_config(c)
+    # every member (and its data) checked before anything is trained or written
+    data_cache = check_members(configs, metric)
     t0 = time.perf_counter()
     directory = parent or art.make_run_dir(config.output.runs_dir, f"{config.name}-{tag}")
     art.atomic_write(os.path.join(directory, "config.yaml"), dump_config(config))
-    summaries, groups = run_members(configs, directory, labels, progress=progress, vmap=vmap)
+    summaries, groups = run_members(
+        configs, directory, labels, progress=progress, vmap=vmap, data_cache=data_cache
+    )
     dirs = [os.path.join(directory, f"{i:03d}-{labels[i]}") for i in range(len(configs))]
     rows = aggregate(points, summaries)
     write_tables(rows, directory)
@@ -280,8 +324,20 @@ def protocol(config: Config, *, progress: bool = False) -> tuple[str, dict]:
     p = config.sweep.protocol
     if not config.sweep.grid:
         raise JoptError("sweep --protocol needs sweep.grid (e.g. optimizer.learning_rate)")
+    validate_config(config)
+    # Both stages are checked before the first runs: the tuning members with their data and
+    # the selection metric, and every point re-run with the final stage's seeds.
+    check_members([c for _, c in expand(config, 1)], p.metric)
+    expand(config, p.seeds)
     directory = art.make_run_dir(config.output.runs_dir, f"{config.name}-protocol")
-    tune = sweep(config, progress=progress, seeds=1, tag="tune", parent=_child(directory, "1-tune"))
+    tune = sweep(
+        config,
+        progress=progress,
+        seeds=1,
+        tag="tune",
+        parent=_child(directory, "1-tune"),
+        metric=p.metric,
+    )
     rows = art.read_json(os.path.join(tune, "sweep.json"))["results"]
     from jopt.train import metric_mode
 

@@ -10,8 +10,11 @@ import copy
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
+from jopt.experiment._checks import check_task
+from jopt.experiment._kwargs import check_group_rules, check_kwargs
 from jopt.experiment._parse import build_section, closest, set_dotted
-from jopt.experiment._schema import Config, to_dict
+from jopt.experiment._paths import check_data_files, check_output_dir
+from jopt.experiment._schema import UINT32_MAX, Config, to_dict
 
 
 def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: str = "") -> None:
@@ -29,49 +32,38 @@ def _at_least(key: str, value: float | int | None, low: float, what: str = "") -
         raise JoptError(f"{key} must be {bound}, got {value!r}")
 
 
-def _check_kwargs(where: str, fn, given: dict, reserved: tuple[str, ...] = ()) -> None:
-    names, var = reg.signature_params(fn)
-    allowed = [n for n in names if n not in reserved]
-    for key in given:
-        if key in reserved:
-            continue
-        if key not in allowed and not var:
-            raise JoptError(
-                f"unknown key '{where}.{key}'{closest(key, allowed)} "
-                f"(allowed here: {', '.join(allowed) or 'none'})"
-            )
+def _transform_factory(i: int, name: str):
+    try:
+        return reg.transform_factory(name)
+    except JoptError:
+        names = reg.transform_names()
+        raise JoptError(
+            f"optimizer.chain[{i}].name: unknown transform {name!r}"
+            f"{closest(name, [*names, *reg.optax_transform_names()])} "
+            "(a jopt transform or combinator, or an optax transform; see jopt list)"
+        ) from None
 
 
 def validate_optimizer(config: Config) -> None:
     opt = config.optimizer
-    factory = reg.optimizer_factory(opt.name)
-    fixed = ("name", "learning_rate", "fused", "chain", "groups", "kwargs")
+    try:
+        factory = reg.optimizer_factory(opt.name)
+    except JoptError:
+        raise JoptError(
+            f"optimizer.name: unknown optimizer {opt.name!r}"
+            f"{closest(opt.name, reg.optimizer_names())} (see jopt list)"
+        ) from None
+    fixed = ("name", "learning_rate", "execution", "fused", "chain", "groups", "kwargs")
     for key in opt.kwargs:
         if key in fixed:
             raise JoptError(f"optimizer.{key} is reserved")
-    _check_kwargs("optimizer", factory, opt.kwargs)
+    check_kwargs("optimizer", factory, opt.kwargs)
     names, _ = reg.signature_params(factory)
     if "learning_rate" not in names:
         raise JoptError(f"optimizer {opt.name!r} takes no learning_rate; it cannot be configured")
-    _at_least("optimizer.learning_rate", opt.learning_rate, 0)
-    for key, value in opt.kwargs.items():
-        if (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and value < 0
-            and key not in ("momentum_dtype",)
-        ):
-            raise JoptError(f"optimizer.{key} must be non-negative, got {value!r}")
     for i, t in enumerate(opt.chain):
-        fn = reg.transform_factory(t.name)
-        _check_kwargs(f"optimizer.chain[{i}]", fn, t.kwargs)
-    if opt.groups:
-        for i, g in enumerate(opt.groups):
-            if "pattern" not in g:
-                raise JoptError(
-                    f"optimizer.groups[{i}] needs a 'pattern' (a glob over "
-                    "parameter paths such as 'head/**')"
-                )
+        check_kwargs(f"optimizer.chain[{i}]", _transform_factory(i, t.name), t.kwargs)
+    check_group_rules(opt.groups, factory)
     from jopt.experiment._build import build_optimizer, fused_refusal
 
     why = fused_refusal(config)
@@ -85,11 +77,15 @@ def validate_optimizer(config: Config) -> None:
         raise JoptError(f"optimizer {opt.name!r}: {e}") from None
 
 
-def validate_config(config: Config) -> None:
-    """Raise :class:`JoptError` for the first problem found in ``config``."""
+def validate_config(config: Config, *, paths: bool = True) -> None:
+    """Raise :class:`JoptError` for the first problem found in ``config``.
+
+    Types and numeric ranges were checked when the config was built (``_parse``, from the
+    ranges in ``_schema``); here come names, combinations and, with ``paths``, what the run
+    will touch on disk: the output directory must be writable and the data files readable
+    (read-only checks; nothing is created)."""
     if not config.name or any(c in config.name for c in "/\\"):
         raise JoptError(f"name must be a non-empty string without slashes, got {config.name!r}")
-    _at_least("seed", config.seed, 0)
 
     d = config.data
     if d.name in reg.problem_names():
@@ -97,33 +93,26 @@ def validate_config(config: Config) -> None:
             f"data.name {d.name!r} is a test problem, not a data set: write "
             f"problem: {{name: {d.name}}} (data, model and loss are then not used)"
         )
-    _one_of("data.name", d.name, reg.dataset_names(), "dataset")
+    if not d.name.lower().endswith((".npz", ".csv")):
+        _one_of("data.name", d.name, reg.dataset_names(), "dataset")
+    if d.task is not None:
+        _one_of("data.task", d.task, reg.TASKS, "task")
+    if "task" in d.options:
+        raise JoptError("data.options.task: write data.task instead (the data set's task)")
     problem = config.problem.name
     if problem is not None:
         _one_of("problem.name", problem, reg.problem_names(), "test problem")
-    for key in ("val_fraction", "test_fraction"):
-        value = getattr(d, key)
-        if not 0.0 <= value < 1.0:
-            raise JoptError(f"data.{key} must be in [0, 1), got {value!r}")
     if d.val_fraction + d.test_fraction >= 1.0:
         raise JoptError(
             "data.val_fraction + data.test_fraction must be < 1 "
             f"(got {d.val_fraction} + {d.test_fraction})"
         )
     _one_of("data.preprocess", d.preprocess, reg.preprocess_names())
-    _at_least("data.augmentation.noise_std", d.augmentation.noise_std, 0)
-    _at_least("data.augmentation.mixup_alpha", d.augmentation.mixup_alpha, 0)
-    if d.augmentation.max_shift not in (0, 1, 2):
-        raise JoptError(
-            f"data.augmentation.max_shift must be 0, 1 or 2, got {d.augmentation.max_shift}"
-        )
 
     m = config.model
     if problem is None:
         _one_of("model.name", m.name, reg.model_names(), "model")
     _one_of("model.activation", m.activation, reg.activation_names())
-    for i, width in enumerate(m.hidden):
-        _at_least(f"model.hidden[{i}]", width, 1, "a positive integer")
     if problem is None:
         from jopt.experiment._build import model_kwargs
 
@@ -132,71 +121,66 @@ def validate_config(config: Config) -> None:
         except JoptError as e:
             raise JoptError(f"model: {e}") from None
 
-    _one_of("loss.name", config.loss.name, reg.loss_names(), "loss")
-    if not 0.0 <= config.loss.label_smoothing < 1.0:
+    loss = config.loss
+    if loss.name is not None:
+        _one_of("loss.name", loss.name, reg.loss_names(), "loss")
+    if loss.label_smoothing > 0 and loss.name not in (None, "cross_entropy"):
         raise JoptError(
-            f"loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}"
+            f"loss.label_smoothing applies to cross_entropy only; loss.name is {loss.name!r} "
+            "(set label_smoothing: 0)"
         )
+    if d.task is not None and problem is None:
+        check_task(config, d.task)
 
+    from jopt.experiment._policy import check_precision_plateau
+
+    check_precision_plateau(config)  # train.precision, schedule: plateau (issues 17, 15)
+    _one_of("schedule.name", config.schedule.name, reg.SCHEDULES, "schedule")
     validate_optimizer(config)
-
-    s = config.schedule
-    _one_of("schedule.name", s.name, reg.SCHEDULES, "schedule")
-    _at_least("schedule.warmup_steps", s.warmup_steps, 0)
-    _at_least("schedule.end_factor", s.end_factor, 0)
-    _at_least("schedule.decay_rate", s.decay_rate, 0)
-    if any(not 0.0 < b < 1.0 for b in s.boundaries):
-        raise JoptError(
-            f"schedule.boundaries are fractions of training in (0, 1), got {s.boundaries}"
-        )
 
     b = config.batching
     _one_of("batching.strategy", b.strategy, reg.BATCHING)
     _one_of("batching.remainder", b.remainder, reg.REMAINDERS)
-    _at_least("batching.batch_size", b.batch_size, 1, "a positive integer")
-    _at_least("batching.accumulate_steps", b.accumulate_steps, 1, "a positive integer")
-    _at_least("batching.eval_batch_size", b.eval_batch_size, 1, "a positive integer")
 
-    r = config.regularization
-    for key in ("l1", "l2", "weight_decay"):
-        _at_least(f"regularization.{key}", getattr(r, key), 0)
-    if not 0.0 <= r.dropout < 1.0:
-        raise JoptError(f"regularization.dropout must be in [0, 1), got {r.dropout}")
-    es = r.early_stopping
+    es = config.regularization.early_stopping
     _one_of("regularization.early_stopping.metric", es.metric, reg.METRICS)
-    _at_least("regularization.early_stopping.patience", es.patience, 0)
     if es.mode is not None:
         _one_of("regularization.early_stopping.mode", es.mode, ("min", "max"), "mode")
-    _at_least("regularization.early_stopping.min_delta", es.min_delta, 0)
+    if es.patience > 0 and es.metric.startswith("val_") and d.val_fraction == 0:
+        raise JoptError(
+            f"regularization.early_stopping.metric {es.metric!r} needs a validation split "
+            "(data.val_fraction is 0)"
+        )
 
     t = config.train
-    _at_least("train.epochs", t.epochs, 1, "a positive integer")
-    _at_least("train.steps", t.steps, 1, "a positive integer")
-    _at_least("train.eval_every", t.eval_every, 1, "a positive integer")
-    _at_least("train.checkpoint_every", t.checkpoint_every, 0)
+    nonfinite = getattr(t, "nonfinite", None)
+    if nonfinite is not None:
+        _one_of("train.nonfinite", nonfinite, ("skip", "stop", "ignore"), "policy")
+        _at_least("train.max_consecutive_skips", t.max_consecutive_skips, 0)
 
-    _at_least("sweep.seeds", config.sweep.seeds, 1, "a positive integer")
-    _one_of("sweep.protocol.metric", config.sweep.protocol.metric, reg.METRICS)
-    _at_least("sweep.protocol.seeds", config.sweep.protocol.seeds, 1, "a positive integer")
+    sw = config.sweep
+    _one_of("sweep.protocol.metric", sw.protocol.metric, reg.METRICS)
+    last_seed = config.seed + max(sw.seeds, sw.protocol.seeds) - 1
+    if last_seed > UINT32_MAX:
+        raise JoptError(
+            f"seed + sweep seeds must stay within uint32 (<= {UINT32_MAX}); the last seed "
+            f"would be {last_seed}"
+        )
     validate_sweep_keys(config)
 
-    _at_least("diagnostics.sharpness_every", config.diagnostics.sharpness_every, 0)
-    _at_least(
-        "diagnostics.sharpness_iters", config.diagnostics.sharpness_iters, 1, "a positive integer"
-    )
-    if config.distributed.data == 0 or config.distributed.data < -1:
+    if config.distributed.data == 0:
         raise JoptError(
-            f"distributed.data must be -1 (all devices) or a positive count, "
-            f"got {config.distributed.data}"
+            "distributed.data must be -1 (all devices) or a positive count, got 0"
         )
-    if config.distributed.zero not in (0, 1):
-        raise JoptError(f"distributed.zero must be 0 or 1, got {config.distributed.zero}")
-    _at_least("data.seed", d.seed, 0)
     if config.regularization.weight_decay > 0 and "weight_decay" in config.optimizer.kwargs:
         raise JoptError(
             "set either regularization.weight_decay (decoupled, any optimizer) or "
             "optimizer.weight_decay, not both"
         )
+    if paths:
+        check_output_dir("output.runs_dir", config.output.runs_dir)
+        if problem is None:
+            check_data_files(config)
 
 
 def validate_sweep_keys(config: Config) -> None:
@@ -216,7 +200,9 @@ def validate_sweep_keys(config: Config) -> None:
             raw = copy.deepcopy(base)
             set_dotted(raw, key, value)
             try:
-                build_section(Config, raw, "")
+                member = build_section(Config, raw, "")
+                if key.startswith("optimizer."):
+                    validate_optimizer(member)
             except JoptError as e:
                 raise JoptError(f"sweep.grid.{key}: {e}") from None
 
