@@ -60,7 +60,11 @@ def plateau_transform(config: Config) -> Any:
     return GradientTransformation(inner.init, update)
 
 
-PLATEAU_SPLITS = ("val", "train_eval")
+PLATEAU_METRICS = (
+    "val_loss", "val_accuracy", "train_loss", "train_accuracy", "train_eval_loss",
+    "train_eval_accuracy",
+)
+"""The values ``schedule.metric`` may take (``train_eval_*`` needs ``train.eval_train``)."""
 
 
 def plateau_value(metric: str, value: Any) -> Any:
@@ -111,13 +115,8 @@ def check_precision_plateau(config: Config) -> None:
         )
     m = s.metric
     split, _, kind = m.rpartition("_")
-    if m not in ("train_loss", "train_accuracy") and (
-        split not in PLATEAU_SPLITS or kind not in ("loss", "accuracy")
-    ):
-        raise JoptError(
-            f"schedule.metric must be train_loss, train_accuracy or <split>_loss / "
-            f"<split>_accuracy with split val or train_eval, got {m!r}"
-        )
+    if m not in PLATEAU_METRICS:
+        raise JoptError(f"schedule.metric must be one of {', '.join(PLATEAU_METRICS)}, got {m!r}")
     if split == "val" and config.data.val_fraction == 0:
         raise JoptError(f"schedule.metric {m!r} needs a validation split (data.val_fraction is 0)")
     if split == "train_eval" and not t.eval_train:

@@ -18,7 +18,9 @@ import yaml
 
 from jopt.experiment import _registry as reg
 from jopt.experiment._parse import type_name
+from jopt.experiment._policy import PLATEAU_METRICS
 from jopt.experiment._schema import OPEN_SECTIONS, Config, field_range
+from jopt.models import MATMUL_PRECISIONS, PRECISIONS
 
 __all__ = ["config_reference"]
 
@@ -35,6 +37,9 @@ _CHOICES: dict[str, Callable[[], Sequence[Any]]] = {
     "optimizer.name": reg.optimizer_names,
     "optimizer.chain.name": lambda: [*reg.transform_names(), "(any optax transform)"],
     "schedule.name": lambda: reg.SCHEDULES,
+    "schedule.metric": lambda: PLATEAU_METRICS,
+    "train.precision": lambda: PRECISIONS,
+    "train.matmul_precision": lambda: [*MATMUL_PRECISIONS, "(null: the policy's own)"],
     "batching.strategy": lambda: reg.BATCHING,
     "batching.remainder": lambda: reg.REMAINDERS,
     "regularization.early_stopping.metric": lambda: reg.METRICS,

@@ -176,7 +176,8 @@ class ScheduleConfig:
     (linear warm-up, then constant); ``plateau`` (``jopt.reduce_on_plateau``, optax's rule:
     multiply by ``factor`` when ``metric`` has not improved for ``patience`` evaluations, then
     wait ``cooldown`` evaluations, never below ``min_scale``; ``metric`` is ``train_loss`` or an
-    evaluated ``<split>_<metric>`` such as ``val_loss`` or ``val_accuracy``, accuracies maximised).
+    evaluated ``<split>_<metric>`` such as ``val_loss`` or ``val_accuracy``; an accuracy enters
+    the rule as the error rate ``1 - accuracy``). It counts evaluations (``train.eval_every``).
     """
 
     name: str = "constant"
