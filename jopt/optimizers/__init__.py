@@ -66,7 +66,7 @@ from jopt.optimizers._contrib import (  # noqa: E402
     prodigy,
 )
 from jopt.optimizers._lbfgs import lbfgs  # noqa: E402
-from jopt.optimizers._muon import MuonState, muon  # noqa: E402
+from jopt.optimizers._muon import MuonSplitState, muon  # noqa: E402
 from jopt.optimizers._sam import SAMState, normalize, sam  # noqa: E402
 from jopt.optimizers._sophia import (  # noqa: E402
     HutchinsonState,
@@ -100,7 +100,7 @@ __all__ += [
     "FtrlState",
     "HutchinsonState",
     "MechanicState",
-    "MuonState",
+    "MuonSplitState",
     "SAMState",
     "ScheduleFreeState",
     "SophiaState",

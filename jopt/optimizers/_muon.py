@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import jax.typing
 
-from jopt.core import GradientTransformation, ScalarOrSchedule, chain
+from jopt.core import GradientTransformation, JoptError, ScalarOrSchedule, chain
 from jopt.optimizers._adam import adamw
 from jopt.transforms import (
     Mask,
@@ -21,7 +21,7 @@ from jopt.transforms import (
 DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)  # Jordan et al. 2024 (optax's default)
 
 
-class MuonState(NamedTuple):
+class MuonSplitState(NamedTuple):
     """State of :func:`muon`: ``muon`` for the 2-D leaves, ``adam`` for the others (each a
     state over the whole tree with the other kind of leaf set to ``None``)."""
 
@@ -49,11 +49,14 @@ def muon(
     *,
     nesterov: bool = True,
     adaptive: bool = False,
+    preconditioning: str = "frobenius",
     adam_b1: jax.typing.ArrayLike = 0.9,
     adam_b2: jax.typing.ArrayLike = 0.999,
     adam_eps_root: jax.typing.ArrayLike = 0.0,
     adam_weight_decay: jax.typing.ArrayLike = 0.0,
     adam_learning_rate: ScalarOrSchedule | None = None,
+    muon_weight_dimension_numbers: Any = None,
+    consistent_rms: jax.typing.ArrayLike | None = None,
 ) -> GradientTransformation:
     """Muon (Jordan et al. 2024) on every 2-D parameter, AdamW on the rest, as
     ``optax.contrib.muon`` with its default dimension numbers (a matrix ``(n_in, n_out)``):
@@ -66,12 +69,23 @@ def muon(
     with :math:`\\hat m_t` and NS as in :func:`jopt.transforms.scale_by_muon`. Biases,
     scalars and higher-rank kernels use ``adamw(adam_learning_rate or learning_rate,
     adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay)``. Same arguments
-    and defaults as ``optax.contrib.muon`` (without the preset-name, preconditioning,
-    dimension-number and ``consistent_rms`` options).
+    and defaults as ``optax.contrib.muon``; its non-default ``preconditioning``,
+    ``muon_weight_dimension_numbers``, ``consistent_rms`` and preset-name ``ns_coeffs`` are
+    refused in one line (:class:`jopt.JoptError`).
     """
+    if consistent_rms is not None:
+        raise JoptError("muon: consistent_rms is not supported (leave it None)")
     muon_tx = chain(
         scale_by_muon(
-            ns_coeffs, ns_steps, beta, eps, mu_dtype, nesterov=nesterov, adaptive=adaptive
+            ns_coeffs,
+            ns_steps,
+            beta,
+            eps,
+            mu_dtype,
+            nesterov=nesterov,
+            adaptive=adaptive,
+            preconditioning=preconditioning,
+            weight_dimension_numbers=muon_weight_dimension_numbers,
         ),
         scale_by_shape(),
         add_decayed_weights(weight_decay, weight_decay_mask),
@@ -89,7 +103,9 @@ def muon(
     )
 
     def init_fn(params):
-        return MuonState(muon_tx.init(_split(params, True)), adam_tx.init(_split(params, False)))
+        return MuonSplitState(
+            muon_tx.init(_split(params, True)), adam_tx.init(_split(params, False))
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         um, ms = muon_tx.update(
@@ -100,6 +116,6 @@ def muon(
             state.adam,
             _split(params, False) if params is not None else None,
         )
-        return _merge(um, ua), MuonState(ms, as_)
+        return _merge(um, ua), MuonSplitState(ms, as_)
 
     return GradientTransformation(init_fn, update_fn)

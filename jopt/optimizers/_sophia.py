@@ -163,11 +163,14 @@ def sophia(
     update_interval: int = 10,
     hessian_diagonal_fn: GradientTransformation | None = None,
     mu_dtype: Any = None,
+    verbose: bool = False,
+    print_win_rate_every_n_steps: int = 0,
 ) -> GradientTransformation:
     """Sophia (Liu et al. 2024): :func:`scale_by_sophia`, decoupled weight decay, then
     ``-learning_rate``. Each ``update`` needs ``obj_fn=`` (see :func:`scale_by_sophia`).
     Same arguments as ``optax.contrib.sophia`` (``hessian_diagonal_fn=None`` is the Hutchinson
-    estimator with key 0, optax's default object; no ``verbose`` printing).
+    estimator with key 0, optax's default object). optax's debug printing (``verbose=True``,
+    ``print_win_rate_every_n_steps > 0``) is refused in one line.
 
     Example:
         >>> import jax, jax.numpy as jnp, jopt
@@ -176,6 +179,11 @@ def sophia(
         >>> tx = jopt.sophia(1e-2)
         >>> u, s = tx.update(jax.grad(f)(p), tx.init(p), p, obj_fn=f)
     """
+    if verbose or print_win_rate_every_n_steps:
+        raise JoptError(
+            "sophia: verbose printing is not supported (verbose=False, "
+            "print_win_rate_every_n_steps=0)"
+        )
     return chain(
         scale_by_sophia(
             b1, b2, eps, gamma, clip_threshold, update_interval, hessian_diagonal_fn, mu_dtype

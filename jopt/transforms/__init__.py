@@ -157,7 +157,7 @@ from jopt.transforms._linesearch import (  # noqa: E402
     value_and_grad_from_state,
 )
 from jopt.transforms._muon import (  # noqa: E402
-    ScaleByMuonState,
+    MuonState,
     orthogonalize_via_newton_schulz,
     scale_by_muon,
     scale_by_shape,
@@ -174,7 +174,7 @@ __all__ += [
     "ScaleByAdemamixState",
     "ScaleByLBFGSState",
     "ScaleByLinesearchState",
-    "ScaleByMuonState",
+    "MuonState",
     "observe_plateau",
     "orthogonalize_via_newton_schulz",
     "reduce_on_plateau",

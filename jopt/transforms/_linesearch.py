@@ -82,6 +82,11 @@ def _need(value, grad, value_fn, name):
         raise JoptError(f"{name}: update needs the extra arguments value=, grad= and value_fn=")
 
 
+def _no_verbose(verbose: bool, name: str) -> None:
+    if verbose:
+        raise JoptError(f"{name}: verbose printing is not supported (verbose=False)")
+
+
 def scale_by_backtracking_linesearch(
     max_backtracking_steps: int,
     slope_rtol: jax.typing.ArrayLike = 1e-4,
@@ -91,6 +96,7 @@ def scale_by_backtracking_linesearch(
     atol: jax.typing.ArrayLike = 0.0,
     rtol: jax.typing.ArrayLike = 0.0,
     store_grad: bool = False,
+    verbose: bool = False,
 ) -> GradientTransformation:
     """Backtracking line search with the Armijo condition (Armijo 1966; Nocedal & Wright 2006,
     Alg. 3.1), as ``optax.scale_by_backtracking_linesearch``.
@@ -105,8 +111,10 @@ def scale_by_backtracking_linesearch(
 
     or ``max_backtracking_steps`` decreases were tried; a non-finite final value gives
     :math:`\\eta = 0`. ``store_grad=True`` also keeps :math:`\\nabla f` at the accepted point
-    (for :func:`value_and_grad_from_state`).
+    (for :func:`value_and_grad_from_state`). optax's debug printing (``verbose=True``) is
+    refused in one line.
     """
+    _no_verbose(verbose, "scale_by_backtracking_linesearch")
 
     def init_fn(params):
         return _init(params, store_grad)
@@ -161,7 +169,10 @@ def scale_by_zoom_linesearch(
     increase_factor: jax.typing.ArrayLike = 2.0,
     slope_rtol: jax.typing.ArrayLike = 1e-4,
     curv_rtol: jax.typing.ArrayLike = 0.9,
+    approx_dec_rtol: jax.typing.ArrayLike | None = 1e-6,
+    stepsize_precision: jax.typing.ArrayLike = 1e-5,
     initial_guess_strategy: str = "keep",
+    verbose: bool = False,
 ) -> GradientTransformation:
     """Zoom line search for the strong Wolfe conditions (Nocedal & Wright 2006, Alg. 3.5-3.6),
     with optax's argument names.
@@ -183,10 +194,14 @@ def scale_by_zoom_linesearch(
     ``max_learning_rate``. The value and gradient at the accepted point are stored for
     :func:`value_and_grad_from_state`.
 
-    Unlike optax's implementation, it has no approximate-Wolfe fallback (``approx_dec_rtol``)
-    and no ``stepsize_precision`` stop: the step sizes can differ from optax's, while both
-    satisfy the same conditions (tested in ``tests/test_lbfgs.py``).
+    Near a minimum the sufficient decrease may instead be the approximate one of Hager & Zhang
+    (2006, eq. 23): :math:`\\phi'(\\eta) \\le (2c_1 - 1)\\phi'(0)` and
+    :math:`\\phi(\\eta) \\le \\phi(0) + \\text{approx\\_dec\\_rtol}\\,|\\phi(0)|` (``None``: off);
+    the zoom stops when the interval is shorter than ``stepsize_precision``. The bracketing and
+    interpolation differ from optax's, so the step sizes can differ while both satisfy the same
+    conditions (tested in ``tests/test_lbfgs.py``). ``verbose=True`` is refused in one line.
     """
+    _no_verbose(verbose, "scale_by_zoom_linesearch")
     if initial_guess_strategy not in ("one", "keep"):
         raise JoptError(
             f"scale_by_zoom_linesearch: initial_guess_strategy must be 'one' or 'keep', got "
@@ -214,7 +229,9 @@ def scale_by_zoom_linesearch(
         )  # fmt: skip
 
         def cond(c):
-            return jnp.logical_and(~c[0], c[2] < max_linesearch_steps)
+            # stop on acceptance, on the budget, or on a zoom interval below stepsize_precision
+            tiny = c[1] & (jnp.abs(c[5][0] - c[4][0]) <= stepsize_precision)
+            return ~c[0] & ~tiny & (c[2] < max_linesearch_steps)
 
         def body(c):
             done, zoom, i, trial, (lo, f_lo, d_lo, g_lo), (hi, f_hi, d_hi), acc = c
@@ -230,6 +247,11 @@ def scale_by_zoom_linesearch(
             g_t = map_elementwise(lambda a, b: a.astype(b.dtype), g_t, g_grad)
             d_t = _vdot(updates, g_t)
             armijo = jnp.isfinite(f_t) & (f_t <= f0 + slope_rtol * t * d0 + tol)
+            if approx_dec_rtol is not None:
+                approx = (d_t <= (2 * slope_rtol - 1.0) * d0) & (
+                    f_t <= f0 + approx_dec_rtol * jnp.abs(f0)
+                )
+                armijo = armijo | (jnp.isfinite(f_t) & approx)
             curv = jnp.abs(d_t) <= curv_rtol * jnp.abs(d0)
             worse = ~armijo | (f_t >= f_lo) & (i > 0)
             accept = ~worse & curv

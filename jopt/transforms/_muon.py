@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.typing
+import numpy as np
 
 from jopt.core import (
     EmptyState,
@@ -47,16 +48,32 @@ def orthogonalize_via_newton_schulz(
     return x.T if transposed else x
 
 
-class ScaleByMuonState(NamedTuple):
-    """State of :func:`scale_by_muon`.
+class MuonState(NamedTuple):
+    """State of :func:`scale_by_muon` (``optax.contrib.MuonState``'s fields).
 
     Attributes:
         count: int32 steps taken (saturating), for the bias correction.
         mu: the momentum (one matrix per parameter).
+        ns_coeffs: the Newton-Schulz coefficients ``(a, b, c)`` as an array.
     """
 
     count: jax.Array
     mu: Any
+    ns_coeffs: jax.Array
+
+
+def check_muon_options(preconditioning: str, weight_dimension_numbers: Any, name: str) -> None:
+    """Refuse (one line) the optax Muon options jopt does not implement."""
+    if preconditioning != "frobenius":
+        raise JoptError(
+            f"{name}: only preconditioning='frobenius' (optax's default) is implemented, got "
+            f"{preconditioning!r}"
+        )
+    if weight_dimension_numbers is not None:
+        raise JoptError(
+            f"{name}: weight_dimension_numbers is not supported (every leaf is a matrix; "
+            "jopt.muon routes the others to AdamW)"
+        )
 
 
 def _bias_corrected(x: jax.Array, beta: Any, count: jax.Array) -> jax.Array:
@@ -75,6 +92,8 @@ def scale_by_muon(
     *,
     nesterov: bool = True,
     adaptive: bool = False,
+    preconditioning: str = "frobenius",
+    weight_dimension_numbers: Any = None,
 ) -> GradientTransformation:
     """Muon's direction (Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural
     networks"): bias-corrected (Nesterov) momentum, orthogonalised by Newton-Schulz.
@@ -88,14 +107,23 @@ def scale_by_muon(
     (``nesterov=False``: :math:`\\hat m_t = m_t/(1-\\beta^t)`; ``adaptive=True`` scales
     :math:`u_t` by :math:`\\langle \\hat m_t, u_t\\rangle`). Every parameter must be a
     matrix (the structure is per-matrix, not packable); :func:`jopt.muon` routes the others
-    to AdamW. Same as ``optax.contrib.scale_by_muon`` with Frobenius preconditioning.
+    to AdamW. Same arguments as ``optax.contrib.scale_by_muon``; only its default
+    ``preconditioning="frobenius"`` and ``weight_dimension_numbers=None`` (every leaf a matrix)
+    are implemented, other values are refused.
     """
+    check_muon_options(preconditioning, weight_dimension_numbers, "scale_by_muon")
+    if np.shape(ns_coeffs) != (3,):
+        raise JoptError(f"scale_by_muon: ns_coeffs must be 3 numbers (a, b, c), got {ns_coeffs!r}")
 
     def init_fn(params):
         for p in jax.tree.leaves(params):
             if jnp.ndim(p) != 2:
                 raise JoptError(f"scale_by_muon: needs 2-D parameters, got shape {jnp.shape(p)}")
-        return ScaleByMuonState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params, mu_dtype))
+        return MuonState(
+            count=jnp.zeros([], jnp.int32),
+            mu=zeros_like(params, mu_dtype),
+            ns_coeffs=jnp.asarray(ns_coeffs, jnp.float32),
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -111,13 +139,13 @@ def scale_by_muon(
                 ) * _bias_corrected(g, beta, count)
             else:
                 m_hat = _bias_corrected(m, beta, count)
-            u = orthogonalize_via_newton_schulz(m_hat, ns_coeffs, ns_steps, eps)
+            u = orthogonalize_via_newton_schulz(m_hat, state.ns_coeffs, ns_steps, eps)
             if adaptive:
                 u = jnp.sum(m_hat.conj() * u) * u
             return u.astype(out_dtype), m
 
         out, mu = map_elementwise(step, updates, state.mu, n_out=2)
-        return out, ScaleByMuonState(count=count, mu=mu)
+        return out, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
 
     return GradientTransformation(init_fn, update_fn)
 
