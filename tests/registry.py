@@ -365,8 +365,7 @@ for _case in (
 ):
     register(_case)
 
-# issue 15 (H3b): contrib and torch/Keras optimizers
-import registry_contrib  # noqa: E402, F401
-
-# issue 15 (H3a): optax's main-namespace optimizers
+# issue 15: optax's main-namespace optimizers (registry_catalogue), contrib and torch/Keras
+# optimizers (registry_contrib)
 import registry_catalogue  # noqa: E402, F401
+import registry_contrib  # noqa: E402, F401

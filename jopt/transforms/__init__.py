@@ -170,11 +170,11 @@ from jopt.transforms._plateau import (  # noqa: E402
 
 __all__ += [
     "LinesearchInfo",
+    "MuonState",
     "ReduceOnPlateauState",
     "ScaleByAdemamixState",
     "ScaleByLBFGSState",
     "ScaleByLinesearchState",
-    "MuonState",
     "observe_plateau",
     "orthogonalize_via_newton_schulz",
     "reduce_on_plateau",
