@@ -147,6 +147,7 @@ from jopt.optimizers import (
     torch_rprop,
     MechanicState,
     MuonSplitState,
+    HutchinsonState,
     SophiaState,
     hutchinson_estimator_diag_hessian,
     scale_by_sophia,
