@@ -62,13 +62,14 @@ RULE = {"factor": 0.5, "patience": 2, "cooldown": 1, "min_scale": 0.2}
 
 
 def test_plateau_lr_follows_the_rule_per_member(tmp_path):
-    # lr 1e-6: the validation loss barely moves (a plateau from epoch 2); lr 0.5 keeps improving
+    # lr 1e-6: the validation loss barely moves (a plateau from epoch 2); lr 0.5 keeps improving.
+    # Also a vmapped sweep under train.precision (issue 17): bf16_mixed with highest matmuls.
     lrs = [1e-6, 0.5]
     cfg = _config(
         tmp_path,
         optimizer={"name": "sgd", "learning_rate": 1e-6},
         schedule={"name": "plateau", "metric": "val_loss", **RULE},
-        train={"epochs": 10},
+        train={"epochs": 10, "precision": "bf16_mixed", "matmul_precision": "highest"},
         sweep={"grid": {"optimizer.learning_rate": lrs}},
     )
     out = sweep(cfg)
@@ -80,6 +81,8 @@ def test_plateau_lr_follows_the_rule_per_member(tmp_path):
         with open(os.path.join(d, "summary.json")) as f:
             summary = json.load(f)
         assert summary["group_size"] == 2  # one vmapped program, a plateau per member
+        assert summary["precision"]["precision"] == "bf16_mixed"
+        assert summary["precision"]["matmul_precision"] == "highest"
         rows = _rows(d)
         lr0 = rows[0]["learning_rate"]
         got = [r["learning_rate"] / lr0 for r in rows]

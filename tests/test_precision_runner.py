@@ -20,7 +20,7 @@ import pytest
 
 from jopt.cli import main as cli
 from jopt.core import JoptError
-from jopt.experiment import config_from_dict, load_config, resume, setup, sweep, validate_config
+from jopt.experiment import config_from_dict, load_config, resume, setup, validate_config
 from jopt.experiment._runner import run
 from jopt.models import precision_policy
 
@@ -144,24 +144,6 @@ def test_bf16_with_groups_accumulation_skip_nonfinite(tmp_path, execution):
         assert _floating_dtypes(state["opt_state"]) == {F32}  # moments stay float32
 
 
-def test_bf16_mixed_vmapped_sweep(tmp_path):
-    cfg = _tiny(
-        tmp_path,
-        train={"epochs": 1, "precision": "bf16_mixed", "matmul_precision": "highest"},
-        sweep={"grid": {"optimizer.learning_rate": [1e-3, 3e-3]}},
-        output={"checkpoints": False},
-    )
-    out = sweep(cfg)
-    summaries = glob.glob(os.path.join(out, "**", "summary.json"), recursive=True)
-    assert len(summaries) == 2
-    for p in summaries:
-        with open(p) as f:
-            s = json.load(f)
-        assert s["group_size"] == 2
-        assert s["precision"]["precision"] == "bf16_mixed"
-        assert s["precision"]["matmul_precision"] == "highest"
-
-
 def test_resume_with_another_precision_is_refused(tmp_path):
     cfg = _tiny(tmp_path, train={"epochs": 2, "checkpoint_every": 1})
     run_dir = run(cfg, stop_after=1)
@@ -213,6 +195,7 @@ def test_test_problems_refuse_a_precision():
         validate_config(config_from_dict(raw), paths=False)
 
 
+@pytest.mark.slow
 def test_bench_train_reports_the_precision(tmp_path, capsys):
     path = tmp_path / "cfg.yaml"
     path.write_text(
@@ -226,6 +209,7 @@ def test_bench_train_reports_the_precision(tmp_path, capsys):
     assert r["config"]["precision"] == precision_policy("bf16_mixed", "high").describe()
 
 
+@pytest.mark.slow
 def test_data_parallel_bf16_mixed_with_plateau(tmp_path):
     """distributed.data: 2 (two host devices, a fresh process) under bf16_mixed, plateau too."""
     path = tmp_path / "dp.yaml"
