@@ -251,10 +251,10 @@ def test_bench_refuses_before_running(case, work, capsys):
 
 
 LR_FIND = {
-    "min_lr_zero": (["--min-lr", "0"], "--min-lr and --max-lr must be finite"),
+    "min_lr_zero": (["--min-lr", "0"], "need 0 < min_lr < max_lr"),
     "max_lr_inf": (["--max-lr", "inf"], "--min-lr and --max-lr must be finite"),
     "diverge_nan": (["--diverge", "nan"], "--diverge must be a finite number > 1"),
-    "one_step": (["--steps", "1"], "--steps must be at least 2"),
+    "one_step": (["--steps", "1"], "num_steps must be an integer >= 5"),
     "runs_dir_file": (["--runs-dir", "a_file"], "--runs-dir: a_file exists"),
     "nan_override": (["optimizer.learning_rate=nan"], "must be a finite number"),
 }

@@ -56,17 +56,12 @@ def main(args: argparse.Namespace) -> int:
         raise JoptError(f"expected a config file first, got the override {args.config!r}")
     if not args.diverge > 1 or not math.isfinite(args.diverge):
         raise JoptError(f"--diverge must be a finite number > 1, got {args.diverge}")
-    if not (0 < args.min_lr < args.max_lr and math.isfinite(args.max_lr)):
-        raise JoptError(
-            f"--min-lr and --max-lr must be finite with 0 < min < max, got {args.min_lr}, "
-            f"{args.max_lr}"
-        )
-    if args.steps < 2:
-        raise JoptError(f"--steps must be at least 2, got {args.steps}")
+    if not (math.isfinite(args.min_lr) and math.isfinite(args.max_lr)):
+        raise JoptError(f"--min-lr and --max-lr must be finite, got {args.min_lr}, {args.max_lr}")
+    lrs = exponential_lrs(args.min_lr, args.max_lr, args.steps)  # checks order and count
     config = load_config(args.config, args.overrides)  # checks output.runs_dir and data files
     if args.runs_dir is not None:
         check_output_dir("--runs-dir", args.runs_dir)
-    lrs = exponential_lrs(args.min_lr, args.max_lr, args.steps)
     losses = lr_find_losses(config, lrs)
     result = analyse_lr_curve(lrs, losses, diverge=args.diverge)
     run_dir = make_run_dir(args.runs_dir or config.output.runs_dir, f"{config.name}-lr-find")
