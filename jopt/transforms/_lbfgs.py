@@ -39,7 +39,8 @@ class ScaleByLBFGSState(NamedTuple):
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
-    parts = jax.tree.leaves(map_elementwise(lambda x, y: jnp.real(jnp.vdot(x, y)), a, b))
+    dot = lambda x, y: jnp.real(jnp.vdot(x, y)).astype(jnp.float32)  # noqa: E731
+    parts = jax.tree.leaves(map_elementwise(dot, a, b))
     return sum(parts, jnp.zeros([], jnp.float32))
 
 

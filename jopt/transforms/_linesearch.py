@@ -27,7 +27,10 @@ from jopt.core import (
 
 
 def _vdot(a: Any, b: Any) -> jax.Array:
-    parts = jax.tree.leaves(map_elementwise(lambda x, y: jnp.real(jnp.vdot(y, x)), a, b))
+    # float32 whatever the leaves (float64 under x64 too): the search's carry and state keep
+    # one dtype (optax's LBFGSTest state-dtype stability).
+    dot = lambda x, y: jnp.real(jnp.vdot(y, x)).astype(jnp.float32)  # noqa: E731
+    parts = jax.tree.leaves(map_elementwise(dot, a, b))
     return sum(parts, jnp.zeros([], jnp.float32))
 
 
