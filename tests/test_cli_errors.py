@@ -117,6 +117,7 @@ RUN = {
         "'val_accuracy' is not computed for the regression task",
     ),
     "options_task": (["data.options={task: regression}"], "write data.task instead"),
+    "options_nan": (["data.options={noise: .nan}"], "data.options.noise must be a finite number"),
     "bad_task": (["data.task=regresion"], "did you mean 'regression'"),
     "runs_dir_is_file": (["output.runs_dir=a_file"], "output.runs_dir: a_file exists and is not"),
     "runs_dir_under_file": (["output.runs_dir=a_file/runs"], "is a file, not a directory"),

@@ -21,7 +21,7 @@ from jopt.experiment import _registry as reg
 from jopt.experiment._parse import closest
 from jopt.experiment._schema import INT32_MAX
 
-__all__ = ["check_group_rules", "check_kwargs", "normalize_numbers"]
+__all__ = ["check_group_rules", "check_kwargs", "finite_everywhere", "normalize_numbers"]
 
 # Exponential-decay rates of moment estimates: a value of 1 or more never forgets (or grows).
 DECAY_RATES = frozenset(
@@ -68,15 +68,15 @@ def _as_number(v: Any) -> Any:
     return v
 
 
-def _finite_everywhere(where: str, value: Any) -> None:
+def finite_everywhere(where: str, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise JoptError(f"{where} must be a finite number, got {value!r}")
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _finite_everywhere(f"{where}[{i}]", v)
+            finite_everywhere(f"{where}[{i}]", v)
     if isinstance(value, dict):
         for k, v in value.items():
-            _finite_everywhere(f"{where}.{k}", v)
+            finite_everywhere(f"{where}.{k}", v)
 
 
 def _check_value(where: str, name: str, value: Any, p: inspect.Parameter | None) -> Any:
@@ -84,7 +84,7 @@ def _check_value(where: str, name: str, value: Any, p: inspect.Parameter | None)
     kind = _kind(p) if p is not None else "any"
     if kind in ("number", "int", "numbers"):
         value = [_as_number(v) for v in value] if isinstance(value, list) else _as_number(value)
-    _finite_everywhere(where, value)
+    finite_everywhere(where, value)
     if value is None:
         return value
     if kind == "bool" and not isinstance(value, bool):

@@ -11,7 +11,7 @@ import copy
 from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
 from jopt.experiment._checks import check_task
-from jopt.experiment._kwargs import check_group_rules, check_kwargs
+from jopt.experiment._kwargs import check_group_rules, check_kwargs, finite_everywhere
 from jopt.experiment._parse import build_section, closest, set_dotted
 from jopt.experiment._paths import check_data_files, check_output_dir
 from jopt.experiment._schema import UINT32_MAX, Config, to_dict
@@ -86,6 +86,13 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
     (read-only checks; nothing is created)."""
     if not config.name or any(c in config.name for c in "/\\"):
         raise JoptError(f"name must be a non-empty string without slashes, got {config.name!r}")
+
+    for key, options in (
+        ("data.options", config.data.options),
+        ("model.options", config.model.options),
+        ("problem.options", config.problem.options),
+    ):
+        finite_everywhere(key, options)  # free-form options: at least no NaN/inf
 
     d = config.data
     if d.name in reg.problem_names():
