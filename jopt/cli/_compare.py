@@ -2,7 +2,8 @@
 
 Run directories give one row each (metrics at the best epoch). Sweep directories give one row
 per grid point (mean ± std over seeds) and a learning-rate sensitivity plot when the grid
-varies ``optimizer.learning_rate``.
+varies ``optimizer.learning_rate``. ``--html`` also writes ``compare.html``: one
+self-contained file with the table and every plot embedded (base64 PNG).
 
 Every input is read and checked before anything is written: a corrupt or truncated
 ``summary.json``, ``sweep.json`` or ``metrics.jsonl`` stops the command with one line naming
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("epoch", "time"),
         default="epoch",
         help="x axis of the curves: epoch or wall time",
+    )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write compare.html: one self-contained file, tables and plots embedded",
     )
 
 
@@ -106,6 +112,26 @@ def _is_problem_run(path: str) -> bool:
     return os.path.exists(cfg_file) and is_problem(load_config(cfg_file, validate=False))
 
 
+def _html(out: str, rows: list[dict], dirs: list[str]) -> None:
+    from jopt.experiment import markdown_table, write_html_report
+
+    pngs = sorted(
+        os.path.relpath(os.path.join(d, f), out)
+        for d, _, files in os.walk(out)
+        for f in files
+        if f.endswith(".png")
+    )
+    report = write_html_report(
+        os.path.join(out, "compare.html"),
+        title="jopt compare: " + ", ".join(os.path.basename(os.path.normpath(d)) for d in dirs),
+        tables=[("Metrics at each run's best epoch (sweeps: mean ± std over seeds)",
+                 markdown_table(rows))],
+        images=[os.path.join(out, p) for p in pngs],
+        notes=["Inputs: " + " ".join(dirs)],
+    )
+    print(f"report in {report}")
+
+
 def main(args: argparse.Namespace) -> int:
     from jopt.experiment import (
         check_output_dir,
@@ -149,5 +175,7 @@ def main(args: argparse.Namespace) -> int:
         # Test-problem runs: also overlay the optimizers' paths on the problem's contour.
         plot_problem_runs(list(args.dirs), out)
     print(markdown_table(rows))
+    if args.html:
+        _html(out, rows, args.dirs)
     print(f"table and plots in {out}")
     return 0
