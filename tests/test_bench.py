@@ -236,12 +236,22 @@ def test_bench_train_end_to_end(tiny_config, tmp_path):
         assert res["epoch_s"]["median"] > 0 and res["steps_per_epoch"] >= 1
     (q,) = r["ratios"]
     assert q["impl"] == "fused" and q["vs"] == "grad" and q["step_ratio"] > 0
-    # The optimizer `jopt run` trains (jopt.experiment.build_optimizer): Adam's two moments the
-    # size of the parameters and its int32 count, the with_hparams wrapper's count and its five
-    # float32 hyperparameters (learning_rate, b1, b2, eps, eps_root), and the fused state's
-    # int32 offset of each leaf.
+    # The reported bytes are those of the state the timed optimizer really allocates (the
+    # optimizer `jopt run` builds, with execution: fused; its wrappers' counters and
+    # hyperparameters included), and that state is compact: Adam's two moments the size of the
+    # parameters, one int32 offset per leaf, and a few scalars.
+    from jopt.experiment import bench_optimizers, load_config, setup
+    from jopt.train import init_train_state
+
+    config = load_config(str(cfg), [])
+    s = setup(config)
+    tx = bench_optimizers(config, ["fused"], s.steps_per_epoch)["fused"]
+    x = jnp.asarray(s.data.x_train[:1], jnp.float32)
+    state = init_train_state(s.model, tx, x, jax.random.key(0)).opt_state
+    real = sum(a.nbytes for a in jax.tree.leaves(state))
     params, leaves = r["shapes"]["params"], r["shapes"]["leaves"]
-    assert r["memory"]["fused"]["total_bytes"] == 2 * 4 * params + 2 * 4 + 5 * 4 + 4 * leaves
+    assert r["memory"]["fused"]["total_bytes"] == real
+    assert 0 <= real - (2 * 4 * params + 4 * leaves) <= 128, real
     assert r["memory"]["grad"]["total_bytes"] == 0
 
 
