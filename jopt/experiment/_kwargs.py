@@ -6,7 +6,8 @@ against the factory's signature: the parameter must exist (else "did you mean"),
 must fit the parameter's kind, read from its default and annotation: true/false for a flag, an
 integer (int32) for a count, a finite number for a hyperparameter, a list of finite numbers for
 a tuple such as ``betas``. Decay rates (``b1``, ``b2``, ``decay``, ``rho``, ``momentum``...)
-are in [0, 1). Each failure is one line naming the key, the value and what is allowed.
+are in [0, 1) (1 is allowed where the factory's default is 1). Each failure is one line
+naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -103,9 +104,12 @@ def _check_value(where: str, name: str, value: Any, p: inspect.Parameter | None)
     if kind == "str" and not isinstance(value, str):
         raise JoptError(f"{where} must be a string, got {value!r}")
     if name in DECAY_RATES:
+        # 1 (no decay) only where the factory's own default is 1 (SM3's b2)
+        one_ok = p is not None and _is_number(p.default) and p.default == 1
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            if _is_number(v) and not 0 <= v < 1:
-                raise JoptError(f"{where} is a decay rate and must be in [0, 1), got {v!r}")
+            if _is_number(v) and not (0 <= v < 1 or (one_ok and v == 1)):
+                allowed = "[0, 1]" if one_ok else "[0, 1)"
+                raise JoptError(f"{where} is a decay rate and must be in {allowed}, got {v!r}")
     negative_default = p is not None and _is_number(p.default) and p.default < 0
     if _is_number(value) and value < 0 and not negative_default:
         raise JoptError(f"{where} must be non-negative, got {value!r}")

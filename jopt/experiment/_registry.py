@@ -87,7 +87,9 @@ def transform_factory(name: str) -> Callable[..., Any]:
 def transform_names() -> list[str]:
     """The transform factories of ``jopt.transforms`` (not its state classes)."""
     return sorted(
-        n for n in transforms.__all__ if not inspect.isclass(getattr(transforms, n, None))
+        n
+        for n in transforms.__all__
+        if callable(obj := getattr(transforms, n, None)) and not inspect.isclass(obj)
     )
 
 
