@@ -190,3 +190,22 @@ def test_mutually_exclusive_weight_decay(cfg_file):
                 "regularization.weight_decay=0.1",
             ],
         )
+
+
+def test_eval_batch_size_is_evaluations_chunk_size(cfg_file, monkeypatch):
+    """batching.eval_batch_size reaches make_eval_fn (decisions: used, not removed)."""
+    import jopt.train
+    from jopt.experiment import setup
+    from jopt.experiment._program import build_program
+
+    seen = []
+    real = jopt.train.make_eval_fn
+
+    def spy(model, spec, *, chunk_size=4096):
+        seen.append(chunk_size)
+        return real(model, spec, chunk_size=chunk_size)
+
+    monkeypatch.setattr(jopt.train, "make_eval_fn", spy)
+    config = load_config(cfg_file(), ["batching.eval_batch_size=37"])
+    build_program(config, setup(config))
+    assert seen == [37]
