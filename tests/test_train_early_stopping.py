@@ -73,7 +73,8 @@ def _runner_stop(history, every=1):
             "optimizer": {"name": "sgd", "learning_rate": 0.01},
             "batching": {"strategy": "full"},
             "regularization": {"early_stopping": {"metric": "val_loss", "patience": PATIENCE}},
-            "train": {"epochs": len(history), "eval_every": every},
+            # a scripted NaN is not divergence here (the default policy would end the run)
+            "train": {"epochs": len(history), "eval_every": every, "nonfinite": "ignore"},
             "output": {"progress": False, "checkpoints": False, "plots": False},
         }
     )
@@ -83,8 +84,8 @@ def _runner_stop(history, every=1):
     evaluated = [e for e in range(1, len(history) + 1) if e % every == 0 or e == len(history)]
     values = iter(history[e - 1] for e in evaluated)  # the runner evaluates only these epochs
 
-    def scripted(params, model_state, splits):
-        out = real(params, model_state, splits)
+    def scripted(*args):  # (params, model_state, [opt_state,] splits)
+        out = real(*args)
         out["val"] = {**out["val"], "loss": np.float32(next(values))}
         return out
 

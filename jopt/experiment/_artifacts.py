@@ -24,12 +24,25 @@ from jopt.core.errors import JoptError
 TIMING_FIELDS = ("time", "epoch_time", "wall_time")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+"""Files get the mode ``open`` would give them (0644 under the usual umask 022), not the
+0600 of ``tempfile.mkstemp``."""
+
+
 def atomic_write(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``), with normal
+    permissions (:data:`FILE_MODE`)."""
     directory = os.path.dirname(os.path.abspath(path))
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
             f.write(data)
             f.flush()

@@ -11,9 +11,15 @@ decoupled weight decay ``u <- u - lr * wd * w`` on the weight matrices (Loshchil
 2019). Every numeric hyperparameter (``adam/learning_rate``, ``adam/b1``, ...) lives in the
 optimizer state (``jopt.with_hparams``), so sweeps can vmap over them. The schedule is a
 multiplier with peak 1 applied after the optimizer, so the effective step size is
-``learning_rate * schedule(t)`` exactly as with a scheduled learning rate. With
-``optimizer.fused: true`` the whole chain runs under ``jopt.fuse``; combinations that are not
-exact on packed buffers are refused (:func:`fused_refusal`).
+``learning_rate * schedule(t)`` exactly as with a scheduled learning rate.
+
+``optimizer.execution`` says how the runner applies it (:data:`EXECUTIONS`): ``auto`` (the
+default) trains packed (parameters, gradients and state in a few flat buffers, see
+``jopt.fused.packed_layout``) when that is exact for the optimizer and per leaf otherwise, with
+one logged line; ``packed`` refuses instead of falling back; ``per_leaf`` is the leaf-by-leaf
+path; ``fused`` wraps the whole chain in the tree-form ``jopt.fuse``, refused where that is not
+exact (:func:`fused_refusal`). The builder returns the same (per-leaf) transform for ``auto``,
+``packed`` and ``per_leaf``: packing happens in the train step (``jopt.experiment._program``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import jax
 
 from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
+from jopt.experiment._policy import config_precision, plateau_transform
 from jopt.experiment._schema import Config
 
 
@@ -79,7 +86,12 @@ def setup(config: Config, data: Any = None) -> Setup:
     from jopt.train import LossSpec
 
     data = load_data(config) if data is None else data
-    model = reg.make_model(config.model.name, num_outputs=data.num_outputs, **model_kwargs(config))
+    model = reg.make_model(
+        config.model.name,
+        num_outputs=data.num_outputs,
+        precision=config_precision(config),
+        **model_kwargs(config),
+    )
     b = config.batching
     batching = Batching(
         strategy=b.strategy,
@@ -133,6 +145,8 @@ def schedule_multiplier(config: Config, total_steps: int, steps_per_epoch: int):
         return schedules.piecewise_constant(1.0, bounds)
     if s.name == "exponential":
         return schedules.exponential_decay(1.0, max(steps_per_epoch, 1), s.decay_rate)
+    if s.name == "plateau":  # a scale held in the optimizer state (plateau_transform)
+        return None
     raise JoptError(f"unknown schedule {s.name!r}; allowed: {', '.join(reg.SCHEDULES)}")
 
 
@@ -213,8 +227,30 @@ def structure_key(config: Config) -> str:
     return json.dumps(raw, sort_keys=True, default=str)
 
 
+EXECUTIONS = ("auto", "packed", "per_leaf", "fused")
+
+
+def execution_refusal(config: Config) -> str | None:
+    """A one-line reason why ``optimizer.execution`` (or the retired ``optimizer.fused``) is not
+    usable as written, else ``None``. Whether *packed* is exact needs the parameters, so
+    ``auto``/``packed`` are resolved when the run is built (``resolve_execution``)."""
+    opt = config.optimizer
+    if getattr(opt, "fused", False):
+        return (
+            "optimizer.fused is replaced by optimizer.execution: write optimizer.execution: "
+            "fused for the tree-form jopt.fuse, or leave the default (auto: packed)"
+        )
+    execution = getattr(opt, "execution", "auto")
+    if execution not in EXECUTIONS:
+        return (
+            f"optimizer.execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}"
+        )
+    return None
+
+
 def fused_refusal(config: Config) -> str | None:
-    """Why ``optimizer.fused: true`` is not exact for ``config`` (``None`` when it is).
+    """Why ``optimizer.execution: fused`` is not exact for ``config`` (``None`` when it is);
+    also the :func:`execution_refusal` of a bad ``execution`` value or ``fused: true``.
 
     ``jopt.fuse`` runs the chain on packed buffers (one per dtype and leaf class). Parameter
     groups, freezing, the weight-decay mask and LAMB's trust ratio are exact there (they go
@@ -222,10 +258,11 @@ def fused_refusal(config: Config) -> str | None:
     or norm by itself is not. The answer is a probe: the configured optimizer, fused and not,
     takes three steps on a tree of three leaves (ranks 1 to 3, scales 1e-3 to 10); any
     difference beyond float32 rounding (or an error only the fused one raises) refuses the
-    config with one line. It runs only for ``fused: true`` and is cached per optimizer setup.
+    config with one line. It runs only for ``execution: fused``, cached per optimizer setup.
     """
-    if not config.optimizer.fused:
-        return None
+    why = execution_refusal(config)
+    if why is not None or config.optimizer.execution != "fused":
+        return why
     from jopt.experiment._schema import to_dict
 
     raw = to_dict(config)
@@ -259,7 +296,7 @@ def _probe_fused(config: Config) -> str | None:
     params, grads = tree(), [tree() for _ in range(3)]
 
     def trajectory(fused: bool):
-        opt = dataclasses.replace(config.optimizer, fused=fused)
+        opt = dataclasses.replace(config.optimizer, execution="fused" if fused else "per_leaf")
         tx = _build(dataclasses.replace(config, optimizer=opt), 10, 100, None)
         p, state, out = params, tx.init(params), []
         for g in grads:
@@ -283,18 +320,21 @@ def _probe_fused(config: Config) -> str | None:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, JoptError):  # the fused layer refuses what it cannot pack exactly
             return (
-                f"optimizer.fused: true is not exact for {what}: {first}; "
-                "set optimizer.fused: false"
+                f"optimizer.execution: fused is not exact for {what}: {first}; "
+                "use optimizer.execution: auto or per_leaf"
             )
-        return f"optimizer.fused: true fails for {what} ({first}); set optimizer.fused: false"
+        return (
+            f"optimizer.execution: fused fails for {what} ({first}); "
+            "use optimizer.execution: auto or per_leaf"
+        )
     for p0, p1 in zip(plain, fused, strict=True):
         for n in shapes:
             a, b = np.asarray(p0[n]), np.asarray(p1[n])
             if not np.allclose(a, b, rtol=1e-5, atol=1e-6 * scales[n]):
                 return (
-                    f"optimizer.fused: true is not exact for {what}: a piece of it reads each "
-                    "parameter's shape or norm, which packed buffers do not keep; set "
-                    "optimizer.fused: false"
+                    f"optimizer.execution: fused is not exact for {what}: a piece of it reads "
+                    "each parameter's shape or norm, which packed buffers do not keep; use "
+                    "optimizer.execution: auto or per_leaf"
                 )
     return None
 
@@ -321,8 +361,8 @@ def build_optimizer(
     Builds ``chain(*optimizer.chain, with_hparams(opt)(learning_rate, **kwargs), schedule)``
     (see the module docstring), with ``jopt.groups`` around ``opt`` for ``optimizer.groups``,
     decoupled weight decay for ``regularization.weight_decay`` and ``jopt.fuse`` around the
-    whole for ``optimizer.fused`` (refused with one line where that is not exact, see
-    :func:`fused_refusal`).
+    whole for ``optimizer.execution: fused`` (refused with one line where that is not exact,
+    see :func:`fused_refusal`). Other executions get the plain (per-leaf) transform.
 
     Args:
         config: a loaded config (``jopt.experiment.load_config``).
@@ -337,7 +377,33 @@ def build_optimizer(
     if why is not None:
         raise JoptError(why)
     total = default_total_steps(config, steps_per_epoch) if total_steps is None else total_steps
-    return _build(config, steps_per_epoch, total, lr_multiplier)
+    from jopt.train import precision_optimizer
+
+    tx = _build(config, steps_per_epoch, total, lr_multiplier)
+    tx = precision_optimizer(tx, config_precision(config))  # train.precision's state dtype
+    return guard_nonfinite(config, tx)
+
+
+NONFINITE = ("skip", "stop", "ignore")
+
+
+def guard_nonfinite(config: Config, tx: Any) -> Any:
+    """``tx`` under ``train.nonfinite``: ``skip`` and ``stop`` wrap it whole (outermost) in
+    ``jopt.skip_nonfinite``, so a step with a NaN/Inf gradient leaves params and state
+    unchanged (the runner ends the run after more than ``train.max_consecutive_skips`` such
+    steps in a row, or at the first one for ``stop``); ``ignore`` returns ``tx``."""
+    t = config.train
+    policy = getattr(t, "nonfinite", "ignore")
+    if policy not in NONFINITE:
+        raise JoptError(f"train.nonfinite must be one of {', '.join(NONFINITE)}, got {policy!r}")
+    if policy == "ignore":
+        return tx
+    limit = t.max_consecutive_skips if policy == "skip" else 0
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise JoptError(f"train.max_consecutive_skips must be an integer >= 0, got {limit!r}")
+    from jopt.combinators import skip_nonfinite
+
+    return skip_nonfinite(tx, max_consecutive=limit)
 
 
 def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any) -> Any:
@@ -371,8 +437,10 @@ def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any)
         from jopt.transforms import scale_by_schedule
 
         parts.append(scale_by_schedule(mult))
+    if config.schedule.name == "plateau":
+        parts.append(plateau_transform(config))
     tx = chain(*parts) if len(parts) > 1 else main
-    return fuse(tx) if opt.fused else tx
+    return fuse(tx) if opt.execution == "fused" else tx
 
 
 def _product(a: Any, b: Any) -> Any:
@@ -383,3 +451,4 @@ def _product(a: Any, b: Any) -> Any:
         return a(count) * b(count)
 
     return both
+

@@ -13,6 +13,7 @@ problem (``problem: {name: rosenbrock}``) is its own loss.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -36,6 +37,9 @@ def lr_find_optimizer(config: Config, lrs: Any, steps_per_epoch: int) -> Any:
     def ramp(count):
         return table[jnp.minimum(count, steps - 1)]
 
+    # unguarded (train.nonfinite: ignore): the range test must see the divergence it looks for
+    train = dataclasses.replace(config.train, nonfinite="ignore")
+    config = dataclasses.replace(config, train=train)
     return build_optimizer(config, steps_per_epoch=steps_per_epoch, lr_multiplier=ramp)
 
 

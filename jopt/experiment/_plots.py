@@ -14,7 +14,7 @@ import numpy as np
 
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.png"
+    tmp = f"{path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
@@ -29,9 +29,27 @@ def _series(rows: list[dict], key: str, x_key: str = "epoch") -> tuple[np.ndarra
     return np.asarray(x, float), np.asarray(y, float)
 
 
-def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
+def _mark_divergence(ax, diverged: dict | None) -> bool:
+    """A red dashed line at the epoch where the run diverged (``summary["diverged"]``)."""
+    if not diverged:
+        return False
+    ax.axvline(
+        diverged["epoch"],
+        color="tab:red",
+        ls="--",
+        label=f"diverged (step {diverged['step']}: {diverged['quantity']})",
+    )
+    return True
+
+
+def plot_run(
+    rows: list[dict], plot_dir: str, title: str = "", diverged: dict | None = None
+) -> list[str]:
     """``loss.png``, ``accuracy.png`` (train and validation), ``learning_rate.png`` and, when
-    sharpness was logged, ``sharpness.png`` (``lambda_max`` against the bound ``2/lr``)."""
+    sharpness was logged, ``sharpness.png`` (``lambda_max`` against the bound ``2/lr``).
+
+    Only finite values are drawn; a diverged run (``diverged``: the summary's record) gets a
+    marked line at its divergence, and its loss plot is drawn even with no finite point."""
     written = []
     for metric, log in (("loss", True), ("accuracy", False)):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -41,10 +59,11 @@ def plot_run(rows: list[dict], plot_dir: str, title: str = "") -> list[str]:
             if len(x):
                 ax.plot(x, y, marker="." if len(x) < 30 else None, label=split)
                 drawn = True
-        if not drawn:
+        if not drawn and not (metric == "loss" and diverged):
             plt.close(fig)
             continue
-        if log and all(
+        _mark_divergence(ax, diverged)
+        if log and drawn and all(
             v > 0
             for r in rows
             for k, v in r.items()

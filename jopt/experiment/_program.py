@@ -2,7 +2,8 @@
 
 :func:`build_program` turns a config into pure functions (the optimizer from
 :func:`jopt.experiment.build_optimizer`, the model, the epoch and evaluation functions,
-vmapped over a group of K members when K > 1); :func:`init_group` makes the (stacked) initial
+vmapped over a group of K members when K > 1; the epoch packed or per leaf as
+:func:`resolve_execution` decides); :func:`init_group` makes the (stacked) initial
 state; :func:`place_group` puts state and data on the mesh of a distributed run;
 :func:`compile_group` compiles the epoch (state donated) and one evaluation program for every
 split. ``GroupTrainer`` (``_trainer.py``) calls them in that order.
@@ -11,6 +12,7 @@ split. ``GroupTrainer`` (``_trainer.py``) calls them in that order.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 import jax
@@ -24,6 +26,7 @@ from jopt.experiment._build import (
     schedule_multiplier,
     vmappable_values,
 )
+from jopt.experiment._policy import EVAL_PARAMS_OPTIMIZERS, config_precision
 from jopt.experiment._schema import Config
 
 
@@ -39,12 +42,48 @@ class Program:
     epoch_fn: Any
     eval_fn: Any
     K: int
+    execution: str = "per_leaf"
+    execution_note: str | None = None
+    layout: Any = None
+    precision: Any = None  # jopt.models.Precision (train.precision resolved)
+    eval_params: Any = None  # (params, opt_state) -> the parameters evaluated (see eval_params_fn)
+
+
+def resolve_execution(
+    config: Config, tx: Any, params: Any, multiple_of: int = 1
+) -> tuple[str, Any, str | None]:
+    """``(execution, layout, note)``: how the run applies ``tx`` to ``params``.
+
+    ``per_leaf`` and ``fused`` are taken as written (``layout`` None). ``packed`` and ``auto``
+    ask ``jopt.fused.packed_layout(tx, params, multiple_of=...)`` for the buffers (one per dtype
+    and leaf class); where packed execution cannot be exact it raises one line, which
+    ``packed`` re-raises and ``auto`` turns into ``per_leaf`` plus the ``note`` saying why.
+    """
+    from jopt.fused import packed_layout
+
+    execution = config.optimizer.execution
+    if execution in ("per_leaf", "fused"):
+        return execution, None, None
+    try:
+        return "packed", packed_layout(tx, params, multiple_of=multiple_of), None
+    except JoptError as e:
+        why = str(e).splitlines()[0]
+        if execution == "packed":
+            raise JoptError(
+                f"optimizer.execution: packed is not exact here: {why}; "
+                "use optimizer.execution: per_leaf (or auto)"
+            ) from None
+        return "per_leaf", None, f"training per leaf: {why}"
 
 
 def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None) -> Program:
     """Build the group's pure functions: the optimizer (:func:`build_optimizer`, wrapped for
-    ``parallel``), the model and the epoch/eval functions (vmapped over the group when K > 1)."""
-    from jopt.train import make_eval_fn, make_train_epoch
+    ``parallel``), the model and the epoch/eval functions (vmapped over the group when K > 1).
+
+    The epoch is packed when :func:`resolve_execution` says so: it takes and returns the
+    per-leaf train state (checkpoints, evaluation, logs and hyperparameters read it per
+    parameter path) and runs every step of the epoch on packed buffers in between."""
+    from jopt.train import init_train_state, make_eval_fn, make_train_epoch, under_matmul_precision
 
     total_steps = setup.epochs * setup.steps_per_epoch
     spe = setup.steps_per_epoch
@@ -55,15 +94,53 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
         if K > 1:
             raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
         parallel.check_batching(setup.batching, len(setup.data.y_train))
+    sample = jnp.asarray(setup.data.x_train[:1])
+    shapes = jax.eval_shape(
+        lambda: init_train_state(model, tx, sample, jax.random.key(0)).params
+    )
+    # ZeRO-1 splits each packed buffer evenly over the data axis: pad to a multiple of it.
+    multiple = parallel.size if parallel is not None and parallel.zero else 1
+    execution, layout, note = resolve_execution(config, tx, shapes, multiple)
+    if note is not None:
+        print(f"{config.name}: {note}", file=sys.stderr)
+    if parallel is not None:
         model, tx = parallel.model(model), parallel.optimizer(tx)
     epoch_fn = make_train_epoch(
-        model, tx, setup.spec, setup.batching, augment=setup.augment, kind=setup.data.kind
+        model,
+        tx,
+        setup.spec,
+        setup.batching,
+        augment=setup.augment,
+        kind=setup.data.kind,
+        layout=layout,
     )
     eval_fn = make_eval_fn(model, setup.spec, chunk_size=config.batching.eval_batch_size)
+    # train.matmul_precision: fixed when traced (recorded on every dot_general)
+    policy = config_precision(config)
+    epoch_fn = under_matmul_precision(epoch_fn, policy)
+    eval_fn = under_matmul_precision(eval_fn, policy)
+    eval_params = eval_params_fn(config)
     if K > 1:
         epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
         eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
-    return Program(model, tx, mult, epoch_fn, eval_fn, K)
+        eval_params = jax.vmap(eval_params)
+    return Program(
+        model, tx, mult, epoch_fn, eval_fn, K, execution, note, layout, policy, eval_params
+    )
+
+
+def eval_params_fn(config: Config) -> Any:
+    """``(params, opt_state) -> params`` to evaluate with: the schedule-free evaluation point
+    ``x = (y - (1 - b1) z) / b1`` (``jopt.schedule_free_eval_params``) for ``schedule_free*``,
+    ASGD's average (``jopt.asgd_averaged_params``) for ``asgd``, else the trained ``params``."""
+    name = config.optimizer.name
+    if name not in EVAL_PARAMS_OPTIMIZERS:
+        return lambda params, opt_state: params
+    from jopt.optimizers import asgd_averaged_params, schedule_free_eval_params
+
+    if name == "asgd":
+        return lambda params, opt_state: asgd_averaged_params(opt_state)
+    return lambda params, opt_state: schedule_free_eval_params(opt_state, params)
 
 
 def init_group(
@@ -120,10 +197,15 @@ def compile_group(
         epoch.lower(state, x, y)
     else:
         epoch = jax.jit(program.epoch_fn, donate_argnums=0).lower(state, x, y).compile()
-    eval_fn = program.eval_fn
+    eval_fn, eval_params = program.eval_fn, program.eval_params
 
-    def eval_all(params, model_state, splits):
+    def eval_all(params, model_state, opt_state, splits):
+        params = eval_params(params, opt_state)
         return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
 
-    evaluate = jax.jit(eval_all).lower(state.params, state.model_state, splits).compile()
+    evaluate = (
+        jax.jit(eval_all)
+        .lower(state.params, state.model_state, state.opt_state, splits)
+        .compile()
+    )
     return epoch, evaluate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 from jopt.core.errors import JoptError
 from jopt.distributed import list_checkpoints
 from jopt.experiment import _artifacts as art
+from jopt.experiment import _resume as rs
 from jopt.experiment._build import setup as make_setup
 from jopt.experiment._load import dump_config, load_config
 from jopt.experiment._plots import plot_run
@@ -33,7 +35,12 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
     rows = member.rows
     es = member.config.regularization.early_stopping
     restored = es.patience > 0 and es.restore_best
-    final = {k: v for k, v in rows[-1].items() if k not in art.TIMING_FIELDS} if rows else {}
+    # a non-finite value is left out (a diverged run says so in "status" and "diverged")
+    final = (
+        {k: v for k, v in rows[-1].items() if k not in art.TIMING_FIELDS and v is not None}
+        if rows
+        else {}
+    )
     best_row = next((r for r in rows if r["epoch"] == member.best_epoch), None)
     best = {k: v for k, v in best_row.items() if k not in art.TIMING_FIELDS} if best_row else {}
     steps = member.last_epoch * trainer.setup.steps_per_epoch
@@ -45,9 +52,12 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
             sparsity = weight_sparsity(state.params)
         except RuntimeError:
             pass
+    if member.diverged is not None:
+        status = "diverged"
     return {
         "name": member.config.name,
         "status": status,
+        "diverged": member.diverged,
         "seed": member.config.seed,
         "epochs_run": member.last_epoch,
         "steps": steps,
@@ -66,6 +76,11 @@ def summarize(member: Member, trainer: GroupTrainer, wall_s: float, status: str)
         "eval_time": trainer.eval_s,
         "steps_per_s": steps * trainer.K / trainer.train_s if trainer.train_s else None,
         "group_size": trainer.K,
+        # how the optimizer ran (optimizer.execution resolved: packed, per_leaf or fused)
+        "execution": trainer.program.execution,
+        "execution_note": trainer.program.execution_note,
+        # train.precision resolved: policy, matmul precision, parameter/compute/state dtypes
+        "precision": trainer.program.precision.describe(),
     }
 
 
@@ -77,7 +92,12 @@ def finish(
     if member.run_dir is not None and member.writes:
         art.write_json(os.path.join(member.run_dir, "summary.json"), summary)
         if plots and member.config.output.plots and member.rows:
-            plot_run(member.rows, os.path.join(member.run_dir, "plots"), member.config.name)
+            plot_run(
+                member.rows,
+                os.path.join(member.run_dir, "plots"),
+                member.config.name,
+                diverged=member.diverged,
+            )
     return summary
 
 
@@ -112,9 +132,11 @@ def run(
     progress = config.output.progress if progress is None else progress
     trainer = GroupTrainer([member], st, progress=progress and member.writes, parallel=parallel)
     member.run_dir = _make_run_dir(config, parallel)
-    if member.writes:
-        art.atomic_write(os.path.join(member.run_dir, "config.yaml"), dump_config(config))
-    return _train(trainer, member, t0, 0, stop_after, quiet)
+    with rs.locked(member.run_dir, member.writes):
+        if member.writes:
+            art.atomic_write(os.path.join(member.run_dir, "config.yaml"), dump_config(config))
+            rs.write_fingerprint(member.run_dir, config)
+        return _train(trainer, member, t0, 0, stop_after, quiet)
 
 
 def _writes(parallel: Any) -> bool:
@@ -162,11 +184,13 @@ def _train(
     try:
         trainer.run(start_epoch=start, stop_after=stop_after)
         status = (
-            "stopped"
+            "diverged"
+            if member.diverged is not None
+            else "stopped"
             if member.last_epoch < trainer.setup.epochs and not member.stopped_early
             else "completed"
         )
-        if status == "completed":
+        if status in ("completed", "diverged"):
             trainer.save_final()
     except KeyboardInterrupt:
         status = "interrupted"
@@ -177,63 +201,174 @@ def _train(
         summary = finish(member, trainer, time.perf_counter() - t0, status)
     if not quiet and member.writes:
         print(format_summary(summary, member.run_dir))
+        if member.diverged is not None:
+            print(f"jopt run: {member.diverged['message']}", file=sys.stderr)
     return member.run_dir
 
 
 def resume(
-    run_dir: str, *, progress: bool | None = None, stop_after: int | None = None, quiet: bool = True
+    run_dir: str,
+    *,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    quiet: bool = True,
+    epochs: int | None = None,
 ) -> str:
-    """Continue a stopped run from its latest checkpoint, in the same directory.
+    """Continue a stopped run from its newest good checkpoint, in the same directory.
 
     The restored state holds the parameters, optimizer state, step and PRNG key, so the
     continued run ends with the same parameters as an uninterrupted one (bit for bit on CPU).
+    Before that it checks (``_resume``): the lock (no other process in the directory), the
+    config's fingerprint (a changed training-relevant field is refused), each checkpoint
+    from the newest (one that does not restore is skipped with a line saying why). ``epochs``
+    extends the run (recorded in ``config.yaml`` and ``fingerprint.json``). A run whose
+    training ended but whose summary or plots are missing is completed without training.
     """
     art.check_run_dir(run_dir)
     config = load_config(os.path.join(run_dir, "config.yaml"))
-    found = list_checkpoints(run_dir)
-    if not found:
-        raise JoptError(
-            f"{run_dir} has no checkpoint to resume from "
-            "(set train.checkpoint_every to checkpoint during training)"
-        )
-    epoch, path = found[-1]
-    book = art.read_json(path + ".json")
     parallel = start_distributed(config)
-    st = make_setup(config)
-    if epoch >= st.epochs:
-        raise JoptError(f"{run_dir} already finished all {st.epochs} epochs")
-    t0 = time.perf_counter()
-    member = Member(
-        config,
-        run_dir=run_dir,
-        rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl")),
-        writes=_writes(parallel),
-    )
-    progress = config.output.progress if progress is None else progress
-    trainer = GroupTrainer([member], st, progress=progress and member.writes, parallel=parallel)
-    trainer.restore(
-        path,
-        {
-            k: book[k]
-            for k in (
-                "last_epoch",
-                "best_value",
-                "best_epoch",
-                "bad_evals",
-                "stopped_early",
-                "active",
+    writes = _writes(parallel)
+    with rs.locked(run_dir, writes):
+        if writes:
+            rs.remove_orphans(run_dir)
+        rs.verify(run_dir, config)
+        old_config, old_epochs = config, config.train.epochs
+        if epochs is not None:
+            from jopt.experiment._load import replace_dotted
+
+            config = replace_dotted(config, {"train.epochs": int(epochs)})
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise JoptError(
+                f"{run_dir} has no checkpoint to resume from "
+                "(set train.checkpoint_every to checkpoint during training)"
             )
-        },
-    )
-    trainer.train_s = float(book.get("train_s", 0.0))
-    return _train(trainer, member, t0, epoch, stop_after, quiet)
+        found = _precheck(run_dir, found)  # cheap checks first: no compile for a refusal
+        book = art.read_json(found[-1][1] + ".json")
+        ended = book.get("diverged") or book.get("stopped_early") or not book.get("active", True)
+        if epochs is not None and ended:
+            raise JoptError(f"{run_dir} already ended ({_ended(book)}); --epochs cannot extend it")
+        last = found[-1][0]
+        finished = epochs is None and (ended or last >= _epochs(config, book))
+        if finished and rs.summary_complete(run_dir, config):
+            raise JoptError(
+                f"{run_dir} already ended ({_ended(book)})"
+                if ended
+                else f"{run_dir} already finished all {last} epochs (extend it with --epochs N)"
+            )
+        t0 = time.perf_counter()
+        st = make_setup(config)
+        if epochs is not None:  # before compiling: the newest checkpoint bounds the steps taken
+            spe = st.steps_per_epoch
+            rs.check_extension(old_config, int(epochs), found[-1][0] * spe, spe)
+        member = Member(
+            config,
+            run_dir=run_dir,
+            rows=art.read_jsonl(os.path.join(run_dir, "metrics.jsonl")),
+            writes=writes,
+        )
+        progress = config.output.progress if progress is None else progress
+        trainer = GroupTrainer([member], st, progress=progress and writes, parallel=parallel)
+        epoch, book = _restore_newest(trainer, run_dir, found, quiet)
+        ended = book.get("diverged") or book.get("stopped_early") or not book.get("active", True)
+        if epochs is not None and ended:
+            raise JoptError(f"{run_dir} already ended ({_ended(book)}); --epochs cannot extend it")
+        if epochs is None and (ended or epoch >= st.epochs):
+            return _complete(trainer, member, t0, quiet)
+        if epochs is not None and writes:
+            rs.record_extension(run_dir, config, old_epochs, epoch)
+        return _train(trainer, member, t0, epoch, stop_after, quiet)
+
+
+def _epochs(config: Config, book: dict) -> int:
+    """The run's epoch count without loading data (``train.steps`` needs steps per epoch: the
+    checkpoint's ``steps_per_epoch`` when it recorded one)."""
+    t = config.train
+    spe = book.get("steps_per_epoch")
+    if t.steps is None:
+        return t.epochs
+    return -(-t.steps // spe) if spe else 2**62  # unknown: decided after loading
+
+
+def _precheck(run_dir: str, found: list) -> list:
+    """The checkpoints that pass the cheap checks (bookkeeping file, orbax metadata); a line
+    for each newer one that does not; one line naming all when none passes."""
+    good, bad = [], []
+    for epoch, path in found:
+        why = rs.checkpoint_problem(path)
+        if why is None:
+            good.append((epoch, path))
+        else:
+            bad.append((epoch, path, why))
+    if not good:
+        listed = "; ".join(f"{os.path.basename(p)}: {w}" for _, p, w in bad)
+        raise JoptError(f"no checkpoint of {run_dir} restores ({listed})")
+    for epoch, path, why in bad:
+        if epoch > good[-1][0]:
+            print(
+                f"jopt run --resume: skipped checkpoint {os.path.basename(path)}: {why}",
+                file=sys.stderr,
+            )
+    return good
+
+
+def _ended(book: dict) -> str:
+    if book.get("diverged"):
+        return "diverged: " + book["diverged"].get("message", "")
+    return "stopped early"
+
+
+_BOOK = ("last_epoch", "best_value", "best_epoch", "bad_evals", "stopped_early", "active",
+         "diverged", "skip_run")
+
+
+def _restore_newest(
+    trainer: GroupTrainer, run_dir: str, found: list, quiet: bool
+) -> tuple[int, dict]:
+    """Restore the newest checkpoint that verifies; say which ones were skipped and why."""
+    problems = []
+    for epoch, path in reversed(found):
+        why = rs.checkpoint_problem(path)
+        if why is None:
+            book = art.read_json(path + ".json")
+            try:
+                trainer.restore(path, {k: book[k] for k in _BOOK if k in book})
+            except Exception as e:  # a truncated or corrupt array file
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                why = f"it does not restore ({type(e).__name__}: {first})"
+            else:
+                trainer.train_s = float(book.get("train_s", 0.0))
+                return epoch, book
+        problems.append(f"{os.path.basename(path)}: {why}")
+        print(f"jopt run --resume: skipped checkpoint {os.path.basename(path)}: {why}",
+              file=sys.stderr)
+    raise JoptError(f"no checkpoint of {run_dir} restores ({'; '.join(problems)})")
+
+
+def _complete(trainer: GroupTrainer, member: Member, t0: float, quiet: bool) -> str:
+    """Write the summary and plots of a run whose training ended (the data-loss window: a
+    process killed after its last checkpoint, before ``summary.json``)."""
+    member.final_state = trainer.state
+    status = "completed" if member.diverged is None else "diverged"
+    summary = finish(member, trainer, time.perf_counter() - t0, status)
+    if member.writes:
+        print(
+            f"jopt run --resume: {member.run_dir} had finished training; wrote its summary"
+            + (" and plots" if member.config.output.plots else ""),
+            file=sys.stderr,
+        )
+        if not quiet:
+            print(format_summary(summary, member.run_dir))
+    return member.run_dir
 
 
 def format_summary(summary: dict, run_dir: str | None) -> str:
     """The results block printed at the end of ``jopt run``."""
 
+    missing = "diverged" if summary["status"] == "diverged" else "–"
+
     def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        return f"{v:.4f}" if isinstance(v, float) else missing if v is None else str(v)
 
     lines = [
         f"run {summary['name']}: {summary['status']} after {summary['epochs_run']} epochs "
@@ -249,7 +384,7 @@ def format_summary(summary: dict, run_dir: str | None) -> str:
             "test_loss",
             "test_accuracy",
         )
-        if k in summary["final"]
+        if k in summary["final"] or k in summary["best"]
     ]
     width = max((len(k) for k in keys), default=10)
     lines.append(f"  {'metric':<{width}}  {'final':>8}  {'best':>8}")

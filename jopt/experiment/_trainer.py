@@ -26,7 +26,14 @@ from jopt.core.errors import JoptError
 from jopt.distributed import epoch_checkpoint_path, restore_checkpoint, save_checkpoint
 from jopt.experiment import _artifacts as art
 from jopt.experiment._build import Setup, lr_name, vmappable_values
-from jopt.experiment._program import build_program, compile_group, init_group, place_group
+from jopt.experiment._policy import EVAL_PARAMS_OPTIMIZERS, plateau_value
+from jopt.experiment._program import (
+    build_program,
+    compile_group,
+    eval_params_fn,
+    init_group,
+    place_group,
+)
 from jopt.experiment._schema import Config
 from jopt.train import run_epochs
 
@@ -46,6 +53,10 @@ class Member:
     last_epoch: int = 0
     best_vars: Any = None  # host copy of (params, model_state) at the best epoch
     final_state: Any = None
+    # train.nonfinite: where the run diverged ({epoch, step, quantity, ...}) and the run of
+    # consecutive non-finite steps carried from the previous epoch
+    diverged: dict | None = None
+    skip_run: int = 0
     # False in processes other than 0 of a multi-process job: they train and join the
     # (collective) checkpoint saves, but process 0 alone writes logs and summaries.
     writes: bool = True
@@ -58,6 +69,8 @@ class Member:
             "bad_evals": self.bad_evals,
             "stopped_early": self.stopped_early,
             "active": self.active,
+            "diverged": self.diverged,
+            "skip_run": self.skip_run,
         }
 
 
@@ -106,6 +119,22 @@ def start_distributed(config: Config) -> Any:
     return distributed.setup(dataclasses.asdict(dist))
 
 
+def _diverged(epoch: int, step: int, what: str, run: int, policy: str, limit: int) -> dict:
+    """The summary's ``diverged`` record and its one line."""
+    if what in ("gradient", "loss", "loss and gradient"):
+        why = f"non-finite {what}"
+        if policy == "skip":
+            why += f" ({run} steps in a row, more than train.max_consecutive_skips={limit})"
+    else:
+        why = f"non-finite {what}"
+    line = (
+        f"diverged at step {step} (epoch {epoch}): {why}; lower the learning rate, clip "
+        "gradients or check the data"
+    )
+    return {"epoch": epoch, "step": step, "quantity": what, "consecutive": run,
+            "policy": policy, "message": line}
+
+
 class GroupTrainer:
     """Train K structurally identical configs as one (vmapped when K > 1) program."""
 
@@ -144,6 +173,12 @@ class GroupTrainer:
                 raise JoptError(f"early stopping on {metric} needs data.val_fraction > 0")
         self.metric = monitor_metric(base, "val" in self.splits)
         self.stopping = early_stopping(base, self.metric)
+        self.observe = None
+        if base.schedule.name == "plateau":
+            self.observe = self._plateau_observer(base, data)
+        self.member_eval_params = None
+        if base.optimizer.name in EVAL_PARAMS_OPTIMIZERS:
+            self.member_eval_params = jax.jit(eval_params_fn(base))
 
         self.state, self.placed = init_group(
             self.program, [m.config for m in members], self.x[:1], parallel
@@ -165,10 +200,73 @@ class GroupTrainer:
         program is not vmapped)."""
         return tree if self.K == 1 else _take(tree, k)
 
+    # -- schedule: plateau, evaluation parameters -----------------------------------------------
+    def _plateau_observer(self, cfg: Config, data: Any) -> Any:
+        """``(state, metrics, evals) -> state`` feeding ``schedule.metric`` to the plateau
+        (``jopt.observe_plateau``; per member in a group), run after each evaluation."""
+        from jopt.transforms import observe_plateau
+
+        metric = cfg.schedule.metric
+        if metric.endswith("_accuracy") and data.task != "classification":
+            raise JoptError(f"schedule.metric {metric!r}: a {data.task} task has no accuracy")
+        split, _, kind = metric.rpartition("_")
+        if split != "train" and split not in self.splits:
+            raise JoptError(f"schedule.metric {metric!r}: the run has no {split} split")
+
+        def observe(opt_state, value):
+            return observe_plateau(opt_state, value)
+
+        if self.K > 1:
+            observe = jax.vmap(observe)
+        fn = jax.jit(observe, donate_argnums=0)
+
+        def after_eval(state, metrics, evals):
+            raw = metrics[metric] if split == "train" else evals[split][kind]
+            value = plateau_value(metric, np.asarray(raw, np.float32))
+            return state._replace(opt_state=fn(state.opt_state, jnp.asarray(value)))
+
+        return after_eval
+
+    def plateau_scales(self, opt_state: Any) -> list[float]:
+        """Each member's current plateau scale (1.0 without a plateau schedule)."""
+        from jopt.transforms import ReduceOnPlateauState
+
+        found = [
+            s
+            for s in jax.tree.leaves(
+                opt_state, is_leaf=lambda x: isinstance(x, ReduceOnPlateauState)
+            )
+            if isinstance(s, ReduceOnPlateauState)
+        ]
+        if not found:
+            return [1.0] * self.K
+        scale = np.asarray(jax.device_get(found[0].scale), np.float64).reshape(-1)
+        return [float(scale[k if self.K > 1 else 0]) for k in range(self.K)]
+
+    def eval_vars(self, st: Any) -> tuple[Any, Any]:
+        """One member's evaluated ``(params, model_state)`` (schedule-free: its ``x``)."""
+        params = st.params
+        if self.member_eval_params is not None:
+            params = self.member_eval_params(st.params, st.opt_state)
+        return params, st.model_state
+
     # -- resume ------------------------------------------------------------------------------
     def restore(self, path: str, bookkeeping: dict) -> None:
-        """Continue a single run from a checkpoint written by :meth:`_checkpoint`."""
+        """Continue a single run from a checkpoint written by :meth:`_checkpoint`.
+
+        A checkpoint records the run's precision (``train.precision`` resolved); one written
+        under another precision is refused (its arrays have other dtypes and meanings)."""
         m = self.members[0]
+        book = path + ".json"
+        recorded = art.read_json(book).get("precision") if os.path.exists(book) else None
+        now = self.program.precision.describe()
+        if recorded is not None and recorded != now:
+            raise JoptError(
+                f"{os.path.basename(path)} was written under precision {recorded.get('precision')}"
+                f" (matmul {recorded.get('matmul_precision')}), the run now asks for "
+                f"{now['precision']} (matmul {now['matmul_precision']}); resume with the "
+                "precision it was trained in"
+            )
         like = {"state": self.state, "best": (self.state.params, self.state.model_state)}
         tree = restore_checkpoint(path, like)
         self.state = tree["state"]
@@ -238,7 +336,7 @@ class GroupTrainer:
             return False
 
         def evaluate(state):
-            return self.evaluate(state.params, state.model_state, self.splits)
+            return self.evaluate(state.params, state.model_state, state.opt_state, self.splits)
 
         try:
             self.state = run_epochs(
@@ -250,6 +348,8 @@ class GroupTrainer:
                 on_epoch=on_epoch,
                 evaluate=evaluate if self.splits else None,
                 eval_every=cfg.train.eval_every,
+                check_nonfinite=False,  # per member, in _record (train.nonfinite)
+                after_eval=self.observe,  # schedule: plateau
             )
         finally:
             bar.close()
@@ -273,6 +373,7 @@ class GroupTrainer:
         es = cfg.regularization.early_stopping
         step = epoch * self.setup.steps_per_epoch
         opt_logs = self._opt_logs(self.state.opt_state)
+        scales = self.plateau_scales(self.state.opt_state)
         diag = self._diagnostics(epoch)
         for k, mb in enumerate(self.members):
             if not mb.active:
@@ -285,20 +386,24 @@ class GroupTrainer:
                 row[key] = _float(self.member(v, k))
             row.update(opt_logs[k])
             lr = vmappable_values(mb.config).get(lr_name(cfg))
-            row["learning_rate"] = lr * self.lr_at(step) if lr is not None else None
+            # the next step's: schedule multiplier times the plateau's scale
+            row["learning_rate"] = lr * self.lr_at(step) * scales[k] if lr is not None else None
             row.update(diag[k] if diag else {})
             row["epoch_time"] = dt
             row["time"] = elapsed
             mb.rows.append(row)
             mb.last_epoch = epoch
-            if evaluated and self.metric in row:
+            mb.diverged = self._divergence(mb, k, m, row, epoch, evaluated)
+            if mb.diverged is not None:
+                mb.active = False
+                mb.final_state = jax.device_get(self.member(self.state, k))
+            elif evaluated and self.metric in row:
                 improved, mb.best_value, mb.best_epoch, stop = self.stopping.update(
                     epoch, row[self.metric], mb.best_value, mb.best_epoch
                 )
                 mb.bad_evals = 0 if improved else mb.bad_evals + 1
                 if improved and es.patience > 0 and es.restore_best:
-                    st = self.member(self.state, k)
-                    mb.best_vars = jax.device_get((st.params, st.model_state))
+                    mb.best_vars = jax.device_get(self.eval_vars(self.member(self.state, k)))
                 if stop and es.patience > 0:
                     mb.active, mb.stopped_early = False, True
                     mb.final_state = jax.device_get(
@@ -307,6 +412,43 @@ class GroupTrainer:
             if mb.run_dir is not None and mb.writes:
                 art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
         self._due(epoch)
+
+    def _divergence(
+        self, mb: Member, k: int, m: dict, row: dict, epoch: int, monitored: bool
+    ) -> dict | None:
+        """``train.nonfinite`` for member ``k`` after ``epoch``: where it diverged, else None.
+
+        ``skip``: more than ``max_consecutive_skips`` steps in a row with a non-finite gradient
+        (they were skipped: params and state unchanged; the run carries across epochs);
+        ``stop``: the first step with a non-finite loss or gradient. Under both, a non-finite
+        monitored metric (``val_loss``...) is divergence too. ``jopt.check_state`` (the
+        guard's own rule) runs on the member's optimizer state as well.
+        """
+        from jopt.combinators import NonFiniteError, check_state
+
+        t = self.base.train
+        finite = np.asarray(self.member(m["step_finite"], k)).reshape(-1)
+        loss_ok = np.isfinite(np.asarray(self.member(m["step_loss"], k))).reshape(-1)
+        row["nonfinite_steps"] = int(np.sum(~finite | ~loss_ok))
+        if t.nonfinite == "ignore":
+            return None
+        spe = self.setup.steps_per_epoch
+        limit = 0 if t.nonfinite == "stop" else t.max_consecutive_skips
+        run = mb.skip_run
+        for i in range(len(finite)):
+            bad = not finite[i] or (t.nonfinite == "stop" and not loss_ok[i])
+            run = run + 1 if bad else 0
+            if run > limit:
+                what = "gradient" if loss_ok[i] else "loss" if finite[i] else "loss and gradient"
+                return _diverged(epoch, (epoch - 1) * spe + i + 1, what, run, t.nonfinite, limit)
+        mb.skip_run = run
+        try:
+            check_state(self.member(self.state.opt_state, k))
+        except NonFiniteError:
+            return _diverged(epoch, epoch * spe, "gradient", run, t.nonfinite, limit)
+        if monitored and self.metric in row and row[self.metric] is None:
+            return _diverged(epoch, epoch * spe, self.metric, 0, t.nonfinite, limit)
+        return None
 
     def _due(self, epoch: int, force: bool = False) -> bool:
         """Write checkpoints when the cadence says so (or ``force``); False if disabled."""
@@ -328,7 +470,14 @@ class GroupTrainer:
         path = str(save_checkpoint(epoch_checkpoint_path(mb.run_dir, epoch), tree))
         if mb.writes:
             art.write_json(
-                path + ".json", {"epoch": epoch, **mb.bookkeeping(), "train_s": self.train_s}
+                path + ".json",
+                {
+                    "epoch": epoch,
+                    **mb.bookkeeping(),
+                    "train_s": self.train_s,
+                    "steps_per_epoch": self.setup.steps_per_epoch,
+                    "precision": self.program.precision.describe(),
+                },
             )
 
     def save_final(self) -> None:
@@ -360,12 +509,13 @@ class GroupTrainer:
 
             self.sharpness_fn = jax.jit(sharp)
         out = []
+        scales = self.plateau_scales(self.state.opt_state)
         for k, mb in enumerate(self.members):
             st = self.member(self.state, k)
             lam = _float(
                 self.sharpness_fn(st.params, st.model_state, jax.random.key(mb.config.seed + epoch))
             )
             lr = vmappable_values(mb.config)[lr_name(self.base)]
-            lr_now = lr * self.lr_at(epoch * self.setup.steps_per_epoch)
+            lr_now = lr * self.lr_at(epoch * self.setup.steps_per_epoch) * scales[k]
             out.append({"sharpness": lam, "stability_bound": 2.0 / lr_now if lr_now else None})
         return out

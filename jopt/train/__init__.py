@@ -30,7 +30,14 @@ from jopt.train._precision import (
 )
 from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
-from jopt.train._step import LossSpec, apply_model, make_train_epoch, make_train_step
+from jopt.train._step import (
+    LossSpec,
+    apply_model,
+    make_train_epoch,
+    make_train_step,
+    pack_train_state,
+    unpack_train_state,
+)
 
 __all__ = [
     "LOSSES",
@@ -57,6 +64,7 @@ __all__ = [
     "mse",
     "one_hot_targets",
     "optimizer_logs",
+    "pack_train_state",
     "penalty",
     "precision_loss",
     "precision_optimizer",
@@ -64,4 +72,5 @@ __all__ = [
     "run_epochs",
     "run_recipe",
     "under_matmul_precision",
+    "unpack_train_state",
 ]

@@ -82,8 +82,12 @@ class EarlyStopping:
     ) -> tuple[bool, float | None, int | None, bool]:
         """One evaluated epoch: ``(improved, best_value, best_epoch, stop)``.
 
-        ``stop`` is True once ``patience`` epochs have passed since the best epoch.
+        ``stop`` is True once ``patience`` epochs have passed since the best epoch. A NaN or
+        missing ``value`` never stops: a non-finite metric is divergence (the caller's
+        non-finite policy), not a plateau.
         """
+        if value is None or math.isnan(value):
+            return False, best_value, best_epoch, False
         if self.better(value, best_value):
             return True, value, epoch, False
         stop = best_epoch is not None and epoch - best_epoch >= self.patience

@@ -53,13 +53,23 @@ def run_epochs(
     start_epoch: int = 0,
     evaluate: Callable[[Any], dict] | None = None,
     eval_every: int = 1,
+    check_nonfinite: bool = True,
+    after_eval: Callable[[Any, dict, dict], Any] | None = None,
 ) -> Any:
     """Run epochs ``start_epoch + 1 .. epochs`` of ``state, metrics = epoch_fn(state, *data)``.
 
     ``evaluate(state) -> {split: {metric: value}}`` runs after every ``eval_every``-th epoch
     and after the last one. ``on_epoch(log, state)`` runs after each epoch; True stops the
-    loop. Returns the last state.
+    loop. Returns the last state. ``after_eval(state, metrics, evals) -> state`` runs after each
+    evaluation, before ``on_epoch``, and its state carries on (the runner feeds the validation
+    metric to a plateau schedule with it: ``jopt.observe_plateau``).
+
+    With ``check_nonfinite`` (default), ``jopt.check_state(state.opt_state)`` runs on the host
+    after each epoch: a ``jopt.skip_nonfinite`` guard past its ``max_consecutive`` limit raises
+    ``NonFiniteError`` (the runner passes False and applies that rule per member itself).
     """
+    if check_nonfinite:
+        from jopt.combinators import check_state
     t_start = time.perf_counter()
     for epoch in range(int(start_epoch) + 1, int(epochs) + 1):
         t = time.perf_counter()
@@ -72,7 +82,12 @@ def run_epochs(
             t = time.perf_counter()
             evals = jax.device_get(evaluate(state))
             t_eval = time.perf_counter() - t
+        if due and after_eval is not None:
+            state = after_eval(state, metrics, evals)
         log = EpochLog(epoch, metrics, evals, due, dt, t_eval, time.perf_counter() - t_start)
-        if on_epoch(log, state):
+        stop = on_epoch(log, state)
+        if check_nonfinite and hasattr(state, "opt_state"):
+            check_state(state.opt_state)  # after the epoch's log, so the record is kept
+        if stop:
             break
     return state

@@ -10,9 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jopt.core import apply_updates, call_update, global_norm
+from jopt.core import all_finite, apply_updates, call_update, global_norm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, augment_batch
+from jopt.fused import FusedState, on_buffers, state_to_packed, state_to_per_leaf
 from jopt.train._losses import LOSSES, make_loss, one_hot_targets, penalty
 from jopt.train._state import TrainState
 
@@ -79,6 +80,27 @@ def apply_model(model: nn.Module, params, model_state: dict, x, *, train: bool, 
     return model.apply(variables, x, train=train, rngs=rngs), model_state
 
 
+def pack_train_state(state: TrainState, tx: Any, layout: Any, offsets: Any = None) -> TrainState:
+    """``state`` with packed parameters and optimizer state (the form a ``layout`` step takes).
+
+    ``params`` becomes ``layout.pack(params)`` (``{buffer: 1-D}``) and ``opt_state`` a
+    ``jopt.fused.FusedState`` of ``tx`` on those buffers holding the same values
+    (``jopt.fused.state_to_packed``) and the leaf ``offsets`` (default ``layout.offsets()``).
+    """
+    inner = state_to_packed(tx, layout, state.opt_state, offsets=False).inner
+    offsets = layout.offsets() if offsets is None else tuple(offsets)
+    return state._replace(params=layout.pack(state.params), opt_state=FusedState(inner, offsets))
+
+
+def unpack_train_state(state: TrainState, tx: Any, layout: Any) -> TrainState:
+    """The inverse of :func:`pack_train_state`: parameters and optimizer state per leaf, as
+    ``init_train_state`` makes them (what checkpoints, evaluation and logs read)."""
+    opt = state.opt_state.inner if isinstance(state.opt_state, FusedState) else state.opt_state
+    return state._replace(
+        params=layout.unpack(state.params), opt_state=state_to_per_leaf(tx, layout, opt)
+    )
+
+
 def make_train_step(
     model: nn.Module,
     tx: Any,
@@ -86,27 +108,40 @@ def make_train_step(
     *,
     augment: Augment | None = None,
     kind: str = "tabular",
+    layout: Any = None,
 ) -> Callable:
     """A pure ``step(state, xb, yb, wb, key) -> (state, metrics)`` for one optimizer step.
 
     ``xb``/``yb``/``wb`` have a leading micro-batch axis ``k`` (k = 1 except for
     ``accumulate``): ``(k, b, ...)``. The gradient is ``sum_i w_i grad l_i / sum_i w_i`` over all
     k*b examples, plus the penalty's gradient: exact gradient accumulation.
+
+    With a ``layout`` (``jopt.fused.packed_layout(tx, params)``) the step is *packed*: ``state``
+    comes from :func:`pack_train_state`, the model reads its leaves as views of the buffers
+    (dynamic slices at the offsets the state carries), the gradient arrives as one buffer per
+    dtype and leaf class and ``tx`` updates the buffers (``jopt.fused.on_buffers``). The results
+    equal the per-leaf step's up to float rounding.
     """
+    if layout is not None:
+        tx = on_buffers(tx, layout)
     loss_fn = make_loss(spec.loss, huber_delta=spec.huber_delta)
     augment = augment or Augment()
     augment.check(kind)
     use_penalty = bool(spec.l1 or spec.l2)
     classification = spec.task == "classification"
 
-    def micro(params, model_state, x, y, w, key):
+    def tree(p, offsets):
+        return p if layout is None else layout.unpack(p, offsets)
+
+    def micro(params, model_state, x, y, w, key, offsets=None):
         k_aug, k_drop = jax.random.split(key)
         targets = _targets(spec, y)
         if augment.active:
             x, targets = augment_batch(augment, k_aug, x, targets, kind)
 
         def objective(p):
-            out, new_ms = apply_model(model, p, model_state, x, train=True, key=k_drop)
+            out, new_ms = apply_model(model, tree(p, offsets), model_state, x, train=True,
+                                      key=k_drop)
             return jnp.sum(w * loss_fn(out, targets)), (out, new_ms)
 
         (lsum, (out, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
@@ -120,15 +155,19 @@ def make_train_step(
     def step(state: TrainState, xb, yb, wb, key):
         k = xb.shape[0]
         keys = jax.random.split(key, k)
+        opt_state, offsets = state.opt_state, None
+        if layout is not None:  # a packed state: FusedState(inner, leaf offsets)
+            opt_state, offsets = opt_state.inner, state.opt_state.offsets
+            offsets = offsets if len(offsets) == layout.num_leaves else None
         if k == 1:
             g, lsum, correct, ms = micro(
-                state.params, state.model_state, xb[0], yb[0], wb[0], keys[0]
+                state.params, state.model_state, xb[0], yb[0], wb[0], keys[0], offsets
             )
         else:
 
             def body(carry, inp):
                 g_acc, l_acc, c_acc, ms = carry
-                g, lsum, correct, ms = micro(state.params, ms, *inp)
+                g, lsum, correct, ms = micro(state.params, ms, *inp, offsets)
                 g_acc = jax.tree.map(lambda a, b: a + b.astype(a.dtype), g_acc, g)
                 return (g_acc, l_acc + lsum, c_acc + correct, ms), None
 
@@ -151,12 +190,14 @@ def make_train_step(
         loss = lsum / denom
         if use_penalty:
             pen, pen_grads = jax.value_and_grad(
-                lambda p: penalty(p, l1=spec.l1, l2=spec.l2, mask=spec.penalty_mask)
+                lambda p: penalty(tree(p, offsets), l1=spec.l1, l2=spec.l2, mask=spec.penalty_mask)
             )(state.params)
             grads = jax.tree.map(jnp.add, grads, pen_grads)
         else:
             pen = jnp.zeros((), jnp.float32)
-        updates, opt_state = call_update(tx, grads, state.opt_state, state.params, value=loss + pen)
+        updates, opt_state = call_update(tx, grads, opt_state, state.params, value=loss + pen)
+        if layout is not None:
+            opt_state = FusedState(opt_state, state.opt_state.offsets)
         params = apply_updates(state.params, updates)
         new_state = state._replace(
             params=params, opt_state=opt_state, step=state.step + 1, model_state=ms
@@ -167,6 +208,7 @@ def make_train_step(
             "correct": correct,
             "count": count,
             "grad_norm": global_norm(grads),
+            "finite": all_finite(grads),
         }
         return new_state, metrics
 
@@ -181,6 +223,7 @@ def make_train_epoch(
     *,
     augment: Augment | None = None,
     kind: str = "tabular",
+    layout: Any = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A pure, un-jitted ``epoch_fn(state, x, y) -> (state, metrics)``: one whole epoch.
 
@@ -190,13 +233,29 @@ def make_train_epoch(
     shardings. The state's key is split once per epoch; each step derives its dropout and
     augmentation keys with ``fold_in(step_key, i)``.
 
-    ``metrics``: ``train_loss`` (weighted mean data loss over the epoch's steps, with dropout and
-    augmentation on), ``train_accuracy`` (classification), ``penalty`` and ``grad_norm`` (last
-    step), ``step_loss`` and ``step_grad_norm`` (per-step arrays of length ``steps``).
+    ``metrics``: ``train_loss`` (weighted mean data loss over the epoch's steps whose loss is
+    finite, with dropout and augmentation on; NaN if none is), ``train_accuracy``
+    (classification), ``penalty`` and ``grad_norm`` (last step), ``step_loss``,
+    ``step_grad_norm`` and ``step_finite`` (per-step arrays of length ``steps``;
+    ``step_finite``: the step's gradient held no NaN/Inf).
+
+    With a ``layout`` (``jopt.fused.packed_layout(tx, params)``) the epoch runs packed: it
+    packs the (per-leaf) state once on entry (:func:`pack_train_state`), every step of the scan
+    runs on the buffers (:func:`make_train_step` with ``layout``), and it unpacks once on exit,
+    so the state it takes and returns is the per-leaf one either way.
     """
-    step = make_train_step(model, tx, spec, augment=augment, kind=kind)
+    step = make_train_step(model, tx, spec, augment=augment, kind=kind, layout=layout)
 
     def epoch_fn(state: TrainState, x: jax.Array, y: jax.Array):
+        if layout is not None:
+            # Offsets as runtime data (the barrier keeps XLA from folding them into constant
+            # slices): one compiled slicing kernel per leaf size instead of one per leaf.
+            offsets = jax.lax.optimization_barrier(layout.offsets())
+            state, metrics = epoch_body(pack_train_state(state, tx, layout, offsets), x, y)
+            return unpack_train_state(state, tx, layout), metrics
+        return epoch_body(state, x, y)
+
+    def epoch_body(state: TrainState, x: jax.Array, y: jax.Array):
         n = x.shape[0]
         key, k_perm, k_steps = jax.random.split(state.key, 3)
         idx, w = batching.plan(k_perm, n)
@@ -208,12 +267,18 @@ def make_train_epoch(
         steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
         state, m = jax.lax.scan(body, state._replace(key=key), (steps, idx, w))
         total = jnp.maximum(jnp.sum(m["count"]), 1.0)
+        # the mean over steps with a finite loss (a skipped NaN step is counted apart, in
+        # step_finite); NaN when no step had one
+        ok = jnp.isfinite(m["loss"])
+        n_ok = jnp.sum(jnp.where(ok, m["count"], 0.0))
+        mean_ok = jnp.sum(jnp.where(ok, m["loss"] * m["count"], 0.0)) / jnp.maximum(n_ok, 1.0)
         metrics = {
-            "train_loss": jnp.sum(m["loss"] * m["count"]) / total,
+            "train_loss": jnp.where(n_ok > 0, mean_ok, jnp.nan).astype(m["loss"].dtype),
             "penalty": m["penalty"][-1],
             "grad_norm": m["grad_norm"][-1],
             "step_loss": m["loss"],
             "step_grad_norm": m["grad_norm"],
+            "step_finite": m["finite"],  # the step's gradient was all finite
         }
         if spec.task == "classification":
             metrics["train_accuracy"] = jnp.sum(m["correct"]) / total
