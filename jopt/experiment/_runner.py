@@ -387,13 +387,13 @@ def format_summary(summary: dict, run_dir: str | None) -> str:
         if k in summary["final"] or k in summary["best"]
     ]
     width = max((len(k) for k in keys), default=10)
-    lines.append(f"  {'metric':<{width}}  {'final':>8}  {'best':>8}")
+    lines.append(f"  {'metric':<{width}}  {'final':>8}  {'at best':>8}")
     for k in keys:
         lines.append(
             f"  {k:<{width}}  {fmt(summary['final'].get(k)):>8}  {fmt(summary['best'].get(k)):>8}"
         )
     lines.append(
-        f"  best epoch {summary['best_epoch']} by {summary['monitor']}; "
+        f"  'at best' = value at best epoch {summary['best_epoch']} (by {summary['monitor']}); "
         f"compile {summary['compile_time']:.2f} s, train {summary['train_time']:.2f} s, "
         f"{summary['steps_per_s'] or 0:.0f} steps/s, wall {summary['wall_time']:.1f} s"
     )
