@@ -62,11 +62,20 @@ def test_every_config_validates(capsys):
 
 @pytest.mark.parametrize("name", RUN)
 def test_config_runs_one_tiny_epoch(name, tmp_path):
+    """The default (packed) run, and the same run per leaf: equal metrics (<= 1e-5)."""
     path = os.path.join(ROOT, "configs", f"{name}.yaml")
     d = run(load_config(path, [*TINY, f"output.runs_dir={tmp_path}"]))
     summary = read_json(os.path.join(d, "summary.json"))
     assert summary["status"] == "completed" and summary["epochs_run"] == 1
     assert summary["final"]["train_loss"] is not None
+    assert summary["execution"] == "packed"
+    leafy = ["optimizer.execution=per_leaf", f"output.runs_dir={tmp_path / 'per_leaf'}"]
+    d = run(load_config(path, [*TINY, *leafy]))
+    per_leaf = read_json(os.path.join(d, "summary.json"))
+    assert per_leaf["execution"] == "per_leaf"
+    for k, v in summary["final"].items():
+        if isinstance(v, float) and k not in ("epoch_time", "time"):
+            assert abs(per_leaf["final"][k] - v) <= 1e-5, (k, v, per_leaf["final"][k])
 
 
 def test_jopt_run_command_prints_a_summary(tmp_path, capsys):

@@ -1,12 +1,14 @@
-"""``optimizer.fused: true`` equals ``fused: false`` in the runner, or the config is refused.
+"""``optimizer.execution: fused`` equals ``per_leaf`` in the runner, or the config is refused.
 
 For every shipped config, and for parameter-group, freeze, weight-decay, LAMB, Adafactor and
 block-RMS-clipping variants of the quickstart, the runner's program (``build_program``: the
 model and optimizer ``jopt run`` trains) takes five train steps (the engine's
 ``make_train_step``, on the config's own batch shape, micro-batches included) from the same
-initial state with ``fused: true`` and with
-``fused: false``; parameters and losses agree to 1e-6. A config whose combination is not exact
-on packed buffers must be refused, at validation and at construction, with one line.
+initial state with ``execution: fused`` (the tree-form ``jopt.fuse``), with the default
+``auto`` (packed parameters, gradients and state: ``make_train_step`` with the program's
+layout) and with ``execution: per_leaf``; parameters and losses agree to 1e-6. A config whose
+combination is not exact on packed buffers must be refused, at validation and at
+construction, with one line (and ``auto`` falls back to per leaf).
 
 Five steps, not an epoch: packed and per-leaf maths round differently in the last bit
 (differences of ~1e-8 per step); a network amplifies that chaotically over an epoch
@@ -29,7 +31,7 @@ from jopt import JoptError
 from jopt.experiment import build_optimizer, load_config, setup, to_dict
 from jopt.experiment._build import fused_refusal, load_data
 from jopt.experiment._program import build_program
-from jopt.train import init_train_state, make_train_step
+from jopt.train import init_train_state, make_train_step, pack_train_state, unpack_train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {
@@ -75,10 +77,20 @@ def _steps(config, st, steps=5):
     n = len(y)
     size = {"full": n, "stochastic": 1}.get(b.strategy, min(b.batch_size, n))
     micro = b.accumulate_steps if b.strategy == "accumulate" else 1
+    layout = program.layout
     step = jax.jit(
-        make_train_step(program.model, program.tx, st.spec, augment=st.augment, kind=st.data.kind)
+        make_train_step(
+            program.model,
+            program.tx,
+            st.spec,
+            augment=st.augment,
+            kind=st.data.kind,
+            layout=layout,
+        )
     )
     state = init_train_state(program.model, program.tx, x[:1], jax.random.key(config.seed))
+    if layout is not None:
+        state = pack_train_state(state, program.tx, layout)
     rng = np.random.default_rng(0)
     losses = []
     for t in range(steps):
@@ -86,6 +98,8 @@ def _steps(config, st, steps=5):
         w = jnp.ones((micro, size), jnp.float32)
         state, m = step(state, x[idx], y[idx], w, jax.random.key(t))
         losses.append(float(m["loss"]))
+    if layout is not None:
+        state = unpack_train_state(state, program.tx, layout)
     return jax.device_get(state.params), np.asarray(losses)
 
 
@@ -93,19 +107,21 @@ def _steps(config, st, steps=5):
 def test_fused_equals_unfused_or_is_refused(case):
     path, extra = CASES[case]
     over = [*extra, "train.epochs=1", "train.steps=null"]
-    plain = load_config(path, [*over, "optimizer.fused=false"])
-    raw_fused = load_config(path, [*over, "optimizer.fused=false"])
-    raw_fused.optimizer.fused = True  # bypasses validation, to check construction too
+    plain = load_config(path, [*over, "optimizer.execution=per_leaf"])
+    raw_fused = load_config(path, [*over, "optimizer.execution=per_leaf"])
+    raw_fused.optimizer.execution = "fused"  # bypasses validation, to check construction too
     why = fused_refusal(raw_fused)
+    auto = load_config(path, over)
     if case in REFUSED:
+        assert build_program(auto, _setup(auto)).execution == "per_leaf"
         assert why is not None and "\n" not in why
-        with pytest.raises(JoptError, match="fused: true is not exact"):
-            load_config(path, [*over, "optimizer.fused=true"])
-        with pytest.raises(JoptError, match="fused: true is not exact"):
+        with pytest.raises(JoptError, match="execution: fused is not exact"):
+            load_config(path, [*over, "optimizer.execution=fused"])
+        with pytest.raises(JoptError, match="execution: fused is not exact"):
             build_optimizer(raw_fused)
         return
     assert why is None, why
-    fused = load_config(path, [*over, "optimizer.fused=true"])
+    fused = load_config(path, [*over, "optimizer.execution=fused"])
     if plain.problem.name is not None:
         from jopt.numerics import get_problem, run_problem
 
@@ -118,10 +134,12 @@ def test_fused_equals_unfused_or_is_refused(case):
         return
     st = _setup(plain)
     p0, l0 = _steps(plain, st)
-    p1, l1 = _steps(fused, st)
-    assert jax.tree.structure(p0) == jax.tree.structure(p1)
     moved = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p0))
     assert moved > 0
-    for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1), strict=True):
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(l1, l0, rtol=1e-6, atol=1e-6)
+    assert build_program(auto, st).execution == "packed"
+    for other in (fused, auto):
+        p1, l1 = _steps(other, st)
+        assert jax.tree.structure(p0) == jax.tree.structure(p1)
+        for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1), strict=True):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(l1, l0, rtol=1e-6, atol=1e-6)

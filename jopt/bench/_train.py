@@ -1,12 +1,19 @@
 """``jopt bench train``: whole train steps and scan-fused epochs of a configured experiment.
 
 The config chooses data, model, loss and batching; the commands layer builds them and the
-optimizer (``jopt.experiment.bench_optimizers``: exactly the one ``jopt run`` trains, plain and
-under ``jopt.fused``, and optax's same-named optimizer as a reference); this module times them
-next to a *gradient-only* baseline (the same step with the identity transform: forward,
-backward and one ``params + grads``), so each ratio says what the optimizer adds to the step.
-Every variant uses the training engine's own ``make_train_step`` / ``make_train_epoch``,
-jitted once with the state donated.
+optimizer (``jopt.experiment.bench_optimizers``: exactly the one ``jopt run`` trains, and
+optax's same-named optimizer as a reference); this module times them next to a
+*gradient-only* baseline (the per-leaf step with the identity transform: forward, backward and
+one ``params + grads``), so each ratio says what the optimizer adds to the step.
+
+Implementations (``--impl``): ``jopt`` is what ``jopt run`` does by default
+(``optimizer.execution: auto``: packed where exact, else per leaf; the row's ``execution``
+says which); ``per_leaf`` leaf by leaf; ``packed`` parameters, gradients and state packed
+(refused where not exact); ``fused`` the tree-form ``jopt.fuse``; ``grad_packed`` the
+gradient alone through packed parameters; ``optax`` the reference. Every variant uses the
+training engine's own ``make_train_step`` / ``make_train_epoch`` (packed ones with their
+``layout``), jitted once with the state donated. A packed step is timed on a packed state;
+a packed epoch takes and returns the per-leaf state, as ``jopt run``'s does.
 """
 
 from __future__ import annotations
@@ -23,7 +30,24 @@ from jopt.core import JoptError
 
 __all__ = ["TRAIN_IMPLS", "run_train", "train_impls"]
 
-TRAIN_IMPLS = ("grad", "optax", "jopt", "fused")
+TRAIN_IMPLS = ("grad", "optax", "jopt", "per_leaf", "fused", "packed", "grad_packed")
+# implementations that pack the parameters: always, or when the optimizer allows it exactly
+_PACKED = ("packed", "grad_packed")
+
+
+def _layout(impl: str, tx: Any, params: Any) -> Any:
+    """The packed layout ``impl`` trains with, or None for a per-leaf one."""
+    from jopt.fused import packed_layout
+
+    if impl in _PACKED:
+        return packed_layout(tx, params)  # refused in one line where not exact
+    if impl != "jopt":
+        return None
+    try:  # the default execution: packed where exact, else per leaf
+        return packed_layout(tx, params)
+    except JoptError as e:
+        print(f"  jopt: training per leaf: {str(e).splitlines()[0]}", flush=True)
+        return None
 
 
 def train_impls(spec: str) -> list[str]:
@@ -55,7 +79,12 @@ def run_train(
     Prints the table and returns the report without its ``config`` and ``data_parallel``
     blocks, which the command adds.
     """
-    from jopt.train import init_train_state, make_train_epoch, make_train_step
+    from jopt.train import (
+        init_train_state,
+        make_train_epoch,
+        make_train_step,
+        pack_train_state,
+    )
 
     s = setup
     impls = list(txs)
@@ -81,13 +110,18 @@ def run_train(
             state = init_train_state(s.model, tx, x[:1], key)
             n_leaves = len(jax.tree.leaves(state.params))
             n_params = sum(p.size for p in jax.tree.leaves(state.params))
-            memory[impl] = memory_report(tx, state.params).as_dict()
-            step = make_train_step(s.model, tx, s.spec, augment=s.augment, kind=s.data.kind)
+            layout = _layout(impl, tx, state.params)
+            memory[impl] = memory_report(tx, state.params, layout=layout).as_dict()
+            step = make_train_step(
+                s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
+            )
+            # a packed step runs on a packed state (offsets as data, like jopt run's epoch)
+            packed_state = state if layout is None else pack_train_state(state, tx, layout)
 
             def step_fn(st, xb, yb, wb, k, step=step):
                 return (step(st, xb, yb, wb, k)[0],)
 
-            st = jax.tree.map(jnp.copy, state)
+            st = jax.tree.map(jnp.copy, packed_state)
             c_step, t_step = compile_fn(step_fn, st, xb, yb, wb, key, donate_argnums=(0,))
             step_stats, _ = time_steps(
                 c_step,
@@ -101,7 +135,13 @@ def run_train(
                 min_time=min_time,
             )
             epoch = make_train_epoch(
-                s.model, tx, s.spec, s.batching, augment=s.augment, kind=s.data.kind
+                s.model,
+                tx,
+                s.spec,
+                s.batching,
+                augment=s.augment,
+                kind=s.data.kind,
+                layout=layout,
             )
 
             def epoch_fn(st, x, y, epoch=epoch):
@@ -121,6 +161,7 @@ def run_train(
         results.append(
             {
                 "impl": impl,
+                "execution": "per_leaf" if layout is None else "packed",
                 "step_compile_s": t_step,
                 "step_s": step_stats.as_dict(),
                 "epoch_compile_s": t_epoch,

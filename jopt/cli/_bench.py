@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure data-parallel epochs on these device counts, e.g. 2 or 1,2,4,8 "
         "(on CPU, jopt asks JAX for that many host devices)",
     )
-    _common(tr, impls="optax,jopt,fused")
+    _common(tr, impls="optax,jopt,per_leaf,fused,grad_packed")
     dp = sub.add_parser("distributed", help="data-parallel steps per second per device count")
     add_distributed_arguments(dp)
 

@@ -11,7 +11,7 @@ from jopt.experiment._schema import Config
 
 __all__ = ["TRAIN_BENCH_IMPLS", "bench_optimizers"]
 
-TRAIN_BENCH_IMPLS = ("grad", "optax", "jopt", "fused")
+TRAIN_BENCH_IMPLS = ("grad", "optax", "jopt", "per_leaf", "fused", "packed", "grad_packed")
 
 
 def bench_optimizers(
@@ -19,9 +19,11 @@ def bench_optimizers(
 ) -> dict[str, Any]:
     """The transforms ``jopt bench train`` times, by implementation name.
 
-    ``grad``: the identity (the gradient-only baseline); ``jopt``: :func:`build_optimizer` with
-    ``optimizer.fused: false``; ``fused``: the same with ``fused: true`` (refused where that is
-    not exact); ``optax``: ``optax.<name>(learning_rate, **kwargs)``, a reference that exists
+    ``grad`` / ``grad_packed``: the identity (the gradient-only baselines); ``jopt``,
+    ``per_leaf`` and ``packed``: :func:`build_optimizer`'s transform (the same for the three:
+    ``jopt bench train`` packs the parameters for ``packed`` and, where exact, ``jopt``);
+    ``fused``: the same with ``optimizer.execution: fused`` (refused where that is not exact);
+    ``optax``: ``optax.<name>(learning_rate, **kwargs)``, a reference that exists
     only for a config whose optimizer is that alone (no chain, groups, weight decay or schedule).
     """
     import optax
@@ -31,7 +33,7 @@ def bench_optimizers(
     opt = config.optimizer
     out: dict[str, Any] = {}
     for impl in impls:
-        if impl == "grad":
+        if impl in ("grad", "grad_packed"):
             out[impl] = identity()
         elif impl == "optax":
             factory = getattr(optax, opt.name, None)
@@ -53,8 +55,9 @@ def bench_optimizers(
                     f"{', '.join(extra)}; drop 'optax' from --impl"
                 )
             out[impl] = factory(learning_rate=float(opt.learning_rate), **dict(opt.kwargs))
-        elif impl in ("jopt", "fused"):
-            fused = dataclasses.replace(opt, fused=impl == "fused")
+        elif impl in ("jopt", "per_leaf", "packed", "fused"):
+            execution = "fused" if impl == "fused" else "per_leaf"
+            fused = dataclasses.replace(opt, execution=execution)
             out[impl] = build_optimizer(
                 dataclasses.replace(config, optimizer=fused), steps_per_epoch=steps_per_epoch
             )

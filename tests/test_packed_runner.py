@@ -1,0 +1,209 @@
+"""``jopt run`` trains packed by default; the layout never changes what a run computes or saves.
+
+- ``optimizer.execution``: ``auto`` resolves to ``packed`` where ``jopt.fused.packed_layout``
+  accepts the optimizer and to ``per_leaf`` (one logged line, recorded in summary.json)
+  elsewhere; ``packed`` is then refused in one line; the retired ``optimizer.fused: true`` is
+  refused with a pointer to ``execution``.
+- A packed epoch equals a per-leaf epoch (<= 1e-5) on one run, on a vmapped sweep group of two
+  learning rates and under ZeRO-1 (``DataParallel(zero=1)``, on this process's devices); the
+  state it returns is the per-leaf state, with the same optimizer log keys and memory rows.
+- Checkpoints are per leaf: a packed run resumes as a per-leaf run and the other way round,
+  ending with the parameters and metrics of an uninterrupted run.
+
+(Every shipped config packed vs per-leaf: ``tests/test_configs.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jopt import JoptError
+from jopt.bench import memory_report
+from jopt.distributed import DataParallel, list_checkpoints, make_data_mesh, restore_checkpoint
+from jopt.experiment import config_from_dict, setup
+from jopt.experiment._artifacts import read_json, read_jsonl
+from jopt.experiment._program import build_program, init_group
+from jopt.experiment._runner import resume, run
+from jopt.train import optimizer_logs
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2},
+    "model": {"name": "mlp", "hidden": [16, 16]},
+    "optimizer": {"name": "adam", "learning_rate": 3e-3},
+    "schedule": {"name": "cosine"},
+    "regularization": {"weight_decay": 0.01},  # two leaf classes: decayed and not
+    "batching": {"strategy": "minibatch", "batch_size": 64},
+    "train": {"epochs": 2},
+    "output": {"progress": False, "plots": False},
+}
+TOL = 1e-5
+
+
+def _cfg(tmp=None, *over):
+    raw = json.loads(json.dumps(TINY))
+    if tmp is not None:
+        raw["output"]["runs_dir"] = str(tmp)
+    return config_from_dict(raw, list(over))
+
+
+@pytest.fixture(scope="module")
+def tiny_setup():
+    return setup(_cfg())
+
+
+def _close(a, b, tol=TOL):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=tol)
+
+
+def _epoch(config, s, K=1, parallel=None):
+    program = build_program(config, s, K, parallel)
+    state, _ = init_group(program, [config] * K, jnp.asarray(s.data.x_train[:1]), parallel)
+    x, y = jnp.asarray(s.data.x_train), jnp.asarray(s.data.y_train)
+    if parallel is not None:
+        state = parallel.shard_state(state)
+        x, y = parallel.replicate(x, y)
+        epoch = parallel.jit_epoch(program.epoch_fn, state)
+    else:
+        epoch = jax.jit(program.epoch_fn)
+    out, metrics = epoch(state, x, y)
+    return program, jax.device_get(out), jax.device_get(metrics)
+
+
+def test_auto_resolves_to_packed_and_matches_per_leaf(tiny_setup):
+    packed, sp, mp = _epoch(_cfg(), tiny_setup)
+    leafy, sl, ml = _epoch(_cfg(None, "optimizer.execution=per_leaf"), tiny_setup)
+    assert packed.execution == "packed" and packed.execution_note is None
+    assert len(packed.layout.groups) == 2  # decayed weights and the rest
+    assert leafy.execution == "per_leaf" and leafy.layout is None
+    _close((sp.params, sp.opt_state, sp.step), (sl.params, sl.opt_state, sl.step))
+    for k in ("train_loss", "train_accuracy", "grad_norm"):
+        np.testing.assert_allclose(mp[k], ml[k], rtol=0, atol=TOL)
+    # logs, hyperparameter names and memory rows are per parameter path either way
+    assert set(optimizer_logs(sp.opt_state)) == set(optimizer_logs(sl.opt_state))
+    rows_p = memory_report(packed.tx, sp.params, layout=packed.layout).as_dict()
+    rows_l = memory_report(leafy.tx, sl.params).as_dict()
+    assert rows_p["per_slot"] == rows_l["per_slot"]
+
+
+def test_vmapped_group_packed_equals_per_leaf(tiny_setup):
+    lrs = ("optimizer.learning_rate=0.01",)
+    a = [_cfg(), _cfg(None, *lrs)]
+    leafy = "optimizer.execution=per_leaf"
+    b = [_cfg(None, leafy), _cfg(None, *lrs, leafy)]
+    out = []
+    for configs in (a, b):
+        program = build_program(configs[0], tiny_setup, 2)
+        state, _ = init_group(program, configs, jnp.asarray(tiny_setup.data.x_train[:1]))
+        x, y = jnp.asarray(tiny_setup.data.x_train), jnp.asarray(tiny_setup.data.y_train)
+        out.append((program.execution, jax.device_get(jax.jit(program.epoch_fn)(state, x, y))))
+    (ea, (sa, ma)), (eb, (sb, mb)) = out
+    assert (ea, eb) == ("packed", "per_leaf")
+    _close(sa.params, sb.params)
+    np.testing.assert_allclose(ma["train_loss"], mb["train_loss"], rtol=0, atol=TOL)
+    assert abs(float(ma["train_loss"][0] - ma["train_loss"][1])) > 1e-4  # members differ
+
+
+def test_zero1_packed_equals_per_leaf(tiny_setup):
+    n = len(jax.devices())
+    dp = DataParallel(make_data_mesh(n), zero=1)
+    s = setup(_cfg(None, f"batching.batch_size={64 * n}"))
+    packed, sp, mp = _epoch(_cfg(None, f"batching.batch_size={64 * n}"), s, parallel=dp)
+    _, sl, ml = _epoch(
+        _cfg(None, f"batching.batch_size={64 * n}", "optimizer.execution=per_leaf"), s, parallel=dp
+    )
+    assert packed.execution == "packed" and packed.layout.multiple_of == n
+    _close(sp.params, sl.params)
+    np.testing.assert_allclose(mp["train_loss"], ml["train_loss"], rtol=0, atol=TOL)
+
+
+def test_refused_optimizers_fall_back_or_refuse(tiny_setup, capsys):
+    ada = _cfg(None, "optimizer.name=adafactor", "regularization.weight_decay=0")
+    program = build_program(ada, tiny_setup)
+    assert program.execution == "per_leaf" and program.layout is None
+    note = program.execution_note
+    assert note.startswith("training per leaf: ") and "\n" not in note
+    assert f"tiny: {note}" in capsys.readouterr().err
+    over = ("optimizer.name=adafactor", "regularization.weight_decay=0")
+    strict = _cfg(None, *over, "optimizer.execution=packed")
+    with pytest.raises(JoptError, match="execution: per_leaf") as e:
+        build_program(strict, tiny_setup)
+    assert "\n" not in str(e.value)
+    with pytest.raises(JoptError, match=r"optimizer\.execution: fused") as e:
+        _cfg(None, "optimizer.fused=true")
+    assert "\n" not in str(e.value)
+    with pytest.raises(JoptError, match=r"optimizer\.execution must be one of"):
+        _cfg(None, "optimizer.execution=vectorized")
+
+
+def test_summary_records_the_resolved_execution(tmp_path):
+    over = ("train.epochs=1", "output.checkpoints=false", "optimizer.name=adafactor")
+    d = run(_cfg(tmp_path, *over, "regularization.weight_decay=0"))
+    summary = read_json(os.path.join(d, "summary.json"))
+    assert summary["execution"] == "per_leaf"
+    assert summary["execution_note"].startswith("training per leaf: ")
+
+
+def _set_execution(run_dir, old, new):
+    path = os.path.join(run_dir, "config.yaml")
+    with open(path) as f:
+        text = f.read()
+    assert text.count(f"execution: {old}") == 1
+    with open(path, "w") as f:
+        f.write(text.replace(f"execution: {old}", f"execution: {new}"))
+
+
+def _params(path):
+    import orbax.checkpoint as ocp
+
+    ckpt = ocp.StandardCheckpointer()
+    try:
+        meta = ckpt.metadata(path)
+    finally:
+        ckpt.close()
+    tree = getattr(meta, "item_metadata", meta)
+    like = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
+    return restore_checkpoint(path, like)["state"]["params"]
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """An uninterrupted (packed) run; runs stopped after epoch 1 and resumed the other way.
+
+    Packed and per-leaf runs agree (the tests above), so one uninterrupted run is the
+    reference for both directions."""
+    tmp = tmp_path_factory.mktemp("packed_resume")
+    full = run(_cfg(tmp, "output.checkpoints=true"))
+    out = {}
+    for first, then in (("auto", "per_leaf"), ("per_leaf", "packed")):
+        stopped = run(
+            _cfg(tmp, f"optimizer.execution={first}", "output.checkpoints=true"), stop_after=1
+        )
+        _set_execution(stopped, first, then)
+        out[first] = (full, resume(stopped))
+    return out
+
+
+@pytest.mark.parametrize("first", ["auto", "per_leaf"])
+def test_resume_across_layouts(resumed, first):
+    full, res = resumed[first]
+    assert read_json(os.path.join(res, "summary.json"))["status"] == "completed"
+    expect = "per_leaf" if first == "auto" else "packed"
+    assert read_json(os.path.join(res, "summary.json"))["execution"] == expect
+    ra = read_jsonl(os.path.join(full, "metrics.jsonl"))
+    rb = read_jsonl(os.path.join(res, "metrics.jsonl"))
+    assert [r["epoch"] for r in rb] == [1, 2]
+    for a, b in zip(ra, rb, strict=True):
+        for k in ("train_loss", "val_loss", "val_accuracy"):
+            assert abs(a[k] - b[k]) <= TOL, (k, a[k], b[k])
+    (_, pa), (_, pb) = list_checkpoints(full)[-1], list_checkpoints(res)[-1]
+    _close(_params(pa), _params(pb))
