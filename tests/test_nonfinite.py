@@ -18,7 +18,7 @@ from jopt import JoptError
 from jopt.cli import main as cli
 from jopt.experiment import config_from_dict
 from jopt.experiment._artifacts import read_json, read_jsonl
-from jopt.experiment._runner import run
+from jopt.experiment._runner import resume, run
 
 EPOCHS = 3
 
@@ -117,6 +117,9 @@ def test_diverging_run_is_diverged_with_one_line(tmp_path, capsys):
     assert cli(["compare", str(d), "--out", str(tmp_path / "cmp")]) == 0
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| status |" in table.splitlines()[0] and "| diverged |" in table
+    # a diverged run has ended: resume says so (before loading data or compiling)
+    with pytest.raises(JoptError, match=r"already ended \(diverged: diverged at step"):
+        resume(str(d))
 
 
 def test_early_stopping_does_not_stop_on_nan():
