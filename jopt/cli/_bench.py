@@ -120,15 +120,21 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     s = setup(config)
     _check_devices(devices, s)
     txs = bench_optimizers(config, impls, s.steps_per_epoch)
-    timed = run_train(
-        s,
-        txs,
-        batch_size=config.batching.batch_size,
-        seed=config.seed,
-        steps=args.steps,
-        warmup=args.warmup,
-        min_time=args.min_time,
-    )
+    import jax
+
+    from jopt.experiment import config_precision
+
+    policy = config_precision(config)  # train.precision: setup's model and the optimizer follow
+    with jax.default_matmul_precision(policy.matmul):  # traced inside: fixed in the programs
+        timed = run_train(
+            s,
+            txs,
+            batch_size=config.batching.batch_size,
+            seed=config.seed,
+            steps=args.steps,
+            warmup=args.warmup,
+            min_time=args.min_time,
+        )
     report = {k: timed[k] for k in ("schema", "kind", "environment")}
     report["config"] = {
         "path": str(args.config),
@@ -139,9 +145,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         "impls": impls,
         "steps": args.steps,
         "warmup": args.warmup,
+        # the resolved train.precision / matmul precision the timed programs ran under
+        "precision": policy.describe(),
     }
     report.update({k: v for k, v in timed.items() if k not in report})
-    report["data_parallel"] = _data_parallel(args, config, s, devices) if devices else None
+    with jax.default_matmul_precision(policy.matmul):
+        report["data_parallel"] = _data_parallel(args, config, s, devices) if devices else None
     return report
 
 
