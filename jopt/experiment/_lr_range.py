@@ -67,7 +67,8 @@ def _problem_curve(config: Config, lrs: Any) -> np.ndarray:
 
 
 def _model_curve(config: Config, lrs: Any) -> np.ndarray:
-    from jopt.train import init_train_state, make_train_step
+    from jopt.experiment._policy import config_precision
+    from jopt.train import init_train_state, make_train_step, under_matmul_precision
 
     st = setup(config)
     x = np.asarray(st.data.x_train)
@@ -77,6 +78,7 @@ def _model_curve(config: Config, lrs: Any) -> np.ndarray:
     steps = len(lrs)
     tx = lr_find_optimizer(config, lrs, st.steps_per_epoch)
     step = make_train_step(st.model, tx, st.spec, augment=st.augment, kind=st.data.kind)
+    step = under_matmul_precision(step, config_precision(config))  # train.precision, as jopt run
     key = jax.random.key(config.seed)
     k_init, _, k_run = jax.random.split(key, 3)
     state = init_train_state(st.model, tx, x[:1], k_init)

@@ -507,7 +507,10 @@ class GroupTrainer:
                 fn = jn.flax_loss_fn(model, loss, model_state, train=False)
                 return jn.sharpness(fn, params, batches, key=key, num_iters=d.sharpness_iters)
 
-            self.sharpness_fn = jax.jit(sharp)
+            from jopt.experiment._policy import config_precision
+            from jopt.train import under_matmul_precision
+
+            self.sharpness_fn = jax.jit(under_matmul_precision(sharp, config_precision(self.base)))
         out = []
         scales = self.plateau_scales(self.state.opt_state)
         for k, mb in enumerate(self.members):
