@@ -60,6 +60,7 @@ class Member:
     # False in processes other than 0 of a multi-process job: they train and join the
     # (collective) checkpoint saves, but process 0 alone writes logs and summaries.
     writes: bool = True
+    tracker: Any = None  # a TensorBoardTracker when output.tensorboard (this process writes)
 
     def bookkeeping(self) -> dict:
         return {
@@ -260,7 +261,8 @@ class GroupTrainer:
         book = path + ".json"
         recorded = art.read_json(book).get("precision") if os.path.exists(book) else None
         now = self.program.precision.describe()
-        if recorded is not None and recorded != now:
+        keys = ("precision", "matmul_precision")
+        if recorded is not None and any(recorded.get(k) != now[k] for k in keys):
             raise JoptError(
                 f"{os.path.basename(path)} was written under precision {recorded.get('precision')}"
                 f" (matmul {recorded.get('matmul_precision')}), the run now asks for "
@@ -392,6 +394,8 @@ class GroupTrainer:
             row["epoch_time"] = dt
             row["time"] = elapsed
             mb.rows.append(row)
+            if mb.tracker is not None:
+                mb.tracker.log_row(row)
             mb.last_epoch = epoch
             mb.diverged = self._divergence(mb, k, m, row, epoch, evaluated)
             if mb.diverged is not None:
