@@ -22,8 +22,13 @@ DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)  # Jordan et al. 2024 (optax's defa
 
 
 class MuonSplitState(NamedTuple):
-    """State of :func:`muon`: ``muon`` for the 2-D leaves, ``adam`` for the others (each a
-    state over the whole tree with the other kind of leaf set to ``None``)."""
+    """State of :func:`muon` (each part a state over the whole tree, with the other kind of
+    leaf set to ``None``).
+
+    Attributes:
+        muon: the Muon chain's state, for the 2-D leaves.
+        adam: the AdamW state, for the other leaves.
+    """
 
     muon: Any
     adam: Any

@@ -28,7 +28,11 @@ from jopt.transforms import Mask, add_decayed_weights, scale_by_learning_rate
 
 
 class HutchinsonState(NamedTuple):
-    """State of :func:`hutchinson_estimator_diag_hessian`: the PRNG ``key``."""
+    """State of :func:`hutchinson_estimator_diag_hessian`.
+
+    Attributes:
+        key: the PRNG key of the next probe vector.
+    """
 
     key: jax.Array
 
