@@ -4,6 +4,7 @@ tensorboard package's own reader (EventAccumulator)."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import numpy as np
@@ -29,7 +30,8 @@ def _curve(acc, tag):
 
 
 def _text(acc, tag):
-    (event,) = acc.Tensors(f"{tag}/text_summary")
+    """The newest text under ``tag`` (a resumed run writes its config again)."""
+    event = acc.Tensors(f"{tag}/text_summary")[-1]
     return event.tensor_proto.string_val[0].decode()
 
 
@@ -141,3 +143,56 @@ def test_missing_extra_is_one_line(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "\n" not in msg and "pip install 'jopt[tensorboard]'" in msg
     assert not (tmp_path / "tensorboard").exists()
+
+
+# --- the runner: output.tensorboard: true --------------------------------------------------
+
+TINY = {
+    "name": "tb",
+    "seed": 1,
+    "data": {"name": "iris", "val_fraction": 0.3, "test_fraction": 0.0},
+    "model": {"name": "mlp", "hidden": [8]},
+    "optimizer": {"name": "adam", "learning_rate": 1e-2},
+    "batching": {"batch_size": 32},
+    "train": {"epochs": 3, "checkpoint_every": 1},
+    "output": {"progress": False, "plots": False, "tensorboard": True},
+}
+
+
+def _config(tmp_path, **output):
+    from jopt.experiment import config_from_dict
+
+    raw = {**TINY, "output": {**TINY["output"], "runs_dir": str(tmp_path), **output}}
+    return config_from_dict(raw)
+
+
+def test_jopt_run_writes_event_files_and_resume_continues_them(tmp_path):
+    from jopt.experiment import read_jsonl, resume, run
+
+    run_dir = run(_config(tmp_path), stop_after=2)  # interrupted after epoch 2's checkpoint
+    rows = read_jsonl(f"{run_dir}/metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    resume(run_dir)
+    rows = read_jsonl(f"{run_dir}/metrics.jsonl")
+    acc = _read(f"{run_dir}/tensorboard")
+    # one point per epoch, none doubled by the resume, equal to metrics.jsonl
+    for key in ("train_loss", "val_loss", "val_accuracy", "hp/adam/learning_rate"):
+        assert _curve(acc, key) == [(r["step"], pytest.approx(r[key])) for r in rows], key
+    assert "    name: tb" in _text(acc, "config")
+    assert '"status": "completed"' in _text(acc, "summary")
+
+
+def test_off_by_default_and_refusals(tmp_path, monkeypatch):
+    from jopt.experiment import run, validate_config
+
+    run_dir = run(_config(tmp_path, tensorboard=False))
+    assert not os.path.exists(f"{run_dir}/tensorboard")
+    from jopt.experiment import config_from_dict
+
+    with pytest.raises(JoptError, match=r"output\.tensorboard: true is for model runs"):
+        validate_config(
+            config_from_dict({"problem": {"name": "rosenbrock"}, "output": {"tensorboard": True}})
+        )
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(JoptError, match=r"pip install 'jopt\[tensorboard\]'"):
+        validate_config(_config(tmp_path))

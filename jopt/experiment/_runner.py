@@ -19,6 +19,7 @@ from jopt.experiment._load import dump_config, load_config
 from jopt.experiment._plots import plot_run
 from jopt.experiment._problem import is_problem, run_problem_config
 from jopt.experiment._schema import Config
+from jopt.experiment._tracker import open_tracker
 from jopt.experiment._trainer import GroupTrainer, Member, start_distributed
 from jopt.experiment._validate import validate_config
 
@@ -89,6 +90,8 @@ def finish(
 ) -> dict:
     """Write ``summary.json`` and the plots of one member; return the summary."""
     summary = summarize(member, trainer, wall_s, status)
+    if member.tracker is not None:
+        member.tracker.close(summary)
     if member.run_dir is not None and member.writes:
         art.write_json(os.path.join(member.run_dir, "summary.json"), summary)
         if plots and member.config.output.plots and member.rows:
@@ -181,6 +184,9 @@ def _train(
     quiet: bool,
 ) -> str:
     status = "running"
+    if member.writes:  # a resumed run's events from after its checkpoint are dropped
+        first = start * trainer.setup.steps_per_epoch + 1 if start else None
+        member.tracker = open_tracker(member.config, member.run_dir, start_step=first)
     try:
         trainer.run(start_epoch=start, stop_after=stop_after)
         status = (

@@ -314,6 +314,8 @@ class OutputConfig:
     plots: bool = True
     checkpoints: bool = True
     progress: bool = True
+    # TensorBoard event files in <run_dir>/tensorboard (needs the `tensorboard` extra)
+    tensorboard: bool = False
 
 
 @dataclass

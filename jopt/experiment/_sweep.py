@@ -32,6 +32,7 @@ from jopt.experiment._load import dump_config, replace_dotted
 from jopt.experiment._plots import plot_overlay, plot_sensitivity
 from jopt.experiment._runner import _problem_guard, finish
 from jopt.experiment._schema import Config, to_dict
+from jopt.experiment._tracker import open_tracker
 from jopt.experiment._trainer import GroupTrainer, Member
 from jopt.experiment._validate import validate_config
 
@@ -149,6 +150,7 @@ def run_members(
                 mb.run_dir = os.path.join(parent, f"{i:03d}-{labels[i]}")
                 os.makedirs(mb.run_dir, exist_ok=False)
                 art.atomic_write(os.path.join(mb.run_dir, "config.yaml"), dump_config(mb.config))
+                mb.tracker = open_tracker(mb.config, mb.run_dir)
         trainer.run()
         trainer.save_final()
         wall = time.perf_counter() - t0

@@ -23,7 +23,13 @@ from typing import Any
 
 from jopt.core.errors import JoptError
 
-__all__ = ["TENSORBOARD_DIR", "TensorBoardTracker", "tensorboard_available"]
+__all__ = [
+    "TENSORBOARD_DIR",
+    "TensorBoardTracker",
+    "check_tensorboard",
+    "open_tracker",
+    "tensorboard_available",
+]
 
 TENSORBOARD_DIR = "tensorboard"
 _MISSING = (
@@ -41,6 +47,28 @@ def tensorboard_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def check_tensorboard(problem: str | None = None) -> None:
+    """Validation of ``output.tensorboard: true``: the extra is installed and the run has epochs."""
+    if problem is not None:
+        raise JoptError(
+            f"output.tensorboard: true is for model runs; the test problem {problem!r} logs "
+            "its path, not epochs (set output.tensorboard: false)"
+        )
+    if not tensorboard_available():
+        raise JoptError(_MISSING)
+
+
+def open_tracker(
+    config: Any, run_dir: str | None, *, start_step: int | None = None
+) -> TensorBoardTracker | None:
+    """The run's tracker when ``config.output.tensorboard`` is on, else ``None``."""
+    if run_dir is None or not config.output.tensorboard:
+        return None
+    from jopt.experiment._schema import to_dict
+
+    return TensorBoardTracker(run_dir, config=to_dict(config), start_step=start_step)
 
 
 def _scalar(v: Any) -> float | None:

@@ -15,6 +15,7 @@ from jopt.experiment._kwargs import check_group_rules, check_kwargs, finite_ever
 from jopt.experiment._parse import build_section, closest, set_dotted
 from jopt.experiment._paths import check_data_files, check_output_dir
 from jopt.experiment._schema import UINT32_MAX, Config, to_dict
+from jopt.experiment._tracker import check_tensorboard
 
 
 def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: str = "") -> None:
@@ -184,6 +185,8 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
             "set either regularization.weight_decay (decoupled, any optimizer) or "
             "optimizer.weight_decay, not both"
         )
+    if config.output.tensorboard:
+        check_tensorboard(problem)
     if paths:
         check_output_dir("output.runs_dir", config.output.runs_dir)
         if problem is None:
