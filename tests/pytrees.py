@@ -5,8 +5,9 @@ Each entry is a factory ``seed -> params`` with small random leaves (a few eleme
 whole matrix compiles fast). Tests import the groups below and cross them with
 ``tests/registry.py``, so a new registry entry is tested on every tree without extra work.
 
-- :data:`PARITY_TREES`: float32 and complex trees of every shape, compared with optax over 100
-  steps (``tests/test_optimizers_parity.py``).
+- :data:`PARITY_TREES`: float32 and complex trees of every shape; ``mixed`` (all containers in
+  one tree) and ``complex`` are compared with optax over 100 steps for every optimizer, the
+  model trees for a representative few (``tests/test_optimizers_parity.py``).
 - :data:`CONTRACT_TREES`: the above plus empty trees, mixed bfloat16/float32 leaves and integer
   leaves (``tests/test_optimizers_contract.py``).
 - :data:`PYTHON_NUMBER_TREE`: Python-number leaves (not jittable as data; run eagerly).
@@ -101,6 +102,10 @@ PARITY_TREES: dict[str, Callable[[jax.Array], Any]] = {
     "list": _template([_z(4), _z(2, 2)]),
     "nested_none": _template({"x": (_z(3), _z(2)), "y": [_z(2)], "z": None, "s": _z()}),
     "complex": _template({"z": _z(3, dtype=jnp.complex64), "r": _z(2)}),
+    # Every container at once (dict, tuple, NamedTuple inside it, list, None, a 0-d leaf), in
+    # few leaves: one parity run per hyperparameter set covers every shape. Top-level "a"/"b"
+    # keys, so the registry's masks ({"a": ..., "b": ...}) apply as prefixes.
+    "mixed": _template({"a": (_z(3), Pair(w=_z(2, 3), b=_z())), "b": [_z(2, 2), None]}),
     "equinox": _equinox,
     "flax_nnx": _nnx,
 }
