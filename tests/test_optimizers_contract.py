@@ -22,6 +22,9 @@ import jopt
 from jopt.core import inexact_dtype
 
 CASES = list(REGISTRY.values())
+# These programs run a few steps on tiny trees: compile time is all their cost, and XLA's
+# backend optimisations do not change what they compute.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 # f(w) = 1/2 sum a_i (w_i - c_i)^2, curvatures 1..10 (condition number 10), w0 = 0.
 _A = {"b": jnp.array(3.0), "w": jnp.array([1.0, 2.0, 5.0, 10.0])}
@@ -92,7 +95,7 @@ def test_jit_dtypes_extra_args_single_trace(case, dtype):
         return jopt.apply_updates(params, updates), state, updates
 
     counter = TraceCounter(step)
-    jstep = jax.jit(counter)
+    jstep = jax.jit(counter, compiler_options=FAST_COMPILE)
     params = _params(dtype)
     state0 = tx.init(params)
     state = state0
@@ -120,10 +123,6 @@ def _float32(tree):
 # "mixed" holds a dict at the top with a tuple, a NamedTuple, a list, a None and a 0-d leaf
 # inside: it covers "dict" and "nested_none" (nested dicts: the dtype test's parameters).
 MATRIX_TREES = [n for n in CONTRACT_TREES if n not in ("dict", "nested_none")]
-
-# These programs run a few steps on tiny trees: compile time is all their cost, and XLA's
-# backend optimisations do not change what they compute.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @pytest.fixture(scope="module")
