@@ -115,7 +115,7 @@ def run_train(
             step = make_train_step(
                 s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
             )
-            # a packed step runs on a packed state (offsets as data, like jopt run's epoch)
+            # a packed step runs on a packed state (static splits, as in jopt run's epoch)
             packed_state = state if layout is None else pack_train_state(state, tx, layout)
 
             def step_fn(st, xb, yb, wb, k, step=step):
