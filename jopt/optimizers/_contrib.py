@@ -42,9 +42,28 @@ def adopt(
     use_clipping: bool = True,
     clip_value_fn: Callable[[jax.Array], jax.Array] = lambda x: x**0.25,
 ) -> GradientTransformation:
-    """ADOPT (Taniguchi et al. 2024): :func:`jopt.transforms.scale_by_adopt` then
-    ``-learning_rate``; :math:`\\theta_t = \\theta_{t-1} - \\eta\\, m_t`. Same arguments and
-    defaults as ``optax.contrib.adopt``.
+    """ADOPT (Taniguchi et al. 2024, "ADOPT: Modified Adam Can Converge with Any beta_2"):
+    :func:`jopt.transforms.scale_by_adopt` then ``-learning_rate``. The second moment of the
+    previous step normalises the gradient before the momentum:
+
+    .. math::
+
+        m_t = \\beta_1 m_{t-1} + (1-\\beta_1)\\,\\mathrm{clip}\\!\\left(
+            \\frac{g_t}{\\max(\\sqrt{v_{t-1}}, \\epsilon)}\\right), \\quad
+        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
+        \\theta_t = \\theta_{t-1} - \\eta\\, m_t
+
+    Same arguments and defaults as ``optax.contrib.adopt``.
+
+    Args:
+        learning_rate: step size :math:`\\eta` (a number or a schedule).
+        b1: momentum decay :math:`\\beta_1`.
+        b2: second-moment decay :math:`\\beta_2`.
+        eps: floor :math:`\\epsilon` of :math:`\\sqrt{v}`.
+        mu_dtype: dtype of the momentum (default: the parameters').
+        nesterov: Nesterov momentum.
+        use_clipping: clip the normalised gradient to :math:`\\pm` ``clip_value_fn(t)``.
+        clip_value_fn: the clipping bound as a function of the step (optax's ``t ** 0.25``).
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -77,9 +96,30 @@ def ademamix(
     weight_decay: jax.typing.ArrayLike = 0.0,
     mask: Mask = None,
 ) -> GradientTransformation:
-    """AdEMAMix (Pagliardini et al. 2024): :func:`jopt.transforms.scale_by_ademamix`, decoupled
-    weight decay, then ``-learning_rate``. Same arguments and defaults as
+    """AdEMAMix (Pagliardini et al. 2024, "The AdEMAMix Optimizer: Better, Faster, Older"):
+    :func:`jopt.transforms.scale_by_ademamix`, decoupled weight decay, then ``-learning_rate``.
+    A fast and a slow gradient EMA share Adam's denominator:
+
+    .. math::
+
+        \\theta_t = \\theta_{t-1} - \\eta\\left(\\frac{\\hat m^{(1)}_t + \\alpha\\, m^{(2)}_t}
+            {\\sqrt{\\hat v_t + \\epsilon_{root}} + \\epsilon} + \\lambda \\theta_{t-1}\\right)
+
+    (:math:`m^{(1)}` with :math:`\\beta_1`, bias-corrected; :math:`m^{(2)}` with
+    :math:`\\beta_3`, not corrected). Same arguments and defaults as
     ``optax.contrib.ademamix`` (note ``alpha=5`` here, 6 in the building block, as in optax).
+
+    Args:
+        learning_rate: step size :math:`\\eta` (a number or a schedule).
+        b1: fast EMA decay :math:`\\beta_1`.
+        b2: second-moment decay :math:`\\beta_2`.
+        b3: slow EMA decay :math:`\\beta_3` (a number or a schedule).
+        alpha: weight :math:`\\alpha` of the slow EMA (a number or a schedule).
+        eps: :math:`\\epsilon` outside the square root.
+        eps_root: :math:`\\epsilon_{root}` inside it.
+        mu_dtype: dtype of the EMAs (default: the parameters').
+        weight_decay: decoupled weight decay :math:`\\lambda`.
+        mask: which parameters decay (a tree of bools or a function of the params).
 
     Example:
         >>> import jax.numpy as jnp, jopt

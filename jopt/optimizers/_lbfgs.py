@@ -38,6 +38,19 @@ def lbfgs(
 
     ``linesearch=None`` takes plain steps (then only ``params`` are needed). Same arguments as
     ``optax.lbfgs``.
+
+    Args:
+        learning_rate: step scale before the line search (``None``: 1, the search decides).
+        memory_size: number of past ``(s, y)`` pairs kept.
+        scale_init_precond: scale the initial inverse Hessian by
+            :math:`\\langle s, y\\rangle / \\langle y, y\\rangle`.
+        linesearch: a line-search transform, ``None`` for plain steps; default the zoom search.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.lbfgs(linesearch=None)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     if linesearch is _DEFAULT:
         linesearch = scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")

@@ -77,6 +77,29 @@ def muon(
     and defaults as ``optax.contrib.muon``; its non-default ``preconditioning``,
     ``muon_weight_dimension_numbers``, ``consistent_rms`` and preset-name ``ns_coeffs`` are
     refused in one line (:class:`jopt.JoptError`).
+
+    Args:
+        learning_rate: step size :math:`\\eta` (a number or a schedule).
+        ns_coeffs: Newton-Schulz coefficients ``(a, b, c)``.
+        ns_steps: Newton-Schulz iterations.
+        beta: momentum decay.
+        eps: added to the Frobenius norm before the iteration, and AdamW's epsilon.
+        weight_decay: decoupled weight decay :math:`\\lambda` of the matrices.
+        weight_decay_mask: which matrices decay (a tree of bools or a function).
+        mu_dtype: dtype of the momenta (default: the parameters').
+        nesterov: Nesterov momentum (both parts).
+        adaptive: scale each orthogonalised update by :math:`\\langle \\hat m_t, u_t\\rangle`.
+        preconditioning: only ``"frobenius"``.
+        adam_b1, adam_b2, adam_eps_root, adam_weight_decay: AdamW's for the other leaves.
+        adam_learning_rate: AdamW's step size (default ``learning_rate``).
+        muon_weight_dimension_numbers: only ``None`` (every 2-D leaf is a matrix).
+        consistent_rms: only ``None``.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.muon(1e-2)
+        >>> p = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     if consistent_rms is not None:
         raise JoptError("muon: consistent_rms is not supported (leave it None)")

@@ -171,10 +171,33 @@ def sophia(
     print_win_rate_every_n_steps: int = 0,
 ) -> GradientTransformation:
     """Sophia (Liu et al. 2024): :func:`scale_by_sophia`, decoupled weight decay, then
-    ``-learning_rate``. Each ``update`` needs ``obj_fn=`` (see :func:`scale_by_sophia`).
+    ``-learning_rate``:
+
+    .. math::
+
+        \\theta_t = \\theta_{t-1} - \\eta\\left(\\mathrm{clip}\\!\\left(\\frac{m_t}
+            {\\max(\\gamma h_t, \\epsilon)}, \\rho\\right) + \\lambda\\theta_{t-1}\\right)
+
+    (:math:`m_t`, :math:`h_t` and the clip :math:`\\rho` = ``clip_threshold`` as in
+    :func:`scale_by_sophia`). Each ``update`` needs ``obj_fn=`` (see :func:`scale_by_sophia`).
     Same arguments as ``optax.contrib.sophia`` (``hessian_diagonal_fn=None`` is the Hutchinson
     estimator with key 0, optax's default object). optax's debug printing (``verbose=True``,
     ``print_win_rate_every_n_steps > 0``) is refused in one line.
+
+    Args:
+        learning_rate: step size :math:`\\eta` (a number or a schedule).
+        b1: gradient EMA decay.
+        b2: Hessian-diagonal EMA decay.
+        eps: floor of the denominator.
+        weight_decay: decoupled weight decay :math:`\\lambda`.
+        weight_decay_mask: which parameters decay (a tree of bools or a function).
+        gamma: scale :math:`\\gamma` of the Hessian estimate.
+        clip_threshold: the clip :math:`\\rho` (``None``: no clipping).
+        update_interval: steps between Hessian estimates.
+        hessian_diagonal_fn: the estimator (``None``: Hutchinson with key 0).
+        mu_dtype: dtype of the gradient EMA (default: the parameters').
+        verbose: only ``False``.
+        print_win_rate_every_n_steps: only ``0``.
 
     Example:
         >>> import jax, jax.numpy as jnp, jopt
