@@ -62,6 +62,20 @@ def asgd(
 
     (:math:`\\eta_1` = lr, :math:`\\mu_1 = 1`). The average :math:`\\bar\\theta` lives in the
     state; :func:`asgd_averaged_params` returns it for evaluation. ``params`` are required.
+
+    Args:
+        learning_rate: lr, the initial :math:`\\eta`.
+        lambd: the decay :math:`\\lambda`.
+        alpha: the power :math:`\\alpha` of the step-size decay.
+        t0: the step :math:`t_0` at which averaging starts.
+        weight_decay: wd, coupled (added to the gradient).
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.asgd(1e-2)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
+        >>> avg = jopt.asgd_averaged_params(s)
     """
 
     def init_fn(params):
@@ -147,6 +161,21 @@ def ftrl(
 
     The L1 term sets coordinates with :math:`|z| \\le \\lambda_1` to exactly zero (sparse
     models). ``params`` are required; the update is the full step (learning rate built in).
+
+    Args:
+        learning_rate: :math:`\\eta`.
+        learning_rate_power: :math:`-p` (``-0.5``: AdaGrad-like).
+        initial_accumulator_value: the starting :math:`n`.
+        l1_regularization_strength: :math:`\\lambda_1`.
+        l2_regularization_strength: :math:`\\lambda_2`.
+        l2_shrinkage_regularization_strength: :math:`\\lambda_{shrink}`.
+        beta: :math:`\\beta` in :math:`\\lambda_2'`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.ftrl(0.1, l1_regularization_strength=0.01)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     if learning_rate_power > 0:
         raise JoptError(f"ftrl: learning_rate_power must be <= 0, got {learning_rate_power}")
@@ -212,11 +241,22 @@ def torch_rprop(
         \\Delta_t = \\mathrm{clip}(\\Delta_{t-1}\\cdot\\{\\eta_+, \\eta_-, 1\\}_{s>0, s<0, s=0},
             \\Delta_{min}, \\Delta_{max}),
 
-        g_t \\leftarrow 0 \text{ where } s < 0, \\qquad
-        \theta_t = \theta_{t-1} - \\mathrm{sign}(g_t)\\,\\Delta_t
+        g_t \\leftarrow 0 \\text{ where } s < 0, \\qquad
+        \\theta_t = \\theta_{t-1} - \\mathrm{sign}(g_t)\\,\\Delta_t
 
-    with :math:`g_0 = 0` (so the first step is :math:`-\text{lr}\\,\\mathrm{sign}(g_1)`,
+    with :math:`g_0 = 0` (so the first step is :math:`-\\text{lr}\\,\\mathrm{sign}(g_1)`,
     where optax's ``rprop`` makes no move).
+
+    Args:
+        learning_rate: the initial step size :math:`\\Delta_0` (torch's ``lr``).
+        etas: :math:`(\\eta_-, \\eta_+)`, the step-size factors on a sign change / no change.
+        step_sizes: :math:`(\\Delta_{min}, \\Delta_{max})`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.torch_rprop(1e-2)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     eta_minus, eta_plus = etas
     lo, hi = step_sizes
