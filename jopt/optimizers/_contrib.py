@@ -236,6 +236,23 @@ def prodigy(
 
     The learning rate is built in (the returned update is the full step). ``params`` are
     required. Same arguments and defaults as ``optax.contrib.prodigy``.
+
+    Args:
+        learning_rate: the multiplier :math:`\\eta_t` of the estimated step (1: none).
+        betas: :math:`(\\beta_1, \\beta_2)`.
+        beta3: :math:`\\beta_3` (``None``: :math:`\\sqrt{\\beta_2}`).
+        eps: :math:`\\epsilon`.
+        estim_lr0: the initial estimate :math:`d_0`.
+        estim_lr_coef: :math:`c`.
+        weight_decay: wd, decoupled (scaled by :math:`\\lambda_t`).
+        safeguard_warmup: remove the learning rate from the denominator of the estimate
+            (optax's option; for warm-up schedules).
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.prodigy()
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     beta1, beta2 = betas
     beta3_ = beta2**0.5 if beta3 is None else beta3
@@ -308,6 +325,19 @@ def dadapt_adamw(
 
     The learning rate is built in; ``params`` are required. Same arguments and defaults as
     ``optax.contrib.dadapt_adamw``.
+
+    Args:
+        learning_rate: the multiplier :math:`\\eta_t` of the estimated step (1: none).
+        betas: :math:`(\\beta_1, \\beta_2)`.
+        eps: :math:`\\epsilon`.
+        estim_lr0: the initial estimate :math:`d_0`.
+        weight_decay: wd, decoupled (scaled by :math:`\\lambda_t`).
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.dadapt_adamw()
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     beta1, beta2 = betas
     sb2 = beta2**0.5
