@@ -75,6 +75,20 @@ def schedule_free(
     parameters :math:`y_t` are an interpolation, worse to evaluate). ``base_optimizer``
     must include the learning rate (``sgd(lr)``); ``learning_rate`` is passed again for the
     averaging weights. Same arguments as ``optax.contrib.schedule_free``.
+
+    Args:
+        base_optimizer: the optimizer of :math:`z` (learning rate included).
+        learning_rate: its learning rate :math:`\\gamma_t` (a number or a schedule), for the
+            averaging weights.
+        b1: the interpolation :math:`\\beta`.
+        weight_lr_power: the power :math:`p` of the averaging weights.
+        state_dtype: dtype of :math:`z` (default: the parameters', at least float32).
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.schedule_free(jopt.sgd(0.1), 0.1)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
 
     def init_fn(params):
@@ -128,7 +142,22 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
 
     ``state`` is the optimizer state (a :class:`ScheduleFreeState`, or any state tree that
     holds exactly one, e.g. inside a chain); ``params`` are the training parameters
-    :math:`y`. Pure and jit-able; works per member under ``jax.vmap``.
+    :math:`y`. Pure and jit-able; works per member under ``jax.vmap``. (Defazio et al. 2024.)
+
+    .. math::
+
+        x_t = \\frac{y_t - (1-\\beta) z_t}{\\beta}
+
+    Args:
+        state: the optimizer state.
+        params: the training parameters :math:`y_t`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.schedule_free_sgd(0.1)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
+        >>> x = jopt.schedule_free_eval_params(s, jopt.apply_updates(p, u))
     """
     found = [
         s
@@ -168,10 +197,30 @@ def schedule_free_sgd(
     weight_lr_power: jax.typing.ArrayLike = 2.0,
     state_dtype: Any = None,
 ) -> GradientTransformation:
-    """Schedule-free SGD: :func:`schedule_free` around ``sgd(learning_rate)`` (with coupled
-    weight decay first when given), linear warm-up over ``warmup_steps``. Evaluate with
-    :func:`schedule_free_eval_params`. Same arguments and defaults as
-    ``optax.contrib.schedule_free_sgd``.
+    """Schedule-free SGD (Defazio et al. 2024): :func:`schedule_free` around
+    ``sgd(learning_rate)`` (with coupled weight decay first when given), linear warm-up over
+    ``warmup_steps``. Evaluate with :func:`schedule_free_eval_params`. Same arguments and
+    defaults as ``optax.contrib.schedule_free_sgd``; with :math:`\\Delta_{base}(g) = -\\gamma_t (g +
+    \\text{wd}\\,y_t)` in :func:`schedule_free`'s rule:
+
+    .. math::
+
+        z_{t+1} = z_t - \\gamma_t (g(y_t) + \\text{wd}\\, y_t), \\quad
+        \\gamma_t = \\text{lr}\\,\\min(1, t/\\text{warmup\\_steps})
+
+    Args:
+        learning_rate: lr (a number or a schedule).
+        warmup_steps: linear warm-up length (``None``: none).
+        b1: the interpolation :math:`\\beta`.
+        weight_decay: wd, coupled (``None``: none).
+        weight_lr_power: the power of the averaging weights.
+        state_dtype: dtype of :math:`z`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.schedule_free_sgd(0.1)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
     base = sgd(lr)
@@ -190,10 +239,34 @@ def schedule_free_adamw(
     weight_lr_power: jax.typing.ArrayLike = 2.0,
     state_dtype: Any = None,
 ) -> GradientTransformation:
-    """Schedule-free AdamW: :func:`schedule_free` around a bias-corrected RMS scaling (no
-    first moment: the averaging plays its role), decoupled weight decay and the learning
-    rate. Evaluate with :func:`schedule_free_eval_params`. Same arguments and defaults as
-    ``optax.contrib.schedule_free_adamw``.
+    """Schedule-free AdamW (Defazio et al. 2024): :func:`schedule_free` around a
+    bias-corrected RMS scaling (no first moment: the averaging plays its role), decoupled
+    weight decay and the learning rate. Evaluate with :func:`schedule_free_eval_params`. Same
+    arguments and defaults as ``optax.contrib.schedule_free_adamw``. In :func:`schedule_free`'s rule:
+
+    .. math::
+
+        v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
+        z_{t+1} = z_t - \\gamma_t\\left(\\frac{g_t}{\\sqrt{v_t/(1-\\beta_2^t)} + \\epsilon}
+            + \\text{wd}\\, y_t\\right)
+
+    with :math:`\\gamma_t` warmed up linearly over ``warmup_steps``.
+
+    Args:
+        learning_rate: lr (a number or a schedule).
+        warmup_steps: linear warm-up length (``None``: none).
+        b1: the interpolation :math:`\\beta`.
+        b2: :math:`\\beta_2`.
+        eps: :math:`\\epsilon`.
+        weight_decay: wd, decoupled.
+        weight_lr_power: the power of the averaging weights.
+        state_dtype: dtype of :math:`z`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.schedule_free_adamw(1e-2)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     lr = learning_rate if warmup_steps is None else _warmup_constant(learning_rate, warmup_steps)
     base = chain(
@@ -249,6 +322,19 @@ def mechanize(
 
     with :math:`\\beta_j = 1 - 10^{-j}`, :math:`j = 1..n`. ``params`` are required. Same
     arguments and defaults as ``optax.contrib.mechanize``.
+
+    Args:
+        base_optimizer: the optimizer whose updates are scaled.
+        weight_decay: :math:`\\lambda`.
+        eps: :math:`\\epsilon`.
+        s_init: :math:`s_{init}`.
+        num_betas: :math:`n`.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.mechanize(jopt.adam(1e-2))
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     if int(num_betas) < 1:
         raise JoptError(f"mechanize: num_betas must be >= 1, got {num_betas}")
