@@ -242,7 +242,8 @@ def schedule_free_adamw(
     """Schedule-free AdamW (Defazio et al. 2024): :func:`schedule_free` around a
     bias-corrected RMS scaling (no first moment: the averaging plays its role), decoupled
     weight decay and the learning rate. Evaluate with :func:`schedule_free_eval_params`. Same
-    arguments and defaults as ``optax.contrib.schedule_free_adamw``. In :func:`schedule_free`'s rule:
+    arguments and defaults as ``optax.contrib.schedule_free_adamw``. In :func:`schedule_free`'s
+    rule:
 
     .. math::
 
