@@ -21,9 +21,23 @@ from jopt.core import (
 
 
 def normalize() -> GradientTransformation:
-    """``g <- g / ||g||`` (the global L2 norm), the usual first half of SAM's adversarial
-    optimizer (``chain(normalize(), sgd(rho))``). A zero gradient stays zero (optax's divides
-    0 by 0)."""
+    """Normalise by the global L2 norm, the usual first half of SAM's adversarial optimizer
+    (Foret et al. 2021; ``chain(normalize(), sgd(rho))``):
+
+    .. math::
+
+        g \\leftarrow g / \\lVert g \\rVert_2
+
+    A zero gradient stays zero (optax's divides 0 by 0).
+
+    Args:
+        (none)
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.normalize()
+        >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(None))
+    """
 
     def init_fn(params):
         del params
@@ -83,6 +97,20 @@ def sam(
     step must pass ``grad_fn=lambda params, i: grad`` as an extra argument, which ``update``
     calls ``sync_period - 1`` times. ``batch_axis_name`` averages those gradients with
     ``lax.pmean``. Same arguments and defaults as ``optax.contrib.sam``.
+
+    Args:
+        optimizer: the outer optimizer.
+        adv_optimizer: the adversarial optimizer (typically ``chain(normalize(), sgd(rho))``).
+        sync_period: steps per cycle (``sync_period - 1`` adversarial steps).
+        reset_state: reset the adversarial optimizer's state at the end of each cycle.
+        opaque_mode: one ``update`` is a whole SAM step (needs ``grad_fn=``).
+        batch_axis_name: the axis ``lax.pmean`` averages the adversarial gradients over.
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.sam(jopt.sgd(0.1), jopt.chain(jopt.normalize(), jopt.sgd(0.05)))
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
     """
     if sync_period < 1:
         raise JoptError(f"sam: sync_period must be >= 1, got {sync_period}")

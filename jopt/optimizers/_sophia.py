@@ -41,10 +41,26 @@ def hutchinson_estimator_diag_hessian(
     random_seed: jax.Array | None = None,
 ) -> GradientTransformation:
     """Hutchinson's estimator of the Hessian diagonal (Bekas, Kokiopoulou & Saad 2007):
-    :math:`\\mathrm{diag}(H) \\approx z \\odot (H z)` with Rademacher :math:`z`, the
+
+    .. math::
+
+        \\mathrm{diag}(H) \\approx z \\odot (H z), \\qquad z_i \\in \\{-1, +1\\}
+            \\text{ uniformly (Rademacher)},
+
+    the
     Hessian-vector product by forward-over-reverse differentiation of ``obj_fn`` (an extra
     argument of ``update``). One estimate per call, a new key each time (as optax's, same
     random draws for the same key).
+
+    Args:
+        random_seed: the PRNG key (``None``: ``jax.random.PRNGKey(0)``, optax's default).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jopt
+        >>> f = lambda p: jnp.sum(p["w"] ** 4)
+        >>> p = {"w": jnp.ones(3)}
+        >>> tx = jopt.hutchinson_estimator_diag_hessian()
+        >>> u, s = tx.update(jax.grad(f)(p), tx.init(p), p, obj_fn=f)
     """
 
     def init_fn(params):
@@ -111,6 +127,23 @@ def scale_by_sophia(
     ``update`` needs ``params`` and the extra argument ``obj_fn`` (the loss on the current
     batch) for the default Hutchinson estimator: a train step passes
     ``obj_fn=lambda p: loss(p, batch)``. Same as ``optax.contrib.scale_by_sophia``.
+
+    Args:
+        b1: gradient EMA decay :math:`\\beta_1`.
+        b2: Hessian-diagonal EMA decay :math:`\\beta_2`.
+        eps: floor :math:`\\epsilon` of the denominator.
+        gamma: scale :math:`\\gamma` of the Hessian estimate.
+        clip_threshold: the clip :math:`\\rho` (``None``: no clipping).
+        update_interval: steps between Hessian estimates.
+        hessian_diagonal_fn: the estimator (``None``: Hutchinson with key 0).
+        mu_dtype: dtype of the gradient EMA (default: the parameters').
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jopt
+        >>> f = lambda p: jnp.sum(p["w"] ** 4)
+        >>> p = {"w": jnp.ones(3)}
+        >>> tx = jopt.scale_by_sophia()
+        >>> u, s = tx.update(jax.grad(f)(p), tx.init(p), p, obj_fn=f)
     """
     hess = hessian_diagonal_fn or hutchinson_estimator_diag_hessian()
 
@@ -175,11 +208,12 @@ def sophia(
 
     .. math::
 
-        \\theta_t = \\theta_{t-1} - \\eta\\left(\\mathrm{clip}\\!\\left(\\frac{m_t}
-            {\\max(\\gamma h_t, \\epsilon)}, \\rho\\right) + \\lambda\\theta_{t-1}\\right)
+        \\theta_t = \\theta_{t-1} - \\eta\\left(\\mathrm{clip}\\!\\left(\\frac{\\hat m_t}
+            {\\max(\\gamma h_{t-1}, \\epsilon)}, \\pm\\rho\\right) + \\lambda\\theta_{t-1}\\right)
 
-    (:math:`m_t`, :math:`h_t` and the clip :math:`\\rho` = ``clip_threshold`` as in
-    :func:`scale_by_sophia`). Each ``update`` needs ``obj_fn=`` (see :func:`scale_by_sophia`).
+    (:math:`\\hat m_t = m_t/(1-\\beta_1^t)`, :math:`h` and the clip :math:`\\rho` =
+    ``clip_threshold`` as in :func:`scale_by_sophia`). Each ``update`` needs ``obj_fn=`` (see
+    :func:`scale_by_sophia`).
     Same arguments as ``optax.contrib.sophia`` (``hessian_diagonal_fn=None`` is the Hutchinson
     estimator with key 0, optax's default object). optax's debug printing (``verbose=True``,
     ``print_win_rate_every_n_steps > 0``) is refused in one line.

@@ -111,7 +111,23 @@ def asgd(
 
 
 def asgd_averaged_params(state: Any) -> Any:
-    """The averaged parameters :math:`\\bar\\theta` of the :class:`AsgdState` in ``state``."""
+    """The averaged parameters :math:`\\bar\\theta` of the :class:`AsgdState` in ``state``
+    (Polyak & Juditsky 1992), to evaluate an :func:`asgd` run with:
+
+    .. math::
+
+        \\bar\\theta_t = \\bar\\theta_{t-1} + \\mu_t(\\theta_t - \\bar\\theta_{t-1})
+
+    Args:
+        state: the optimizer state (an :class:`AsgdState`, or a tree holding exactly one).
+
+    Example:
+        >>> import jax.numpy as jnp, jopt
+        >>> tx = jopt.asgd(1e-2)
+        >>> p = {"w": jnp.ones(3)}
+        >>> u, s = tx.update(p, tx.init(p), p)
+        >>> avg = jopt.asgd_averaged_params(s)
+    """
     found = [
         s
         for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, AsgdState))
