@@ -164,7 +164,7 @@ def test_early_stopping_restores_the_best_params(tmp_path):
             "name": "es",
             "data": {"name": "iris", "val_fraction": 0.3, "test_fraction": 0.2},
             "model": {"name": "mlp", "hidden": [8]},
-            "optimizer": {"name": "sgd", "learning_rate": 0.5, "fused": True},
+            "optimizer": {"name": "sgd", "learning_rate": 0.5, "execution": "fused"},
             "regularization": {"early_stopping": {"metric": "val_loss", "patience": 2}},
             "batching": {"batch_size": 16},
             "train": {"epochs": 60},
