@@ -10,6 +10,8 @@ groups and a frozen group, all of which lr-find and bench used to drop.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +43,10 @@ def base_setup():
     return setup(load_config(QUICKSTART))
 
 
+def _unguarded(config):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, nonfinite="ignore"))
+
+
 def _paths(config, st):
     """``{command path: optimizer}`` for one config."""
     from jopt.distributed import DataParallel, make_data_mesh
@@ -51,7 +57,10 @@ def _paths(config, st):
         "run": build_program(config, st).tx,
         "sweep": build_program(config, st, K=2).tx,
         "distributed": build_program(config, st, parallel=DataParallel(one, zero=0)).tx,
+        # lr-find is compared with the unguarded run (below): it builds with train.nonfinite:
+        # ignore on purpose, since the range test must see the divergence it looks for
         "lr-find": lr_find_optimizer(config, lrs, st.steps_per_epoch),
+        "run (nonfinite: ignore)": build_program(_unguarded(config), st).tx,
         "bench train": bench_optimizers(config, ["jopt"], st.steps_per_epoch)["jopt"],
     }
 
@@ -74,13 +83,18 @@ def test_every_command_builds_the_same_optimizer(variant, base_setup):
         u1, s1 = update(grads, s0, params)
         u2, s2 = update(grads, s1, params)  # a warm-up schedule gives a zero first step
         results[name] = (jax.tree.structure(s0), jax.tree.structure(s2), (u1, u2))
-    ref_s0, ref_s1, ref_u = results.pop("run")
+    refs = {"run": results.pop("run"), "unguarded": results.pop("run (nonfinite: ignore)")}
+    ref_s0, ref_s1, ref_u = refs["run"]
     moved = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(ref_u))
     assert moved > 0
     for name, (s0, s1, u) in results.items():
-        assert s0 == ref_s0 and s1 == ref_s1, name
-        for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ref_u), strict=True):
+        r0, r1, ru = refs["unguarded" if name == "lr-find" else "run"]
+        assert s0 == r0 and s1 == r1, name
+        for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(ru), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+    # the guard is the only difference: unguarded and guarded runs update identically here
+    for a, b in zip(jax.tree.leaves(refs["unguarded"][2]), jax.tree.leaves(ref_u), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     if variant == "freeze":
         np.testing.assert_array_equal(np.asarray(ref_u[1]["dense_0"]["kernel"]), 0.0)
 
@@ -91,7 +105,7 @@ def test_problem_paths_build_the_same_optimizer():
 
     config = load_config("configs/rosenbrock.yaml")
     steps = int(config.train.steps or config.train.epochs)
-    run_tx = build_optimizer(config, steps_per_epoch=1, total_steps=steps)
+    run_tx = build_optimizer(_unguarded(config), steps_per_epoch=1, total_steps=steps)
     lrs = np.full(6, config.optimizer.learning_rate, np.float32)
     find_tx = lr_find_optimizer(config, lrs, 1)
     x = jnp.asarray(get_problem(config.problem.name).x0)

@@ -78,5 +78,5 @@ def test_compile_gives_an_epoch_and_one_evaluation_program(parts):
     state, metrics = epoch(state, x, y)
     assert np.all(np.isfinite(np.asarray(metrics["train_loss"])))
     assert int(np.asarray(state.step)[0]) == st.steps_per_epoch
-    res = evaluate(state.params, state.model_state, {"val": (xv, yv)})
+    res = evaluate(state.params, state.model_state, state.opt_state, {"val": (xv, yv)})
     assert np.asarray(res["val"]["loss"]).shape == (2,)
