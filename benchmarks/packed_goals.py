@@ -90,8 +90,11 @@ def time_model(loss_fn, params, x, y, steps, only):
         carry = jax.tree.map(jnp.copy, carry)
         compiled, compile_s = compile_fn(fn, *carry, x, y, donate_argnums=(0, 1))
         stats, _ = time_steps(compiled, carry, x, y, steps=steps, warmup=2)
-        res[name] = {"compile_s": compile_s, "step_ms": stats.median * 1e3,
-                     "step_min_ms": stats.min * 1e3}
+        res[name] = {
+            "compile_s": compile_s,
+            "step_ms": stats.median * 1e3,
+            "step_min_ms": stats.min * 1e3,
+        }
     return res
 
 
@@ -137,8 +140,9 @@ def main():
     }
     for name, (loss_fn, p, bx, by) in problems.items():
         runs = [time_model(loss_fn, p, bx, by, a.steps, only) for _ in range(a.repeats)]
-        med = {k: {f: float(np.median([r[k][f] for r in runs])) for f in runs[0][k]}
-               for k in runs[0]}
+        med = {
+            k: {f: float(np.median([r[k][f] for r in runs])) for f in runs[0][k]} for k in runs[0]
+        }
         report["models"][name] = med
         _print_model(f"{name} ({len(jax.tree.leaves(p))} leaves), median of {a.repeats}", med)
     upd = update_alone(a.update_params, a.update_leaves, a.steps)

@@ -38,7 +38,12 @@ def accuracy(task: str, policy_name: str, seed: int, cnn_epochs: int) -> float:
     else:
         data = load_dataset("mnist1d", seed=seed)
         model = make_model(
-            "cnn", num_outputs=10, channels=(25, 25, 25), kernel_size=5, dense=0, pool=2,
+            "cnn",
+            num_outputs=10,
+            channels=(25, 25, 25),
+            kernel_size=5,
+            dense=0,
+            pool=2,
             precision=p,
         )
         epochs, batch = cnn_epochs, 100

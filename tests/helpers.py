@@ -27,7 +27,5 @@ def tree_max_rel_err(a, b) -> float:
     """The largest elementwise relative error ``|a-b| / max(|b|, tiny)`` over two trees."""
     import jax.numpy as jnp
 
-    errs = jax.tree.map(
-        lambda x, y: jnp.max(jnp.abs(x - y) / jnp.maximum(jnp.abs(y), 1e-12)), a, b
-    )
+    errs = jax.tree.map(lambda x, y: jnp.max(jnp.abs(x - y) / jnp.maximum(jnp.abs(y), 1e-12)), a, b)
     return float(max(jax.tree.leaves(errs), default=0.0))

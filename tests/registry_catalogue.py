@@ -172,8 +172,13 @@ for _case in (
         skip_trees=(("complex", "Rprop compares signs: real parameters only (optax too)"),),
         parity=(
             dict(learning_rate=LR),
-            dict(learning_rate=LR, eta_minus=0.3, eta_plus=1.5, min_step_size=1e-3,
-                 max_step_size=0.05),
+            dict(
+                learning_rate=LR,
+                eta_minus=0.3,
+                eta_plus=1.5,
+                min_step_size=1e-3,
+                max_step_size=0.05,
+            ),
         ),
     ),
     OptimizerCase(
@@ -189,10 +194,20 @@ for _case in (
         parity=(
             dict(learning_rate=LR),
             # min_dim_size_to_factor=2 factors the (2, 4) leaf: the row/column path.
-            dict(learning_rate=0.1, min_dim_size_to_factor=2, momentum=0.9,
-                 weight_decay_rate=0.01, weight_decay_mask=_MASK),
-            dict(learning_rate=LR, multiply_by_parameter_scale=False, clipping_threshold=None,
-                 factored=False, decay_rate=0.5),
+            dict(
+                learning_rate=0.1,
+                min_dim_size_to_factor=2,
+                momentum=0.9,
+                weight_decay_rate=0.01,
+                weight_decay_mask=_MASK,
+            ),
+            dict(
+                learning_rate=LR,
+                multiply_by_parameter_scale=False,
+                clipping_threshold=None,
+                factored=False,
+                decay_rate=0.5,
+            ),
         ),
     ),
     OptimizerCase(
@@ -228,9 +243,15 @@ for _case in (
         optax_factory=optax.lars,
         parity=(
             dict(learning_rate=1.0),
-            dict(learning_rate=1.0, weight_decay=0.1, weight_decay_mask=_MASK,
-                 trust_coefficient=0.01, trust_ratio_mask={"a": False, "b": True},
-                 momentum=0.5, nesterov=True),
+            dict(
+                learning_rate=1.0,
+                weight_decay=0.1,
+                weight_decay_mask=_MASK,
+                trust_coefficient=0.01,
+                trust_ratio_mask={"a": False, "b": True},
+                momentum=0.5,
+                nesterov=True,
+            ),
         ),
     ),
     OptimizerCase(

@@ -119,8 +119,7 @@ def results():
     def everything():
         alone = {a: run(active(a), a == "skip_nonfinite") for a in FEATURES}
         paired = {
-            (a, b): run({**active(a), b: FEATURES[b][1]}, a == "skip_nonfinite")
-            for a, b in PAIRS
+            (a, b): run({**active(a), b: FEATURES[b][1]}, a == "skip_nonfinite") for a, b in PAIRS
         }
         return alone, paired
 

@@ -162,9 +162,7 @@ def checks(out_dir: str) -> dict:
     flike = jax.eval_shape(lambda: rf.state)
     d4 = jd.DataParallel(jd.make_data_mesh(4), zero=1)
     frestored = jd.restore_checkpoint(fckpt, flike, d4.state_shardings(flike))
-    m4, t4, dd4, s4 = d4.prepare_fit(
-        model, jopt.fuse(tx), data, batching=batching, state=frestored
-    )
+    m4, t4, dd4, s4 = d4.prepare_fit(model, jopt.fuse(tx), data, batching=batching, state=frestored)
     fnext = fit(m4, t4, dd4, state=s4, **fit_kw)
     fmu4 = fnext.state.opt_state.inner[0].mu["float32"]
     out["fused_restore4_mu_shape"] = list(fmu4.shape)

@@ -11,7 +11,7 @@ DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
 def test_config_md_matches_the_schema():
     assert DOC.read_text(encoding="utf-8") == config_reference(), (
-        "docs/config.md is stale; regenerate it with: python -c \"import jopt.experiment as e; "
+        'docs/config.md is stale; regenerate it with: python -c "import jopt.experiment as e; '
         "open('docs/config.md', 'w').write(e.config_reference())\""
     )
 

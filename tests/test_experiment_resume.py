@@ -216,8 +216,9 @@ def test_extension_is_exact_and_recorded(base, tmp_path, capsys):
     # the same run as if made with a cosine schedule (config and fingerprint rewritten)
     cos = str(tmp_path / "cos")
     shutil.copytree(one, cos)
-    cos_cfg = config_from_dict(_raw(tmp_path, **{"train.epochs": 2}) | {
-        "schedule": {"name": "cosine"}})
+    cos_cfg = config_from_dict(
+        _raw(tmp_path, **{"train.epochs": 2}) | {"schedule": {"name": "cosine"}}
+    )
     with open(os.path.join(cos, "config.yaml"), "w", encoding="utf-8") as f:
         f.write(dump_config(cos_cfg))
     write_fingerprint(cos, cos_cfg)

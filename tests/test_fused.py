@@ -18,6 +18,7 @@ from jopt.fused import FusedState, pack, pack_layout, packed_init, packed_step, 
 
 TOL = 1e-6
 
+
 def _params():
     k = jax.random.split(jax.random.key(0), 3)
     return {

@@ -165,15 +165,20 @@ def test_sweep_member_that_diverges_is_marked_the_others_continue(tmp_path):
         "optimizer": {"name": "sgd", "learning_rate": 0.1},
         "batching": {"batch_size": 256},
         "train": {"epochs": 3, "max_consecutive_skips": 1},
-        "output": {"progress": False, "checkpoints": False, "plots": False,
-                   "runs_dir": str(tmp_path)},
+        "output": {
+            "progress": False,
+            "checkpoints": False,
+            "plots": False,
+            "runs_dir": str(tmp_path),
+        },
         "sweep": {"grid": {"optimizer.learning_rate": [0.1, 1e30]}},
     }
     directory = sweep(config_from_dict(raw))
     info = read_json(os.path.join(directory, "sweep.json"))
     assert info["num_compiled_groups"] == 1 and info["groups"][0]["vmapped"]
-    ok, bad = (read_json(os.path.join(directory, m["dir"], "summary.json")) for m in
-               info["members"])
+    ok, bad = (
+        read_json(os.path.join(directory, m["dir"], "summary.json")) for m in info["members"]
+    )
     assert ok["status"] == "completed" and ok["epochs_run"] == 3
     assert bad["status"] == "diverged" and bad["epochs_run"] < 3
     assert [r["status"] for r in info["results"]] == ["completed", "1/1 diverged"]

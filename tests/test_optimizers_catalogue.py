@@ -45,9 +45,16 @@ SCHEDULES = [
     ("warmup_exponential_decay_schedule", (0.0, 1.0, 20, 30, 0.5), {"end_value": 0.1}),
     ("warmup_exponential_decay_schedule", (0.0, 1.0, 20, 30, 0.5, 10, True), {}),
     ("warmup_exponential_decay_schedule", (0.0, 1.0, 20, 0, 0.5), {}),  # constant after
-    ("sgdr_schedule", ([dict(init_value=0.0, peak_value=1.0, warmup_steps=10, decay_steps=80),
-                        dict(init_value=0.0, peak_value=0.5, warmup_steps=5, decay_steps=60)],),
-     {}),
+    (
+        "sgdr_schedule",
+        (
+            [
+                dict(init_value=0.0, peak_value=1.0, warmup_steps=10, decay_steps=80),
+                dict(init_value=0.0, peak_value=0.5, warmup_steps=5, decay_steps=60),
+            ],
+        ),
+        {},
+    ),
     ("linear_onecycle_schedule", (200, 1.0), {}),
     ("cosine_onecycle_schedule", (200, 1.0), {"pct_start": 0.25}),
     ("piecewise_interpolate_schedule", ("linear", 1.0, {40: 2.0, 40 + 60: 0.1}), {}),
@@ -67,7 +74,9 @@ def test_schedule_matches_optax(name, args, kwargs):
     steps = (0, 7, 150)
     np.testing.assert_allclose(
         _values(jax.jit(ours), steps),
-        _values(jax.jit(theirs), steps, "standard"), rtol=2e-6, atol=1e-6
+        _values(jax.jit(theirs), steps, "standard"),
+        rtol=2e-6,
+        atol=1e-6,
     )
     assert getattr(jopt, name) is getattr(jopt.schedules, name)
 
@@ -176,9 +185,7 @@ PAIRS = {
         lambda: optax.multi_transform({"adam": optax.adam(0.1), "sgd": optax.sgd(0.05)}, LABELS),
     ),
     "partition(fn)": (
-        lambda: jopt.partition(
-            {"adam": jopt.adam(0.1), "sgd": jopt.sgd(0.05)}, lambda p: LABELS
-        ),
+        lambda: jopt.partition({"adam": jopt.adam(0.1), "sgd": jopt.sgd(0.05)}, lambda p: LABELS),
         lambda: optax.partition(
             {"adam": optax.adam(0.1), "sgd": optax.sgd(0.05)}, lambda p: LABELS
         ),
@@ -265,8 +272,10 @@ def _loss(p):
     return sum(jnp.sum((x - 0.3) ** 2) for x in jax.tree.leaves(p)) + 0.1
 
 
-@pytest.mark.parametrize("kw", [{}, {"max_learning_rate": 0.2, "scaling": 0.5, "f_min": 0.05,
-                                    "eps": 1e-3, "variant": "sps+"}])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"max_learning_rate": 0.2, "scaling": 0.5, "f_min": 0.05, "eps": 1e-3, "variant": "sps+"}],
+)
 def test_polyak_sgd_matches_optax(kw):
     def run(tx, promotion):
         @jax.jit

@@ -52,6 +52,9 @@ def test_memory_rows_of_packed_state_are_per_parameter_path():
         k: v for k, v in per_leaf.items() if k != "-"
     }
     assert sum(r.arrays for r in packed.rows) == len(
-        jax.tree.leaves(jopt.fused.on_buffers(jopt.adamw(1e-3, mask=mask), unpack.layout).init(
-            unpack.layout.pack(params)))
+        jax.tree.leaves(
+            jopt.fused.on_buffers(jopt.adamw(1e-3, mask=mask), unpack.layout).init(
+                unpack.layout.pack(params)
+            )
+        )
     )

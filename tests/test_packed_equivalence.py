@@ -179,8 +179,9 @@ COMBOS = {
     ),
     "l1-l2-masks": lambda: jopt.chain(
         jopt.add_l2(0.05, mask=_ndim_mask),
-        jopt.add_l1(0.01, mask={"enc": {"kernel": False, "bias": True}, "head": True,
-                                "scale": False}),
+        jopt.add_l1(
+            0.01, mask={"enc": {"kernel": False, "bias": True}, "head": True, "scale": False}
+        ),
         jopt.sgd(0.05, momentum=0.9),
     ),
     "l1-proximal-mask": lambda: jopt.chain(
@@ -222,8 +223,12 @@ def test_frozen_leaves_get_no_gradient_and_no_state():
     assert unpack.no_grad == {frozen}
     assert sum(s.group == frozen for s in unpack.layout.slots) == 1
     # No state for it: no packed slot holds the frozen buffer.
-    slots = [k for path, _ in jax.tree_util.tree_flatten_with_path(state.opt_state.inner)[0]
-             for k in path if isinstance(k, jax.tree_util.DictKey)]
+    slots = [
+        k
+        for path, _ in jax.tree_util.tree_flatten_with_path(state.opt_state.inner)[0]
+        for k in path
+        if isinstance(k, jax.tree_util.DictKey)
+    ]
     assert frozen not in {k.key for k in slots}
     xs, ys = _batches()
     new, _ = jax.jit(step)(state, xs[0], ys[0])

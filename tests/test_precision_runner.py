@@ -40,8 +40,11 @@ def _summary(run_dir):
 
 def _saved(run_dir):
     """The newest checkpoint's train state as stored (orbax restores the saved dtypes)."""
-    paths = [p for p in glob.glob(os.path.join(run_dir, "checkpoints", "epoch_*"))
-             if not p.endswith(".json")]
+    paths = [
+        p
+        for p in glob.glob(os.path.join(run_dir, "checkpoints", "epoch_*"))
+        if not p.endswith(".json")
+    ]
     path = max(paths)
     return ocp.StandardCheckpointer().restore(path)["state"], path
 

@@ -156,7 +156,6 @@ def copy_elements(dtype: Any = jnp.float32, factor: int = 4, minimum: int = 256 
 def measure_copy_bound(
     elements: int | None = None, dtype: Any = jnp.float32, steps: int = 10, min_time: float = 0.0
 ) -> CopyBound:
-
     """Measure the device's copy bandwidth over ``elements`` values (default: arrays four times
     the last-level cache, at least 256 MiB; see :func:`copy_elements`)."""
     dtype = jnp.dtype(dtype)

@@ -124,8 +124,12 @@ def _html(out: str, rows: list[dict], dirs: list[str]) -> None:
     report = write_html_report(
         os.path.join(out, "compare.html"),
         title="jopt compare: " + ", ".join(os.path.basename(os.path.normpath(d)) for d in dirs),
-        tables=[("Metrics at each run's best epoch (sweeps: mean ± std over seeds)",
-                 markdown_table(rows))],
+        tables=[
+            (
+                "Metrics at each run's best epoch (sweeps: mean ± std over seeds)",
+                markdown_table(rows),
+            )
+        ],
         images=[os.path.join(out, p) for p in pngs],
         notes=["Inputs: " + " ".join(dirs)],
     )

@@ -47,6 +47,7 @@ class GroupsTransformation(GradientTransformation):
             JoptError: when a leaf matches no rule and there is no default, or matches more
                 than one rule; the message lists those paths.
         """
+
         # Through ``leaf_labels``: on packed buffers each buffer gets its leaves' one group.
         def label_tree(leaves_tree):
             labels = self._assign_leaves(leaves_tree)

@@ -14,9 +14,7 @@ __all__ = ["TRAIN_BENCH_IMPLS", "bench_optimizers"]
 TRAIN_BENCH_IMPLS = ("grad", "optax", "jopt", "per_leaf", "fused", "packed", "grad_packed")
 
 
-def bench_optimizers(
-    config: Config, impls: list[str], steps_per_epoch: int = 1
-) -> dict[str, Any]:
+def bench_optimizers(config: Config, impls: list[str], steps_per_epoch: int = 1) -> dict[str, Any]:
     """The transforms ``jopt bench train`` times, by implementation name.
 
     ``grad`` / ``grad_packed``: the identity (the gradient-only baselines); ``jopt``,

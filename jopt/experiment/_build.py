@@ -242,9 +242,7 @@ def execution_refusal(config: Config) -> str | None:
         )
     execution = getattr(opt, "execution", "auto")
     if execution not in EXECUTIONS:
-        return (
-            f"optimizer.execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}"
-        )
+        return f"optimizer.execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}"
     return None
 
 
@@ -417,9 +415,7 @@ def _build(config: Config, steps_per_epoch: int, total: int, lr_multiplier: Any)
     if config.regularization.weight_decay > 0:
         factory = _decoupled(factory)
         kwargs["decoupled_weight_decay"] = float(config.regularization.weight_decay)
-    main = with_hparams(factory, name=opt.name)(
-        learning_rate=float(opt.learning_rate), **kwargs
-    )
+    main = with_hparams(factory, name=opt.name)(learning_rate=float(opt.learning_rate), **kwargs)
     if opt.groups:
         # rules as the config gives them: {pattern, name?, freeze? | lr_mult / overrides}
         main = groups([dict(g) for g in opt.groups], default=main)
@@ -451,4 +447,3 @@ def _product(a: Any, b: Any) -> Any:
         return a(count) * b(count)
 
     return both
-

@@ -40,11 +40,18 @@ def _kind(p: inspect.Parameter) -> str:
     d = p.default
     if isinstance(d, bool) or ann == "bool":
         return "bool"
-    if ann in ("int", "int | None") or (type(d) is int and "float" not in ann and "Array" not in ann
-                                        and ann not in ("AL", "ScalarOrSchedule")):
+    if ann in ("int", "int | None") or (
+        type(d) is int
+        and "float" not in ann
+        and "Array" not in ann
+        and ann not in ("AL", "ScalarOrSchedule")
+    ):
         return "int"
-    if isinstance(d, float) or any(t in ann for t in ("float", "ArrayLike", "ScalarOrSchedule")) \
-            or ann.startswith("AL"):
+    if (
+        isinstance(d, float)
+        or any(t in ann for t in ("float", "ArrayLike", "ScalarOrSchedule"))
+        or ann.startswith("AL")
+    ):
         if ann.startswith("tuple") or isinstance(d, tuple):
             return "numbers"
         return "number"

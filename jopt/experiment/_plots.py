@@ -63,11 +63,15 @@ def plot_run(
             plt.close(fig)
             continue
         _mark_divergence(ax, diverged)
-        if log and drawn and all(
-            v > 0
-            for r in rows
-            for k, v in r.items()
-            if k.endswith("_loss") and isinstance(v, (int, float))
+        if (
+            log
+            and drawn
+            and all(
+                v > 0
+                for r in rows
+                for k, v in r.items()
+                if k.endswith("_loss") and isinstance(v, (int, float))
+            )
         ):
             ax.set_yscale("log")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{title} {metric}".strip())

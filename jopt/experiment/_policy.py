@@ -61,7 +61,11 @@ def plateau_transform(config: Config) -> Any:
 
 
 PLATEAU_METRICS = (
-    "val_loss", "val_accuracy", "train_loss", "train_accuracy", "train_eval_loss",
+    "val_loss",
+    "val_accuracy",
+    "train_loss",
+    "train_accuracy",
+    "train_eval_loss",
     "train_eval_accuracy",
 )
 """The values ``schedule.metric`` may take (``train_eval_*`` needs ``train.eval_train``)."""

@@ -95,9 +95,7 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
             raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
         parallel.check_batching(setup.batching, len(setup.data.y_train))
     sample = jnp.asarray(setup.data.x_train[:1])
-    shapes = jax.eval_shape(
-        lambda: init_train_state(model, tx, sample, jax.random.key(0)).params
-    )
+    shapes = jax.eval_shape(lambda: init_train_state(model, tx, sample, jax.random.key(0)).params)
     # ZeRO-1 splits each packed buffer evenly over the data axis: pad to a multiple of it.
     multiple = parallel.size if parallel is not None and parallel.zero else 1
     execution, layout, note = resolve_execution(config, tx, shapes, multiple)
@@ -204,8 +202,6 @@ def compile_group(
         return {s: eval_fn(params, model_state, *xy) for s, xy in splits.items()}
 
     evaluate = (
-        jax.jit(eval_all)
-        .lower(state.params, state.model_state, state.opt_state, splits)
-        .compile()
+        jax.jit(eval_all).lower(state.params, state.model_state, state.opt_state, splits).compile()
     )
     return epoch, evaluate

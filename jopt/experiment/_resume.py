@@ -173,8 +173,7 @@ def locked(run_dir: str, enabled: bool = True) -> Iterator[None]:
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             raise JoptError(
-                f"{run_dir} is in use by another jopt process (lock {path}); "
-                "wait for it to finish"
+                f"{run_dir} is in use by another jopt process (lock {path}); wait for it to finish"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -193,8 +192,10 @@ def remove_orphans(run_dir: str) -> list[str]:
         if not os.path.isdir(parent):
             continue
         for name in os.listdir(parent):
-            if name.startswith(".tmp-") or ".orbax-checkpoint-tmp" in name or name.endswith(
-                ".tmp.png"
+            if (
+                name.startswith(".tmp-")
+                or ".orbax-checkpoint-tmp" in name
+                or name.endswith(".tmp.png")
             ):
                 path = os.path.join(parent, name)
                 if os.path.isdir(path):

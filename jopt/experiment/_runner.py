@@ -324,8 +324,16 @@ def _ended(book: dict) -> str:
     return "stopped early"
 
 
-_BOOK = ("last_epoch", "best_value", "best_epoch", "bad_evals", "stopped_early", "active",
-         "diverged", "skip_run")
+_BOOK = (
+    "last_epoch",
+    "best_value",
+    "best_epoch",
+    "bad_evals",
+    "stopped_early",
+    "active",
+    "diverged",
+    "skip_run",
+)
 
 
 def _restore_newest(
@@ -346,8 +354,10 @@ def _restore_newest(
                 trainer.train_s = float(book.get("train_s", 0.0))
                 return epoch, book
         problems.append(f"{os.path.basename(path)}: {why}")
-        print(f"jopt run --resume: skipped checkpoint {os.path.basename(path)}: {why}",
-              file=sys.stderr)
+        print(
+            f"jopt run --resume: skipped checkpoint {os.path.basename(path)}: {why}",
+            file=sys.stderr,
+        )
     raise JoptError(f"no checkpoint of {run_dir} restores ({'; '.join(problems)})")
 
 

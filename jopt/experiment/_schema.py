@@ -150,7 +150,7 @@ class OptimizerConfig:
     arguments (``b1``, ``momentum``, ...), checked against its signature.
 
     ``chain`` lists extra transforms applied to the gradient first (clipping, noise); ``groups``
-    holds parameter groups (passed to ``jopt.partition`` once the combinators provide it).
+    holds parameter groups (passed to ``jopt.groups``).
     ``execution``: ``auto`` (packed parameters, gradients and state when that is exact for the
     optimizer, else per leaf with a logged line), ``packed`` (refused where not exact),
     ``per_leaf`` or ``fused`` (the tree-form ``jopt.fuse``); summary.json records the resolved

@@ -132,8 +132,14 @@ def _diverged(epoch: int, step: int, what: str, run: int, policy: str, limit: in
         f"diverged at step {step} (epoch {epoch}): {why}; lower the learning rate, clip "
         "gradients or check the data"
     )
-    return {"epoch": epoch, "step": step, "quantity": what, "consecutive": run,
-            "policy": policy, "message": line}
+    return {
+        "epoch": epoch,
+        "step": step,
+        "quantity": what,
+        "consecutive": run,
+        "policy": policy,
+        "message": line,
+    }
 
 
 class GroupTrainer:
@@ -410,9 +416,7 @@ class GroupTrainer:
                     mb.best_vars = jax.device_get(self.eval_vars(self.member(self.state, k)))
                 if stop and es.patience > 0:
                     mb.active, mb.stopped_early = False, True
-                    mb.final_state = jax.device_get(
-                        self.member(self.state, k)
-                    )
+                    mb.final_state = jax.device_get(self.member(self.state, k))
             if mb.run_dir is not None and mb.writes:
                 art.write_jsonl(os.path.join(mb.run_dir, "metrics.jsonl"), mb.rows)
         self._due(epoch)

@@ -177,9 +177,7 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
     validate_sweep_keys(config)
 
     if config.distributed.data == 0:
-        raise JoptError(
-            "distributed.data must be -1 (all devices) or a positive count, got 0"
-        )
+        raise JoptError("distributed.data must be -1 (all devices) or a positive count, got 0")
     if config.regularization.weight_decay > 0 and "weight_decay" in config.optimizer.kwargs:
         raise JoptError(
             "set either regularization.weight_decay (decoupled, any optimizer) or "

@@ -71,9 +71,7 @@ def is_slot(layout: PackLayout):
 
 def packed_state_shapes(tx: Any, layout: PackLayout) -> tuple[Any, list[tuple]]:
     """``tx``'s abstract state on ``layout``'s buffers, and the per-leaf shapes it unpacks to."""
-    packed = {
-        g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes
-    }
+    packed = {g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes}
     with layout_scope(layout):
         state = jax.eval_shape(tx.init, packed)
     slot = is_slot(layout)

@@ -59,9 +59,7 @@ def state_to_per_leaf(tx: Any, layout: PackLayout, state: Any) -> Any:
     return jax.tree.unflatten(treedef, flat)
 
 
-def state_to_packed(
-    tx: Any, layout: PackLayout, state: Any, *, offsets: bool = True
-) -> FusedState:
+def state_to_packed(tx: Any, layout: PackLayout, state: Any, *, offsets: bool = True) -> FusedState:
     """The packed state (a :class:`FusedState` on ``layout``) holding per-leaf ``state``.
 
     The inverse of :func:`state_to_per_leaf`; ``offsets=False`` stores no leaf offsets (as
@@ -91,8 +89,9 @@ def state_to_packed(
             pos += k
             for got, w in zip(chunk, jax.tree.leaves(view), strict=False):
                 _check_leaf(got, w, "state_to_packed")
-            out.append(layout.pack_partial(jax.tree.unflatten(jax.tree.structure(view), chunk),
-                                           item))
+            out.append(
+                layout.pack_partial(jax.tree.unflatten(jax.tree.structure(view), chunk), item)
+            )
         else:
             _check_leaf(leaves[pos], item, "state_to_packed")
             out.append(leaves[pos])

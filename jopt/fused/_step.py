@@ -18,7 +18,7 @@ of buffers::
     params = layout.unpack(packed)
 
 ``loss_fn(params, *batch)`` takes the ordinary parameter tree. The state is a
-:class:`FusedState`, exactly what ``jopt.fused(tx).init(params)`` returns (the packed state of
+:class:`FusedState`, exactly what ``jopt.fuse(tx).init(params)`` returns (the packed state of
 ``tx`` and the leaf offsets as data), and :func:`per_leaf` pieces work here too.
 """
 

@@ -66,9 +66,7 @@ class Precision:
 
     def __post_init__(self):
         if self.policy not in PRECISIONS:
-            raise JoptError(
-                f"unknown precision {self.policy!r}; allowed: {', '.join(PRECISIONS)}"
-            )
+            raise JoptError(f"unknown precision {self.policy!r}; allowed: {', '.join(PRECISIONS)}")
         if self.matmul_precision is not None and self.matmul_precision not in MATMUL_PRECISIONS:
             raise JoptError(
                 f"unknown matmul_precision {self.matmul_precision!r}; allowed: "

@@ -143,8 +143,9 @@ def make_train_step(
             x, targets = augment_batch(augment, k_aug, x, targets, kind)
 
         def objective(p):
-            out, new_ms = apply_model(model, tree(p, offsets), model_state, x, train=True,
-                                      key=k_drop)
+            out, new_ms = apply_model(
+                model, tree(p, offsets), model_state, x, train=True, key=k_drop
+            )
             return jnp.sum(w * loss_fn(out, targets)), (out, new_ms)
 
         (lsum, (out, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)

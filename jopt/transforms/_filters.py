@@ -190,9 +190,7 @@ def zero_nans() -> GradientTransformation:
         del params, extra_args
         layout_dependent("zero_nans keeps one found-NaN flag per parameter array")
         found = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
-        updates = map_elementwise(
-            lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates
-        )
+        updates = map_elementwise(lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates)
         return updates, ZeroNansState(found)
 
     return GradientTransformation(init_fn, update_fn)

@@ -94,9 +94,7 @@ def add_noise(
         noise = map_elementwise(
             lambda u, k: jax.random.normal(k, jnp.shape(u), inexact_dtype(u)), updates, keys
         )
-        updates = map_elementwise(
-            lambda u, n: inexact(u) + std.astype(n.dtype) * n, updates, noise
-        )
+        updates = map_elementwise(lambda u, n: inexact(u) + std.astype(n.dtype) * n, updates, noise)
         return updates, AddNoiseState(count=count, rng_key=rng_key)
 
     return GradientTransformation(init_fn, update_fn)

@@ -58,9 +58,7 @@ def _need_params(name: str, params: Any) -> None:
 def _masked_map(fn, updates, params, mask):
     """``fn(u, p)`` on the leaves the mask selects; the others keep their update."""
     flags = _flags(mask, params)
-    return map_elementwise(
-        lambda u, p, f: fn(inexact(u), p) if f else u, updates, params, flags
-    )
+    return map_elementwise(lambda u, p, f: fn(inexact(u), p) if f else u, updates, params, flags)
 
 
 def _stateless(update_fn) -> GradientTransformation:
