@@ -6,6 +6,9 @@ Layout (files sorted by name form one record sequence):
   ``np.savez`` (stored, not compressed) both arrays are memory-mapped in place; a compressed
   member (``np.savez_compressed``) is decompressed whole on first touch and kept.
 - ``<stem>.x.npy`` + ``<stem>.y.npy``: memory-mapped.
+- ``<stem>.array_record``: an ArrayRecord file (Grain's record format; the optional
+  ``array_record`` package), one example per record, each record the bytes of an ``.npz``
+  holding ``x`` and ``y`` (:func:`write_array_record` writes one).
 
 Each process of a multi-process run takes a contiguous slice of the record sequence,
 ``[i*N//P, (i+1)*N//P)``, so it opens only the files that overlap its slice. Within its slice it
@@ -24,6 +27,7 @@ same example. Grain is an optional dependency (``pip install 'jopt[grain]'``).
 from __future__ import annotations
 
 import bisect
+import io
 import os
 import threading
 import zipfile
@@ -34,9 +38,63 @@ import numpy as np
 
 from jopt.core.errors import JoptError
 
-__all__ = ["ArrayShards", "GrainShards", "ShardIterator", "shard_range"]
+__all__ = [
+    "ArrayShards",
+    "GrainShards",
+    "ShardIterator",
+    "read_array_record",
+    "shard_range",
+    "write_array_record",
+]
 
 _MISSING = "sharded data needs the optional grain package: pip install 'jopt[grain]'"
+_NO_AR = "*.array_record shards need the optional array_record package: pip install 'jopt[grain]'"
+
+
+def _array_record() -> Any:
+    try:
+        from array_record.python import array_record_module
+    except ImportError:
+        raise JoptError(_NO_AR) from None
+    return array_record_module
+
+
+def _record_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.asarray(x), y=np.asarray(y))
+    return buf.getvalue()
+
+
+def _parse_record(raw: bytes, path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            return z["x"], z["y"]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        raise JoptError(f"{path}: a record is not an .npz holding 'x' and 'y'") from None
+
+
+def write_array_record(path: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Write examples ``x[i], y[i]`` to an ArrayRecord file, one record each (an ``.npz`` of
+    ``x`` and ``y``; group size 1, so every record is read on its own)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape[:1] != y.shape[:1]:
+        raise JoptError(f"x and y need the same leading length (got {x.shape} and {y.shape})")
+    w = _array_record().ArrayRecordWriter(str(path), "group_size:1")
+    try:
+        for i in range(len(x)):
+            w.write(_record_bytes(x[i], y[i]))
+    finally:
+        w.close()
+
+
+def read_array_record(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """All of an ArrayRecord file written by :func:`write_array_record`, as ``(x, y)``."""
+    r = _array_record().ArrayRecordReader(str(path))
+    try:
+        pairs = [_parse_record(b, str(path)) for b in r.read_all()]
+    finally:
+        r.close()
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def _grain() -> Any:
@@ -105,13 +163,17 @@ class ArrayShards:
             p = os.path.join(directory, n)
             if n.endswith(".npz"):
                 self.files.append(("npz", p, None))
+            elif n.endswith(".array_record"):
+                self.files.append(("ar", p, None))
             elif n.endswith(".x.npy"):
                 y = p[: -len(".x.npy")] + ".y.npy"
                 if not os.path.exists(y):
                     raise JoptError(f"{p} has no matching {os.path.basename(y)}")
                 self.files.append(("npy", p, y))
         if not self.files:
-            raise JoptError(f"{directory} holds no .npz or .x.npy/.y.npy shards")
+            raise JoptError(
+                f"{directory} holds no .npz, .x.npy/.y.npy or .array_record shards"
+            )
         lengths = [self._length(f) for f in self.files]
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -120,6 +182,12 @@ class ArrayShards:
 
     def _length(self, f: tuple[str, str, str | None]) -> int:
         kind, x, y = f
+        if kind == "ar":
+            r = _array_record().ArrayRecordReader(x, "readahead_buffer_size:0")
+            try:
+                return int(r.num_records())
+            finally:
+                r.close()
         if kind == "npz":
             (xs, _), (ys, _) = _npz_member(x, "x", True), _npz_member(x, "y", True)
         else:
@@ -132,7 +200,10 @@ class ArrayShards:
         with self._lock:  # Grain reads ahead on threads: open (decompress) each file once
             if k not in self._arrays:
                 kind, x, y = self.files[k]
-                if kind == "npz":
+                if kind == "ar":
+                    reader = _array_record().ArrayRecordReader(x, "readahead_buffer_size:0")
+                    self._arrays[k] = (reader, None)
+                elif kind == "npz":
                     self._arrays[k] = (_npz_member(x, "x", False), _npz_member(x, "y", False))
                 else:
                     self._arrays[k] = (np.load(x, mmap_mode="r"), np.load(y, mmap_mode="r"))
@@ -149,6 +220,9 @@ class ArrayShards:
         k = bisect.bisect_right(self.offsets, i) - 1
         x, y = self._open(k)
         j = i - self.offsets[k]
+        if y is None:  # an ArrayRecord reader (thread-safe reads)
+            xr, yr = _parse_record(x.read([j])[0], self.files[k][1])
+            return {"x": xr, "y": yr}
         return {"x": np.asarray(x[j]), "y": np.asarray(y[j])}
 
 

@@ -11,6 +11,7 @@ from jopt.distributed._checkpoint import (
     list_checkpoints,
     restore_checkpoint,
     save_checkpoint,
+    step_checkpoint_path,
 )
 from jopt.distributed._config import DATA_AXIS, DistributedSpec, parse_distributed
 from jopt.distributed._data_parallel import DataParallel, ShardedStep, from_spec, setup
@@ -61,6 +62,7 @@ __all__ = [
     "request_cpu_devices",
     "restore_checkpoint",
     "save_checkpoint",
+    "step_checkpoint_path",
     "setup",
     "zero1",
     "zero1_coverage",

@@ -18,7 +18,8 @@ one.
 
 A run directory keeps one checkpoint per saved epoch, ``checkpoints/epoch_000012/``
 (:func:`epoch_checkpoint_path`, :func:`list_checkpoints`); single-device and distributed runs of
-``jopt run`` both use this layout and these functions.
+``jopt run`` both use this layout and these functions. A run on streamed (sharded) data may also
+keep mid-epoch ones, ``epoch_000012_step_000000400/`` (:func:`step_checkpoint_path`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from jax.sharding import Sharding, SingleDeviceSharding
 
 from jopt.core.errors import JoptError
 
-_EPOCH = re.compile(r"^epoch_(\d+)$")
+_EPOCH = re.compile(r"^epoch_(\d+)(?:_step_(\d+))?$")
 
 
 def _is_key(x: Any) -> bool:
@@ -122,8 +123,18 @@ def epoch_checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir).absolute() / "checkpoints" / f"epoch_{int(epoch):06d}"
 
 
+def step_checkpoint_path(run_dir: str | Path, epoch: int, step: int) -> Path:
+    """``run_dir/checkpoints/epoch_<epoch>_step_<step>``: a mid-epoch state after ``epoch``
+    completed epochs and ``step`` optimizer steps in all (streamed data only)."""
+    name = f"epoch_{int(epoch):06d}_step_{int(step):09d}"
+    return Path(run_dir).absolute() / "checkpoints" / name
+
+
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, str]]:
-    """``(epoch, path)`` of every finished epoch checkpoint of a run directory, oldest first."""
+    """``(epoch, path)`` of every finished checkpoint of a run directory, oldest first.
+
+    ``epoch`` counts completed epochs: a mid-epoch checkpoint (:func:`step_checkpoint_path`)
+    sorts after its epoch's and before the next one's."""
     parent = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(parent):
         return []
@@ -131,5 +142,6 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, str]]:
     for name in os.listdir(parent):
         m = _EPOCH.match(name)
         if m and os.path.isdir(os.path.join(parent, name)):
-            found.append((int(m.group(1)), os.path.join(parent, name)))
-    return sorted(found)
+            step = -1 if m.group(2) is None else int(m.group(2))
+            found.append((int(m.group(1)), step, os.path.join(parent, name)))
+    return [(epoch, path) for epoch, _, path in sorted(found)]

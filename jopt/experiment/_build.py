@@ -35,6 +35,7 @@ from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
 from jopt.experiment._policy import config_precision, plateau_transform
 from jopt.experiment._schema import Config
+from jopt.experiment._stream import SHARDS, load_sharded, stream_steps
 
 
 def model_kwargs(config: Config) -> dict[str, Any]:
@@ -69,6 +70,8 @@ def load_data(config: Config):
     from jopt.data import load_dataset
 
     d = config.data
+    if d.name == SHARDS:  # described, not loaded: read in batches (jopt.data.ShardedData)
+        return load_sharded(config)
     return load_dataset(
         d.name,
         task=d.task,
@@ -82,7 +85,7 @@ def load_data(config: Config):
 
 def setup(config: Config, data: Any = None) -> Setup:
     """Load the data (unless given) and build model, loss spec, batching and augmentation."""
-    from jopt.data import Augment, Batching
+    from jopt.data import Augment, Batching, ShardedData
     from jopt.train import LossSpec
 
     data = load_data(config) if data is None else data
@@ -118,7 +121,10 @@ def setup(config: Config, data: Any = None) -> Setup:
         noise_std=a.noise_std, max_shift=a.max_shift, flip=a.flip, mixup_alpha=a.mixup_alpha
     )
     augment.check(data.kind)
-    steps_per_epoch = batching.steps_per_epoch(len(data.y_train))
+    if isinstance(data, ShardedData):  # each process reads its slice (_stream)
+        steps_per_epoch, _ = stream_steps(batching, data.num_train, jax.process_count())
+    else:
+        steps_per_epoch = batching.steps_per_epoch(len(data.y_train))
     epochs = config.train.epochs
     if config.train.steps is not None:
         epochs = math.ceil(config.train.steps / steps_per_epoch)

@@ -121,7 +121,9 @@ def check_precision_plateau(config: Config) -> None:
     split, _, kind = m.rpartition("_")
     if m not in PLATEAU_METRICS:
         raise JoptError(f"schedule.metric must be one of {', '.join(PLATEAU_METRICS)}, got {m!r}")
-    if split == "val" and config.data.val_fraction == 0:
+    from jopt.experiment._stream import has_split
+
+    if split == "val" and not has_split(config, "val"):
         raise JoptError(f"schedule.metric {m!r} needs a validation split (data.val_fraction is 0)")
     if split == "train_eval" and not t.eval_train:
         raise JoptError(f"schedule.metric {m!r} needs train.eval_train: true")

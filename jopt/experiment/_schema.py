@@ -239,8 +239,10 @@ class RegularizationConfig:
 class TrainConfig:
     """``epochs`` unless ``steps`` is set (then training stops after that many optimizer steps,
     rounded up to whole epochs). Evaluate every ``eval_every`` epochs; checkpoint every
-    ``checkpoint_every`` epochs (0: only at the end). ``eval_train`` also evaluates the training
-    split in eval mode (``train_eval_*``: no dropout or augmentation), for train/test gaps.
+    ``checkpoint_every`` epochs (0: only at the end); with sharded data (``data.name: shards``)
+    also every ``checkpoint_every_steps`` optimizer steps within an epoch (0: off; the epoch
+    resumes at the same example). ``eval_train`` also evaluates the training split in eval
+    mode (``train_eval_*``: no dropout or augmentation), for train/test gaps.
     ``nonfinite``: ``skip`` (a step with a NaN/Inf gradient leaves params and state unchanged;
     the run ends as ``diverged`` after more than ``max_consecutive_skips`` in a row), ``stop``
     (diverged at the first non-finite loss or gradient) or ``ignore``.
@@ -255,6 +257,7 @@ class TrainConfig:
     steps: int | None = num(None, 1, INT32_MAX)
     eval_every: int = num(1, 1, INT32_MAX)
     checkpoint_every: int = num(0, 0, INT32_MAX)
+    checkpoint_every_steps: int = num(0, 0, INT32_MAX)
     eval_train: bool = False
     nonfinite: str = "skip"
     max_consecutive_skips: int = 10

@@ -15,6 +15,7 @@ from jopt.experiment._kwargs import check_group_rules, check_kwargs, finite_ever
 from jopt.experiment._parse import build_section, closest, set_dotted
 from jopt.experiment._paths import check_data_files, check_output_dir
 from jopt.experiment._schema import UINT32_MAX, Config, to_dict
+from jopt.experiment._stream import SHARDS, check_checkpoint_steps, check_sharded, has_split
 from jopt.experiment._tracker import check_tensorboard
 
 
@@ -101,8 +102,11 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
             f"data.name {d.name!r} is a test problem, not a data set: write "
             f"problem: {{name: {d.name}}} (data, model and loss are then not used)"
         )
-    if not d.name.lower().endswith((".npz", ".csv")):
+    if d.name == SHARDS:  # Grain-sharded data, streamed (_stream)
+        check_sharded(config, paths)
+    elif not d.name.lower().endswith((".npz", ".csv")):
         _one_of("data.name", d.name, reg.dataset_names(), "dataset")
+    check_checkpoint_steps(config)
     if d.task is not None:
         _one_of("data.task", d.task, reg.TASKS, "task")
     if "task" in d.options:
@@ -154,7 +158,7 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
     _one_of("regularization.early_stopping.metric", es.metric, reg.METRICS)
     if es.mode is not None:
         _one_of("regularization.early_stopping.mode", es.mode, ("min", "max"), "mode")
-    if es.patience > 0 and es.metric.startswith("val_") and d.val_fraction == 0:
+    if es.patience > 0 and es.metric.startswith("val_") and not has_split(config, "val"):
         raise JoptError(
             f"regularization.early_stopping.metric {es.metric!r} needs a validation split "
             "(data.val_fraction is 0)"

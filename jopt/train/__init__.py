@@ -30,6 +30,7 @@ from jopt.train._precision import (
 )
 from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
+from jopt.train._stream import StreamEpoch, evaluate_stream, make_eval_sums, make_stream_step
 from jopt.train._step import (
     LossSpec,
     apply_model,
@@ -43,6 +44,7 @@ __all__ = [
     "LOSSES",
     "METRIC_MODES",
     "RECIPES",
+    "StreamEpoch",
     "EarlyStopping",
     "EpochLog",
     "FitResult",
@@ -52,12 +54,15 @@ __all__ = [
     "apply_precision",
     "cross_entropy",
     "default_penalty_mask",
+    "evaluate_stream",
     "fit",
     "huber",
     "improves",
     "init_train_state",
     "make_eval_fn",
+    "make_eval_sums",
     "make_loss",
+    "make_stream_step",
     "make_train_epoch",
     "make_train_step",
     "metric_mode",
