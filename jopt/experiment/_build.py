@@ -36,6 +36,13 @@ from jopt.experiment import _registry as reg
 from jopt.experiment._policy import config_precision, plateau_transform
 from jopt.experiment._schema import Config
 from jopt.experiment._stream import SHARDS, load_sharded, stream_steps
+from jopt.experiment._user_code import (
+    build_model,
+    check_loss_output,
+    is_reference,
+    load_user_data,
+    user_loss,
+)
 
 
 def model_kwargs(config: Config) -> dict[str, Any]:
@@ -72,6 +79,8 @@ def load_data(config: Config):
     d = config.data
     if d.name == SHARDS:  # described, not loaded: read in batches (jopt.data.ShardedData)
         return load_sharded(config)
+    if is_reference(d.name):  # a user's data function
+        return load_user_data(config)
     return load_dataset(
         d.name,
         task=d.task,
@@ -89,12 +98,15 @@ def setup(config: Config, data: Any = None) -> Setup:
     from jopt.train import LossSpec
 
     data = load_data(config) if data is None else data
-    model = reg.make_model(
-        config.model.name,
-        num_outputs=data.num_outputs,
-        precision=config_precision(config),
-        **model_kwargs(config),
-    )
+    if is_reference(config.model.name):  # user code: linen, NNX or equinox (_user_code)
+        model = build_model(config, data, config_precision(config))
+    else:
+        model = reg.make_model(
+            config.model.name,
+            num_outputs=data.num_outputs,
+            precision=config_precision(config),
+            **model_kwargs(config),
+        )
     b = config.batching
     batching = Batching(
         strategy=b.strategy,
@@ -115,7 +127,10 @@ def setup(config: Config, data: Any = None) -> Setup:
         label_smoothing=config.loss.label_smoothing,
         l1=r.l1,
         l2=r.l2,
+        loss_fn=user_loss(config) if is_reference(loss) else None,
     )
+    if spec.loss_fn is not None:  # traced once on shapes: per-example float losses
+        check_loss_output(spec, data.num_outputs, tuple(data.y_train.shape[1:]))
     a = config.data.augmentation
     augment = Augment(
         noise_std=a.noise_std, max_shift=a.max_shift, flip=a.flip, mixup_alpha=a.mixup_alpha

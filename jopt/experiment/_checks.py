@@ -17,7 +17,7 @@ def check_task(config: Config, task: str) -> None:
     """The loss and the monitored metrics fit ``task`` (the config's ``data.task`` or, when
     that is null, the loaded data set's own task); raise a one-line :class:`JoptError`."""
     name = config.loss.name
-    if name is not None and name not in reg.TASK_LOSSES[task]:
+    if name is not None and ":" not in name and name not in reg.TASK_LOSSES[task]:
         raise JoptError(
             f"loss.name {name!r} does not fit the {task} task of data {config.data.name!r} "
             f"(allowed: {', '.join(reg.TASK_LOSSES[task])}, or null for "

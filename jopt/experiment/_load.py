@@ -15,18 +15,25 @@ import yaml
 
 from jopt.experiment._parse import build_section, parse_overrides, read_yaml, set_dotted
 from jopt.experiment._schema import Config, to_dict
+from jopt.experiment._user_code import with_code_path
 from jopt.experiment._validate import validate_config
 
 __all__ = ["config_from_dict", "dump_config", "load_config", "replace_dotted"]
 
 
 def config_from_dict(
-    raw: dict, overrides: list[str] | tuple[str, ...] = (), *, validate: bool = True
+    raw: dict,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    validate: bool = True,
+    base_dir: str | None = None,
 ) -> Config:
-    """Build a :class:`Config` from a plain dict plus ``KEY=VALUE`` overrides."""
+    """Build a :class:`Config` from a plain dict plus ``KEY=VALUE`` overrides (``base_dir``:
+    the config file's directory, for ``code_path``; see ``_user_code.with_code_path``)."""
     raw = copy.deepcopy(raw)
     for key, value in parse_overrides(overrides):
         set_dotted(raw, key, value)
+    raw = with_code_path(raw, base_dir)
     config = build_section(Config, raw, "")
     if validate:
         validate_config(config)
@@ -41,7 +48,8 @@ def load_config(
     Example:
         >>> cfg = load_config("configs/quickstart.yaml", ["optimizer.learning_rate=3e-3"])
     """
-    return config_from_dict(read_yaml(path), overrides, validate=validate)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return config_from_dict(read_yaml(path), overrides, validate=validate, base_dir=base_dir)
 
 
 def replace_dotted(config: Config, items: dict[str, Any], *, validate: bool = True) -> Config:

@@ -26,13 +26,16 @@ __all__ = ["config_reference"]
 
 # dotted key -> the values it may take (the registries validation uses)
 _CHOICES: dict[str, Callable[[], Sequence[Any]]] = {
-    "data.name": reg.dataset_names,
+    "data.name": lambda: [*reg.dataset_names(), "(or 'module:function', your own)"],
     "data.preprocess": reg.preprocess_names,
     "data.augmentation.max_shift": lambda: (0, 1, 2),
     "problem.name": reg.problem_names,
-    "model.name": reg.model_names,
+    "model.name": lambda: [*reg.model_names(), "(or 'module:Class', your own)"],
     "model.activation": reg.activation_names,
-    "loss.name": lambda: [*reg.loss_names(), "(null: the task's own loss)"],
+    "loss.name": lambda: [
+        *reg.loss_names(),
+        "(null: the task's own loss; or 'module:function', your own)",
+    ],
     "data.task": lambda: [*reg.TASKS, "(null: the data set's own task)"],
     "optimizer.name": reg.optimizer_names,
     "optimizer.chain.name": lambda: [*reg.transform_names(), "(any optax transform)"],

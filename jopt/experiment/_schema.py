@@ -90,7 +90,15 @@ class DataConfig:
     data); it is separate from the run's ``seed`` so that runs over several seeds share data.
     ``task``: ``classification`` or ``regression`` (``jopt.data.load_dataset``'s ``task``);
     null keeps a built-in set's own task and means classification for a file. It is never
-    guessed from the labels."""
+    guessed from the labels.
+
+    ``name`` may be your own data function, ``"package.module:function"``, called as
+    ``function(seed=data.seed, **data.options)`` (``seed`` only if it takes one; the same seed
+    must give the same data). It returns ``(x, y)`` arrays (the whole set: split and
+    preprocessed here, as a built-in set), or a dict with ``x``, ``y`` and optionally
+    ``x_val``/``y_val`` (then ``val_fraction`` is not used), ``x_test``/``y_test`` (then
+    ``test_fraction`` is not used), ``task``, ``num_classes`` and ``kind`` (``tabular``,
+    ``signal``, ``image``). Labels are class indices 0..K-1 unless the task is regression."""
 
     name: str = "digits"
     task: str | None = None
@@ -104,7 +112,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which flax model; ``options`` holds model-specific keyword arguments."""
+    """Which model; ``options`` holds model-specific keyword arguments.
+
+    ``name`` may be your own model, ``"package.module:Name"``: a flax linen, flax NNX or
+    equinox ``Module`` class, or a function returning a module instance. It is called with
+    ``options`` plus, where its signature names them, ``num_outputs`` (classes or regression
+    outputs), ``input_shape`` (one example's shape), ``dropout`` (``regularization.dropout``)
+    and ``rngs`` (``nnx.Rngs``) or ``key`` (a PRNG key) drawn from the run's seed. Linen
+    modules take ``(x, train)``; NNX modules ``(x)`` with ``train()``/``eval()``; equinox
+    modules one example, ``(x[, state], *, key)``. ``hidden`` and ``activation`` are for the
+    built-in models only."""
 
     name: str = "mlp"
     hidden: list[int] = field(
@@ -129,10 +146,18 @@ class ProblemConfig:
 class LossConfig:
     """``name``: ``cross_entropy`` (classification), ``mse`` or ``huber`` (regression); null
     is the task's own loss (``cross_entropy`` or ``mse``). A loss that does not fit the task is
-    an error, as is ``label_smoothing`` (cross-entropy only) under another loss."""
+    an error, as is ``label_smoothing`` (cross-entropy only) under another loss.
+
+    ``name`` may be your own loss, ``"package.module:function"``, called as
+    ``function(outputs, targets, **options)`` and returning per-example losses of shape
+    ``(b,)`` (jopt takes the weighted mean, so padding, accumulation and evaluation stay
+    exact). ``targets`` are one-hot floats ``(b, K)`` for classification (label smoothing
+    and mixup applied) and the float targets for regression. ``options`` is for such a
+    loss only."""
 
     name: str | None = None
     label_smoothing: float = num(0.0, 0, 1, high_open=True)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -323,10 +348,16 @@ class OutputConfig:
 
 @dataclass
 class Config:
-    """A whole experiment. ``jopt run`` is a pure function of this (and the machine)."""
+    """A whole experiment. ``jopt run`` is a pure function of this (and the machine).
+
+    ``code_path``: directories searched (before the current directory) for the modules that
+    ``data.name``, ``model.name`` or ``loss.name`` name as ``"module:attribute"``; relative
+    ones are relative to the config file. Empty: the config file's directory, which the
+    loader then writes here (absolute), so a run directory's ``config.yaml`` finds the code."""
 
     name: str = "experiment"
     seed: int = num(0, 0, UINT32_MAX)
+    code_path: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     problem: ProblemConfig = field(default_factory=ProblemConfig)

@@ -17,6 +17,7 @@ from jopt.experiment._paths import check_data_files, check_output_dir
 from jopt.experiment._schema import UINT32_MAX, Config, to_dict
 from jopt.experiment._stream import SHARDS, check_checkpoint_steps, check_sharded, has_split
 from jopt.experiment._tracker import check_tensorboard
+from jopt.experiment._user_code import check_references, is_reference
 
 
 def _one_of(key: str, value: str, allowed: list[str] | tuple[str, ...], what: str = "") -> None:
@@ -104,7 +105,7 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
         )
     if d.name == SHARDS:  # Grain-sharded data, streamed (_stream)
         check_sharded(config, paths)
-    elif not d.name.lower().endswith((".npz", ".csv")):
+    elif not d.name.lower().endswith((".npz", ".csv")) and not is_reference(d.name):
         _one_of("data.name", d.name, reg.dataset_names(), "dataset")
     check_checkpoint_steps(config)
     if d.task is not None:
@@ -122,10 +123,12 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
     _one_of("data.preprocess", d.preprocess, reg.preprocess_names())
 
     m = config.model
-    if problem is None:
+    if problem is None and not is_reference(m.name):
         _one_of("model.name", m.name, reg.model_names(), "model")
     _one_of("model.activation", m.activation, reg.activation_names())
     if problem is None:
+        check_references(config)  # user code: imported, signatures checked (_user_code)
+    if problem is None and not is_reference(m.name):
         from jopt.experiment._build import model_kwargs
 
         try:
@@ -134,9 +137,10 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
             raise JoptError(f"model: {e}") from None
 
     loss = config.loss
-    if loss.name is not None:
+    if loss.name is not None and not is_reference(loss.name):
         _one_of("loss.name", loss.name, reg.loss_names(), "loss")
-    if loss.label_smoothing > 0 and loss.name not in (None, "cross_entropy"):
+    user_loss = is_reference(loss.name)
+    if loss.label_smoothing > 0 and loss.name not in (None, "cross_entropy") and not user_loss:
         raise JoptError(
             f"loss.label_smoothing applies to cross_entropy only; loss.name is {loss.name!r} "
             "(set label_smoothing: 0)"

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jopt.train._losses import make_loss, mse
+from jopt.train._losses import mse
 from jopt.train._step import LossSpec, _targets, apply_model
 
 
@@ -20,9 +20,13 @@ def make_eval_fn(model: nn.Module, spec: LossSpec, *, chunk_size: int | None = 4
     ``accuracy`` (classification) or ``mse`` (regression). Inputs larger than ``chunk_size`` are
     evaluated in padded chunks under ``lax.map`` to bound memory.
     """
-    loss_fn = make_loss(spec.loss, huber_delta=spec.huber_delta)
+    loss_fn = spec.per_example()
     plain = LossSpec(
-        task=spec.task, num_classes=spec.num_classes, loss=spec.loss, huber_delta=spec.huber_delta
+        task=spec.task,
+        num_classes=spec.num_classes,
+        loss=spec.loss,
+        huber_delta=spec.huber_delta,
+        loss_fn=spec.loss_fn,
     )
 
     def sums(params, model_state, x, y, w):

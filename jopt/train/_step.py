@@ -30,6 +30,11 @@ class LossSpec:
         huber_delta: the Huber threshold.
         l1, l2: penalty strengths (see :mod:`jopt.train._losses` for when to use them).
         penalty_mask: a pytree of bools like the params; default: weights only (ndim >= 2).
+        loss_fn: a user's loss ``fn(outputs, targets) -> (b,)`` per-example losses, in place
+            of the built-in ones (``loss`` then only names it). ``targets`` are what the
+            built-in losses get: one-hot float ``(b, K)`` for classification (label smoothing
+            and mixup applied), float ``(b,)`` or ``(b, k)`` for regression. Per-example, so
+            padding masks, example weights and gradient accumulation stay exact.
     """
 
     task: str = "classification"
@@ -40,20 +45,49 @@ class LossSpec:
     l1: float = 0.0
     l2: float = 0.0
     penalty_mask: Any = None
+    loss_fn: Callable | None = None
 
     def __post_init__(self):
         if self.task not in ("classification", "regression"):
             raise JoptError(f"unknown task {self.task!r}; allowed: classification, regression")
+        if self.loss_fn is not None:
+            if not callable(self.loss_fn):
+                raise JoptError(f"loss_fn must be callable, got {type(self.loss_fn).__name__}")
+            name = self.loss or getattr(self.loss_fn, "__name__", "user loss")
+            object.__setattr__(self, "loss", name)
+            self._check_common()
+            return
         loss = self.loss or ("cross_entropy" if self.task == "classification" else "mse")
         if loss not in LOSSES:
             raise JoptError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
         if loss == "cross_entropy" and self.task != "classification":
             raise JoptError("loss cross_entropy needs a classification task; use mse or huber")
+        self._check_common()
+        object.__setattr__(self, "loss", loss)
+
+    def _check_common(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise JoptError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.l1 < 0 or self.l2 < 0:
             raise JoptError(f"l1 and l2 must be >= 0, got {self.l1}, {self.l2}")
-        object.__setattr__(self, "loss", loss)
+
+    def per_example(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """``loss(outputs, targets) -> (b,)`` float32: the built-in loss or ``loss_fn``
+        (whose result must have shape ``(b,)``: checked when traced, one line)."""
+        if self.loss_fn is None:
+            return make_loss(self.loss, huber_delta=self.huber_delta)
+        fn, name = self.loss_fn, self.loss
+
+        def user(outputs, targets):
+            out = jnp.asarray(fn(outputs, targets))
+            if out.shape != (targets.shape[0],) or not jnp.issubdtype(out.dtype, jnp.floating):
+                raise JoptError(
+                    f"loss {name}: returned {out.dtype}{list(out.shape)}, expected per-example "
+                    f"float losses of shape [{targets.shape[0]}] (one per example)"
+                )
+            return out.astype(jnp.float32)
+
+        return user
 
 
 def _wide(dtype) -> jnp.dtype:
@@ -63,7 +97,7 @@ def _wide(dtype) -> jnp.dtype:
 
 
 def _targets(spec: LossSpec, y: jax.Array) -> jax.Array:
-    if spec.loss == "cross_entropy":
+    if spec.loss == "cross_entropy" or (spec.loss_fn and spec.task == "classification"):
         return one_hot_targets(y, spec.num_classes, spec.label_smoothing)
     if spec.task == "classification":  # mse/huber on one-hot targets
         return one_hot_targets(y, spec.num_classes)
@@ -127,7 +161,7 @@ def make_train_step(
     """
     if layout is not None:
         tx = on_buffers(tx, layout)
-    loss_fn = make_loss(spec.loss, huber_delta=spec.huber_delta)
+    loss_fn = spec.per_example()
     augment = augment or Augment()
     augment.check(kind)
     use_penalty = bool(spec.l1 or spec.l2)
