@@ -108,9 +108,7 @@ def user_raw(
             )
     given = value.get("task")
     if given is not None and given not in TASKS:
-        raise JoptError(
-            f"data function {source}: task {given!r} is not one of {', '.join(TASKS)}"
-        )
+        raise JoptError(f"data function {source}: task {given!r} is not one of {', '.join(TASKS)}")
     if task is not None and given is not None and task != given:
         raise JoptError(
             f"data function {source} returned task {given!r} but data.task is {task!r}; "

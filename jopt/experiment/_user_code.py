@@ -152,9 +152,12 @@ def resolve(key: str, ref: str, code_path: list[str] | tuple[str, ...] = ()) -> 
 def _signature(key: str, ref: str, fn: Any, section: str) -> inspect.Signature:
     if not callable(fn):
         raise JoptError(
-            f"{key}: {ref} is a {type(fn).__name__}, not callable; expected {EXPECTED[section]}"
+            f"{key}: {ref} is not callable ({type(fn).__name__}); expected {EXPECTED[section]}"
         )
     try:
+        if inspect.isclass(fn):  # __init__'s own (a metaclass may hide it behind *args)
+            sig = inspect.signature(fn.__init__)
+            return sig.replace(parameters=list(sig.parameters.values())[1:])
         return inspect.signature(fn)
     except (TypeError, ValueError):
         raise JoptError(
@@ -366,6 +369,7 @@ def build_model(config: Any, data: Any, precision: Any) -> Any:
             extra["key"] = key
         return _construct(ref, target, {**kwargs, **extra})
 
+    build.__name__ = build.__qualname__ = ref  # the adapter's messages name the reference
     import jax
 
     if framework is None:  # a factory: what it returns decides (built once here)
