@@ -142,52 +142,65 @@ def stream_steps(batching: Any, num_train: int, process_count: int) -> tuple[int
 class ShardedRun:
     """The streamed epoch and evaluation of one (K = 1) run on sharded data.
 
-    Args:
-        program: the runner's ``Program`` (model, tx, layout, precision, eval params).
-        setup: the runner's ``Setup`` (``setup.data`` a ``jopt.data.ShardedData``).
-        config: the run's config.
-        state: the initial (placed) train state: a template for the shardings.
-        parallel: a ``jopt.distributed.DataParallel`` or None.
-        on_step: ``(state, epoch, position)`` after each step but an epoch's last.
+    Made in two stages, as the runner builds: ``ShardedRun(program, setup, config, parallel)``
+    knows the batches and the evaluation splits (:attr:`splits`, before any state exists);
+    :meth:`compile` takes the initial (placed) state and gives ``(epoch, evaluate)`` in the
+    runner's signatures: ``epoch(state, *unused) -> (state, metrics)`` (a
+    ``jopt.train.StreamEpoch``) and ``evaluate(params, model_state, opt_state, splits)``.
+
+    Mid-epoch checkpoints: with ``train.checkpoint_every_steps`` = n, :meth:`compile`'s
+    ``save_step(state, epochs_done, step)`` runs after every n-th optimizer step that does not
+    end an epoch; the runner writes :func:`jopt.distributed.step_checkpoint_path` with
+    :meth:`position` in its bookkeeping, and :meth:`resume` reads that back.
     """
 
-    def __init__(
-        self,
-        program: Any,
-        setup: Any,
-        config: Config,
-        state: Any,
-        parallel: Any = None,
-        on_step: Any = None,
-    ) -> None:
-        from jopt.train import (
-            StreamEpoch,
-            make_eval_sums,
-            make_stream_step,
-            under_matmul_precision,
-        )
-
+    def __init__(self, program: Any, setup: Any, config: Config, parallel: Any = None) -> None:
         if program.K != 1:
             raise JoptError(
                 "sharded data trains one run at a time: a sweep cannot vmap runs over it "
                 "(give each grid point its own jopt run)"
             )
         data, b = setup.data, setup.batching
+        self.program, self.setup, self.config = program, setup, config
         self.data, self.parallel = data, parallel
         pc, pi = jax.process_count(), jax.process_index()
-        steps, local = stream_steps(b, data.num_train, pc)
+        steps, self.local_rows = stream_steps(b, data.num_train, pc)
         if steps != setup.steps_per_epoch:  # the set-up counted them the same way
             raise JoptError(f"steps per epoch {steps} != {setup.steps_per_epoch}")
+        if parallel is not None:
+            parallel.check_batch(self.local_rows * pc)
         self.shards = data.train_shards(
-            local, seed=config.seed, shuffle=b.shuffle, process_index=pi, process_count=pc
-        )
+            self.local_rows, seed=config.seed, shuffle=b.shuffle, process_index=pi,
+            process_count=pc,
+        )  # fmt: skip
+        chunk = int(config.batching.eval_batch_size)
+        if parallel is not None:  # every process's chunk splits over its own devices
+            per = max(parallel.size // pc, 1)
+            chunk = -(-chunk // per) * per
+        dirs = dict(data.splits())
+        if config.train.eval_train:
+            dirs = {"train_eval": data.train, **dirs}
+        self.splits = {
+            name: (self._chunks(d, chunk, pi, pc), _count(d)) for name, d in dirs.items()
+        }
+        self.every = int(config.train.checkpoint_every_steps)
+        self.epoch: Any = None
+        self.save_step: Any = None
+
+    def compile(self, state: Any, save_step: Any = None) -> tuple[Any, Any]:
+        """``(epoch, evaluate)`` for ``state``'s shardings; the step is compiled now (the
+        evaluation on its first call)."""
+        from jopt.train import StreamEpoch, make_eval_sums, make_stream_step, under_matmul_precision
+
+        program, setup, parallel = self.program, self.setup, self.parallel
+        b = setup.batching
         step = make_stream_step(
             program.model,
             program.tx,
             setup.spec,
             accumulate_steps=b.accumulate_steps if b.strategy == "accumulate" else 1,
             augment=setup.augment,
-            kind=data.kind,
+            kind=self.data.kind,
             layout=program.layout,
         )
         step = under_matmul_precision(step, program.precision)
@@ -197,35 +210,41 @@ class ShardedRun:
         def eval_chunk(params, model_state, opt_state, x, y, w):
             return sums(eval_params(params, opt_state), model_state, x, y, w)
 
+        rows = self.local_rows * jax.process_count()
+        x_like = jax.ShapeDtypeStruct((rows, *self.data.input_shape), jnp.float32)
+        y_dtype = jnp.int32 if self.data.task == "classification" else jnp.float32
+        y_like = jax.ShapeDtypeStruct((rows, *self._y_shape()), y_dtype)
         if parallel is None:
-            self.step = jax.jit(step, donate_argnums=0)
+            self.step = jax.jit(step, donate_argnums=0).lower(state, x_like, y_like).compile()
             self._sums = jax.jit(eval_chunk)
         else:
             self.step = parallel.jit(step, state, num_data_args=2)
+            self.step.lower(state, x_like, y_like)
             sh = parallel.state_shardings(state)
-            rep = parallel.replicated
             self._sums = jax.jit(
                 eval_chunk,
                 in_shardings=(sh.params, sh.model_state, sh.opt_state, *[parallel.batch] * 3),
-                out_shardings=rep,
+                out_shardings=parallel.replicated,
             )
+        self.save_step = save_step
         self.epoch = StreamEpoch(
             self.step,
             self.shards,
             self._put,
-            classification=data.task == "classification",
-            on_step=on_step,
+            classification=self.data.task == "classification",
+            on_step=self._on_step,
         )
-        chunk = int(config.batching.eval_batch_size)
-        if parallel is not None:  # every process's chunk splits over its devices
-            per = max(parallel.size // pc, 1)
-            chunk = -(-chunk // per) * per
-        self.splits = {}
-        dirs = dict(data.splits())
-        if config.train.eval_train:
-            dirs = {"train_eval": data.train, **dirs}
-        for name, directory in dirs.items():
-            self.splits[name] = (self._chunks(directory, chunk, pi, pc), _count(directory))
+        return self.epoch, self.evaluate
+
+    def _y_shape(self) -> tuple[int, ...]:
+        if self.data.task == "classification" or self.data.num_classes == 1:
+            return ()
+        return (self.data.num_classes,)
+
+    def _on_step(self, state: Any, epoch: int, position: int) -> None:
+        step = (epoch - 1) * self.shards.steps_per_epoch + position
+        if self.every and self.save_step is not None and step % self.every == 0:
+            self.save_step(state, epoch - 1, step)
 
     def _chunks(self, directory: str, chunk: int, pi: int, pc: int) -> Any:
         from jopt.data import eval_batches
@@ -253,8 +272,9 @@ class ShardedRun:
         """What a checkpoint stores of the data position (JSON)."""
         return self.epoch.position_state()
 
-    def resume(self, epochs_done: int, position: dict | None) -> None:
-        self.epoch.resume(epochs_done, position)
+    def resume(self, epochs_done: int, book: dict) -> None:
+        """Continue from a checkpoint's bookkeeping (its ``stream`` position, if any)."""
+        self.epoch.resume(epochs_done, book.get("stream"))
 
 
 def _count(directory: str) -> int:

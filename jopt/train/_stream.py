@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.core.errors import JoptError
-from jopt.train._losses import make_loss, mse
+from jopt.train._losses import mse
 from jopt.train._step import (
     LossSpec,
     _targets,
@@ -202,10 +202,7 @@ def make_eval_sums(model: nn.Module, spec: LossSpec) -> Callable:
     (eval mode, as ``jopt.train.make_eval_fn``; divide by the split's size for its metrics)."""
     # the data loss alone: no label smoothing, no penalty (the user's loss_fn, if any, kept)
     plain = dataclasses.replace(spec, label_smoothing=0.0, l1=0.0, l2=0.0, penalty_mask=None)
-    if hasattr(plain, "per_example"):
-        loss_fn = plain.per_example()
-    else:
-        loss_fn = make_loss(spec.loss, huber_delta=spec.huber_delta)
+    loss_fn = plain.per_example()
 
     def sums(params, model_state, x, y, w):
         out, _ = apply_model(model, params, model_state, x, train=False)
