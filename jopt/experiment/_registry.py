@@ -18,6 +18,7 @@ from jopt import combinators, optimizers, transforms
 from jopt.core import JoptError
 from jopt.data import PREPROCESS, REMAINDERS, STRATEGIES
 from jopt.data import dataset_names as data_names
+from jopt.experiment._config_optimizers import HELPERS, config_factory
 from jopt.models import ACTIVATIONS, MODELS, make_model
 from jopt.numerics import list_problems
 from jopt.train import LOSSES
@@ -60,15 +61,24 @@ TASK_LOSSES = {"classification": ("cross_entropy",), "regression": ("mse", "hube
 
 
 def optimizer_names() -> list[str]:
-    """Every optimizer factory exported by ``jopt.optimizers`` (functions, not state classes)."""
-    return sorted(n for n in optimizers.__all__ if inspect.isfunction(getattr(optimizers, n)))
+    """Every optimizer factory exported by ``jopt.optimizers`` (functions, not state classes,
+    not the helpers in ``_config_optimizers.HELPERS``)."""
+    return sorted(
+        n
+        for n in optimizers.__all__
+        if inspect.isfunction(getattr(optimizers, n)) and n not in HELPERS
+    )
 
 
 def optimizer_factory(name: str) -> Callable[..., Any]:
+    """The factory a config's ``optimizer.name`` builds (``_config_optimizers`` adapts the few
+    whose arguments a YAML file cannot hold)."""
+    if name in HELPERS:
+        raise JoptError(f"{name!r} is not an optimizer: {HELPERS[name]}")
     names = optimizer_names()
     if name not in names:
         raise JoptError(f"unknown optimizer {name!r}; allowed: {', '.join(names)}")
-    return getattr(optimizers, name)
+    return config_factory(name) or getattr(optimizers, name)
 
 
 def transform_factory(name: str) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ import copy
 from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
 from jopt.experiment._checks import check_task
+from jopt.experiment._config_optimizers import check_fits
 from jopt.experiment._kwargs import check_group_rules, check_kwargs, finite_everywhere
 from jopt.experiment._parse import build_section, closest, set_dotted
 from jopt.experiment._paths import check_data_files, check_output_dir
@@ -49,6 +50,9 @@ def _transform_factory(i: int, name: str):
 
 def validate_optimizer(config: Config) -> None:
     opt = config.optimizer
+    if opt.name in reg.HELPERS:
+        what = reg.HELPERS[opt.name]
+        raise JoptError(f"optimizer.name: {opt.name!r} is not an optimizer: {what}")
     try:
         factory = reg.optimizer_factory(opt.name)
     except JoptError:
@@ -67,6 +71,7 @@ def validate_optimizer(config: Config) -> None:
     for i, t in enumerate(opt.chain):
         check_kwargs(f"optimizer.chain[{i}]", _transform_factory(i, t.name), t.kwargs)
     check_group_rules(opt.groups, factory)
+    check_fits(config)  # lbfgs / sam / sophia re-evaluate the objective: what that needs
     from jopt.experiment._build import build_optimizer, fused_refusal
 
     why = fused_refusal(config)

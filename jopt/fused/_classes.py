@@ -32,7 +32,13 @@ def _probe(tx: Any, params: Any) -> tuple[list[tuple], list[str]]:
 
     def run(p):
         state = tx.init(p)
-        return call_update(tx, p, state, p, value=jnp.zeros((), jnp.float32))
+        # the extra arguments jopt.train's step passes (lbfgs, sophia and sam use them)
+        def f(q, **_):
+            sq = [jnp.vdot(x, x).real.astype(jnp.float32) for x in jax.tree.leaves(q)]
+            return sum(sq, jnp.zeros((), jnp.float32))
+
+        extra = dict(grad=p, value_fn=f, obj_fn=f, grad_fn=lambda q, i: q)
+        return call_update(tx, p, state, p, value=jnp.zeros((), jnp.float32), **extra)
 
     with probe_labels() as records:
         try:

@@ -20,6 +20,7 @@ from jopt.core import (
     ScalarOrSchedule,
     chain,
     inexact,
+    layout_dependent,
     map_elementwise,
     safe_increment,
     zeros_like,
@@ -71,6 +72,7 @@ def hutchinson_estimator_diag_hessian(
         del updates, extra_args
         if params is None or obj_fn is None:
             raise JoptError("hutchinson_estimator_diag_hessian: update needs params and obj_fn=")
+        layout_dependent("sophia's Hutchinson estimate draws its random signs leaf by leaf")
         key, sub = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(sub, len(leaves))

@@ -193,7 +193,8 @@ def ftrl(
         >>> p = {"w": jnp.ones(3)}
         >>> u, s = tx.update(p, tx.init(p), p)
     """
-    if learning_rate_power > 0:
+    # (a traced value, as jopt.with_hparams passes, is not checked here)
+    if isinstance(learning_rate_power, int | float) and learning_rate_power > 0:
         raise JoptError(f"ftrl: learning_rate_power must be <= 0, got {learning_rate_power}")
 
     def init_fn(params):

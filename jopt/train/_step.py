@@ -170,19 +170,37 @@ def make_train_step(
     def tree(p, offsets):
         return p if layout is None else layout.unpack(p, offsets)
 
-    def micro(params, model_state, x, y, w, key, offsets=None):
+    def micro_objective(params, model_state, x, y, w, key, offsets):
+        """``(sum_i w_i l_i, (outputs, new model state))`` on one micro-batch."""
         k_aug, k_drop = jax.random.split(key)
         targets = _targets(spec, y)
         if augment.active:
             x, targets = augment_batch(augment, k_aug, x, targets, kind)
+        out, new_ms = apply_model(
+            model, tree(params, offsets), model_state, x, train=True, key=k_drop
+        )
+        return jnp.sum(w * loss_fn(out, targets)), (out, new_ms)
 
-        def objective(p):
-            out, new_ms = apply_model(
-                model, tree(p, offsets), model_state, x, train=True, key=k_drop
+    def objective(params, model_state, xb, yb, wb, keys, offsets):
+        """The step's objective at ``params`` on its batch (same keys, so the same dropout
+        and augmentation): weighted mean loss plus penalty, what ``value=`` holds."""
+
+        def body(ms, inp):
+            lsum, (_, ms) = micro_objective(params, ms, *inp, offsets)
+            return ms, lsum
+
+        _, lsums = jax.lax.scan(body, model_state, (xb, yb, wb, keys))
+        value = jnp.sum(lsums) / jnp.maximum(jnp.sum(wb), 1.0)
+        if use_penalty:
+            value = value + penalty(
+                tree(params, offsets), l1=spec.l1, l2=spec.l2, mask=spec.penalty_mask
             )
-            return jnp.sum(w * loss_fn(out, targets)), (out, new_ms)
+        return value
 
-        (lsum, (out, new_ms)), g = jax.value_and_grad(objective, has_aux=True)(params)
+    def micro(params, model_state, x, y, w, key, offsets=None):
+        (lsum, (out, new_ms)), g = jax.value_and_grad(micro_objective, has_aux=True)(
+            params, model_state, x, y, w, key, offsets
+        )
         if classification:
             hit = (jnp.argmax(out, -1) == y).astype(jnp.float32)
             correct = jnp.sum(w * hit)
@@ -233,7 +251,23 @@ def make_train_step(
             grads = jax.tree.map(jnp.add, grads, pen_grads)
         else:
             pen = jnp.zeros((), jnp.float32)
-        updates, opt_state = call_update(tx, grads, opt_state, state.params, value=loss + pen)
+
+        def value_fn(p, **_):  # a line search passes its other extra arguments on
+            return objective(p, state.model_state, xb, yb, wb, keys, offsets)
+
+        # Every optimizer gets what any needs: polyak_sgd value=, lbfgs grad=/value_fn=,
+        # sophia obj_fn=, sam (opaque) grad_fn=. Unused closures are never traced (free).
+        updates, opt_state = call_update(
+            tx,
+            grads,
+            opt_state,
+            state.params,
+            value=loss + pen,
+            grad=grads,
+            value_fn=value_fn,
+            obj_fn=value_fn,
+            grad_fn=lambda p, i: jax.grad(value_fn)(p),
+        )
         if layout is not None:
             opt_state = FusedState(opt_state, state.opt_state.offsets)
         params = apply_updates(state.params, updates)
