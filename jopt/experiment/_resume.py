@@ -2,7 +2,7 @@
 
 * **Fingerprint.** ``fingerprint.json`` holds a SHA-256 of the resolved config's
   training-relevant fields (everything except ``name``, ``output``, ``sweep``, ``diagnostics``
-  and ``train.checkpoint_every``: what names, logs or saves a run, not what it computes) and
+  and ``train.checkpoint_every[_steps]``: what names, logs or saves a run, not what it computes) and
   the fields themselves, so a refusal lists which ones changed.
 * **Extension.** ``--epochs N`` raises ``train.epochs`` explicitly: ``config.yaml`` and the
   fingerprint are rewritten and an ``extensions`` record is appended, so the config still
@@ -36,7 +36,14 @@ from jopt.experiment._schema import Config, to_dict
 FINGERPRINT = "fingerprint.json"
 LOCK = ".lock"
 # sections and fields that name, log or save a run but do not change what it computes
-_NOT_TRAINING = ("name", "output", "sweep", "diagnostics", "train.checkpoint_every")
+_NOT_TRAINING = (
+    "name",
+    "output",
+    "sweep",
+    "diagnostics",
+    "train.checkpoint_every",
+    "train.checkpoint_every_steps",
+)
 
 
 def _flatten(raw: Any, prefix: str = "") -> dict[str, Any]:
