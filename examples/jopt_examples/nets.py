@@ -59,7 +59,7 @@ class EqxMLP(eqx.Module):
     def __init__(self, input_shape, num_outputs, hidden=8, dropout=0.0, *, key):
         k1, k2 = jax.random.split(key)
         self.dense1 = eqx.nn.Linear(math.prod(input_shape), hidden, key=k1)
-        self.norm = eqx.nn.BatchNorm(hidden, axis_name="batch")
+        self.norm = eqx.nn.BatchNorm(hidden, axis_name="batch", mode="batch")
         self.drop = eqx.nn.Dropout(dropout)
         self.dense2 = eqx.nn.Linear(hidden, num_outputs, key=k2)
 

@@ -382,15 +382,22 @@ def build_model(config: Any, data: Any, precision: Any) -> Any:
             )
         if framework == "linen":
             return make_model(probe, num_outputs=1, precision=precision)
-    from jopt.models import adapt
+    from jopt.models import adapt, precision_policy
 
     try:
         model = adapt(build, framework=framework)
-        model = make_model(model, num_outputs=int(data.num_outputs), precision=precision)
+        if precision is not None and precision_policy(precision).policy != "float32":
+            raise JoptError(
+                f"train.precision {precision_policy(precision).policy} applies to flax linen "
+                f"models; {framework} modules set their own dtypes (use float32)"
+            )
         sample = jax.ShapeDtypeStruct((1, *data.input_shape), jax.numpy.float32)
         model.check(sample)
     except JoptError as e:
-        raise JoptError(f"model.name: {ref}: {e}") from None
+        text = str(e)
+        raise JoptError(
+            text if text.startswith("model.name:") else f"model.name: {ref}: {text}"
+        ) from None
     return model
 
 
