@@ -119,6 +119,7 @@ def resolve(key: str, ref: str, code_path: list[str] | tuple[str, ...] = ()) -> 
         )
     mod_name, attr = m.groups()
     dirs = search_dirs(code_path)
+    _check_not_shadowed(key, mod_name.split(".")[0], dirs)
     with _on_path(dirs):
         try:
             module = importlib.import_module(mod_name)
@@ -147,6 +148,22 @@ def resolve(key: str, ref: str, code_path: list[str] | tuple[str, ...] = ()) -> 
             )
         obj = getattr(obj, part)
     return obj
+
+
+def _check_not_shadowed(key: str, top: str, dirs: list[str]) -> None:
+    """Refuse a module name already imported from elsewhere when a search directory holds
+    another module of that name (the cached one would silently be used instead)."""
+    loaded = sys.modules.get(top)
+    origin = getattr(loaded, "__file__", None)
+    if origin is None:
+        return
+    for d in dirs:
+        for cand in (os.path.join(d, top + ".py"), os.path.join(d, top, "__init__.py")):
+            if os.path.exists(cand) and not os.path.samefile(cand, origin):
+                raise JoptError(
+                    f"{key}: module {top!r} is already imported from {origin}, but {cand} is "
+                    "another module of that name; rename one of them"
+                )
 
 
 def _signature(key: str, ref: str, fn: Any, section: str) -> inspect.Signature:
@@ -377,7 +394,7 @@ def build_model(config: Any, data: Any, precision: Any) -> Any:
         framework = _framework(probe, False)
         if framework is None:
             raise JoptError(
-                f"model.name: {ref} returned a {type(probe).__name__}, not a flax linen, "
+                f"model.name: {ref} returned {type(probe).__name__}, not a flax linen, "
                 "flax NNX or equinox module instance"
             )
         if framework == "linen":
