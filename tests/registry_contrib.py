@@ -134,8 +134,8 @@ for _case in (
             dict(learning_rate="sched", beta=0.9, weight_decay=0.1, adam_b1=0.8, nesterov=False),
             dict(learning_rate=LR, ns_steps=3, adaptive=True, adam_learning_rate=0.02),
         ),
-        # optax's muon has more keyword options (presets, preconditioning, dimension numbers):
-        # jopt's is the matrix-default subset.
+        # presets, preconditionings and consistent_rms: tests/test_contrib_muon_sophia.py;
+        # optax's weight dimension numbers (non-2-D matrices) are refused in one line.
         signature_compatible=False,
         skip_trees=(("complex", "optax's Newton-Schulz on complex matrices: no jopt counterpart"),),
     ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,3 +67,56 @@ def test_sophia_needs_obj_fn():
     p = {"w": jnp.ones(2)}
     with pytest.raises(jopt.JoptError):
         tx.update(p, tx.init(p), p)
+
+
+FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+MUON_OPTIONS = [  # every preset, preconditioning and consistent_rms, in three programs
+    dict(ns_coeffs="dion", preconditioning="spectral"),
+    dict(ns_coeffs="standard", preconditioning="aol", consistent_rms=0.2, weight_decay=0.01),
+    dict(
+        ns_coeffs=((3.0, -3.2, 1.2), (3.4445, -4.775, 2.0315)),
+        ns_steps=3,
+        preconditioning="schatten",
+        nesterov=False,
+        adaptive=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("kw", MUON_OPTIONS, ids=str)
+def test_muon_options_match_optax(kw):
+    # optax.contrib.muon's presets, preconditionings and consistent RMS, 5 steps
+    keys = jax.random.split(jax.random.key(7), 4)
+    p = {
+        "w": jax.random.normal(keys[0], (4, 3)),
+        "k": jax.random.normal(keys[1], (3, 6)),
+        "b": jax.random.normal(keys[2], (3,)),
+    }
+    ours, theirs = jopt.muon(0.05, **kw), optax.contrib.muon(0.05, **kw)
+
+    @functools.partial(jax.jit, compiler_options=FAST)  # one program: optax's loops eager
+    def both(p):  # recompile on every call
+        s1, s2, p1, p2 = ours.init(p), theirs.init(p), p, p
+        for t in range(5):
+            u1, s1 = ours.update(jax.tree.map(lambda x, t=t: jnp.sin(3.0 * x + t), p1), s1, p1)
+            with jax.numpy_dtype_promotion("standard"):
+                g2 = jax.tree.map(lambda x, t=t: jnp.sin(3.0 * x + t), p2)
+                u2, s2 = theirs.update(g2, s2, p2)
+            p1, p2 = jopt.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+        return p1, p2
+
+    p1, p2 = both(p)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(p1[k]), np.asarray(p2[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_muon_refuses_what_it_does_not_implement():
+    for kw, match in [
+        (dict(ns_coeffs="polar"), "unknown ns_coeffs preset 'polar'"),
+        (dict(preconditioning="newton"), "unknown preconditioning 'newton'"),
+        (dict(muon_weight_dimension_numbers={"w": None}), "weight_dimension_numbers"),
+        (dict(ns_coeffs=((1.0, 0.0, 0.0),) * 6), "at most ns_steps rows"),
+    ]:
+        with pytest.raises(jopt.JoptError, match=match) as e:
+            jopt.muon(0.1, **kw).init({"w": jnp.ones((2, 2))})
+        assert "\n" not in str(e.value)

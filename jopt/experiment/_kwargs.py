@@ -53,13 +53,18 @@ def _kind(p: inspect.Parameter) -> str:
         or ann.startswith("AL")
     ):
         if ann.startswith("tuple") or isinstance(d, tuple):
-            return "numbers"
+            return "numbers_or_name" if ann.endswith("| str") else "numbers"
         return "number"
     if isinstance(d, tuple) and d and all(isinstance(x, (int, float)) for x in d):
         return "numbers"
     if ann in ("str", "str | None") or isinstance(d, str):
         return "str"
     return "any"
+
+
+def _flat(value: list) -> list:
+    """The numbers of a list of numbers or of lists of numbers (rows)."""
+    return [x for v in value for x in (v if isinstance(v, list) else [v])]
 
 
 def _is_number(v: Any) -> bool:
@@ -90,7 +95,7 @@ def finite_everywhere(where: str, value: Any) -> None:
 def _check_value(where: str, name: str, value: Any, p: inspect.Parameter | None) -> Any:
     """The checked value (numeric strings become numbers)."""
     kind = _kind(p) if p is not None else "any"
-    if kind in ("number", "int", "numbers"):
+    if kind in ("number", "int", "numbers", "numbers_or_name") and not isinstance(value, str):
         value = [_as_number(v) for v in value] if isinstance(value, list) else _as_number(value)
     finite_everywhere(where, value)
     if value is None:
@@ -108,6 +113,11 @@ def _check_value(where: str, name: str, value: Any, p: inspect.Parameter | None)
         isinstance(value, (list, tuple)) and all(_is_number(v) for v in value)
     ):
         raise JoptError(f"{where} must be a list of numbers, got {value!r}")
+    if kind == "numbers_or_name" and not (
+        isinstance(value, str)
+        or (isinstance(value, list) and all(_is_number(v) for v in _flat(value)))
+    ):
+        raise JoptError(f"{where} must be a preset name or a list of numbers, got {value!r}")
     if kind == "str" and not isinstance(value, str):
         raise JoptError(f"{where} must be a string, got {value!r}")
     if name in DECAY_RATES:

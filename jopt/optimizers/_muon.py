@@ -19,6 +19,29 @@ from jopt.transforms import (
 )
 
 DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)  # Jordan et al. 2024 (optax's default)
+# Named coefficient sets (optax.contrib.muon's presets): one row per step for "dion".
+NS_COEFFS_PRESETS = {
+    "standard": DEFAULT_NS_COEFFS,
+    "dion": (
+        (4.0848, -6.8946, 2.9270),
+        (3.9505, -6.3029, 2.6377),
+        (3.7418, -5.5913, 2.3037),
+        (2.8769, -3.1427, 1.2046),
+        (2.8366, -3.0525, 1.2012),
+    ),
+}
+
+
+def resolve_ns_coeffs(ns_coeffs: Any, name: str = "muon") -> Any:
+    """``ns_coeffs`` with a preset name (``"standard"``, ``"dion"``) replaced by its numbers."""
+    if isinstance(ns_coeffs, str):
+        if ns_coeffs not in NS_COEFFS_PRESETS:
+            raise JoptError(
+                f"{name}: unknown ns_coeffs preset {ns_coeffs!r} "
+                f"(allowed: {', '.join(NS_COEFFS_PRESETS)}, or numbers)"
+            )
+        return NS_COEFFS_PRESETS[ns_coeffs]
+    return ns_coeffs
 
 
 class MuonSplitState(NamedTuple):
@@ -44,7 +67,7 @@ def _merge(a: Any, b: Any) -> Any:
 
 def muon(
     learning_rate: ScalarOrSchedule,
-    ns_coeffs: tuple[float, float, float] = DEFAULT_NS_COEFFS,
+    ns_coeffs: tuple[float, float, float] | str = DEFAULT_NS_COEFFS,
     ns_steps: int = 5,
     beta: jax.typing.ArrayLike = 0.95,
     eps: jax.typing.ArrayLike = 1e-8,
@@ -74,14 +97,17 @@ def muon(
     with :math:`\\hat m_t` and NS as in :func:`jopt.transforms.scale_by_muon`. Biases,
     scalars and higher-rank kernels use ``adamw(adam_learning_rate or learning_rate,
     adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay)``. Same arguments
-    and defaults as ``optax.contrib.muon``; its non-default ``preconditioning``,
-    ``muon_weight_dimension_numbers``, ``consistent_rms`` and preset-name ``ns_coeffs`` are
-    refused in one line (:class:`jopt.JoptError`).
+    and defaults as ``optax.contrib.muon``, its ``ns_coeffs`` presets (``"standard"``,
+    ``"dion"``: one coefficient row per step), ``preconditioning`` methods and
+    ``consistent_rms`` included; a non-``None`` ``muon_weight_dimension_numbers`` is refused
+    in one line (:class:`jopt.JoptError`).
 
     Args:
         learning_rate: step size :math:`\\eta` (a number or a schedule).
-        ns_coeffs: Newton-Schulz coefficients ``(a, b, c)``.
-        ns_steps: Newton-Schulz iterations.
+        ns_coeffs: Newton-Schulz coefficients ``(a, b, c)``, rows of them (one per step),
+            or a preset name: ``"standard"`` (the default numbers) or ``"dion"`` (Ahn et al.
+            2025, five rows).
+        ns_steps: Newton-Schulz iterations (with rows: the last ``ns_steps`` rows are used).
         beta: momentum decay.
         eps: added to the Frobenius norm before the iteration, and AdamW's epsilon.
         weight_decay: decoupled weight decay :math:`\\lambda` of the matrices.
@@ -89,11 +115,13 @@ def muon(
         mu_dtype: dtype of the momenta (default: the parameters').
         nesterov: Nesterov momentum (both parts).
         adaptive: scale each orthogonalised update by :math:`\\langle \\hat m_t, u_t\\rangle`.
-        preconditioning: only ``"frobenius"``.
+        preconditioning: ``"frobenius"``, ``"spectral"``, ``"aol"`` or ``"schatten"`` (see
+            :func:`jopt.transforms.orthogonalize_via_newton_schulz`).
         adam_b1, adam_b2, adam_eps_root, adam_weight_decay: AdamW's for the other leaves.
         adam_learning_rate: AdamW's step size (default ``learning_rate``).
         muon_weight_dimension_numbers: only ``None`` (every 2-D leaf is a matrix).
-        consistent_rms: only ``None``.
+        consistent_rms: ``None`` (width transfer) or :math:`r`: scale each matrix update
+            by :math:`r\\sqrt{\\max(n_{in}, n_{out})}` instead.
 
     Example:
         >>> import jax.numpy as jnp, jopt
@@ -101,11 +129,9 @@ def muon(
         >>> p = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
         >>> u, s = tx.update(p, tx.init(p), p)
     """
-    if consistent_rms is not None:
-        raise JoptError("muon: consistent_rms is not supported (leave it None)")
     muon_tx = chain(
         scale_by_muon(
-            ns_coeffs,
+            resolve_ns_coeffs(ns_coeffs),
             ns_steps,
             beta,
             eps,
@@ -115,7 +141,7 @@ def muon(
             preconditioning=preconditioning,
             weight_dimension_numbers=muon_weight_dimension_numbers,
         ),
-        scale_by_shape(),
+        scale_by_shape(consistent_rms=consistent_rms),
         add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )

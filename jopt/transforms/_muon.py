@@ -22,27 +22,68 @@ from jopt.core import (
 DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)
 
 
+PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
+def _first_step(x: jax.Array, coeffs: jax.Array, preconditioning: str, eps: Any) -> jax.Array:
+    """The first iteration with AOL or Schatten-4 rescaling (Boissin et al. 2025)."""
+    if preconditioning == "aol":
+        gram = x @ x.T.conj()
+        s = jax.lax.rsqrt(jnp.clip(jnp.abs(gram).sum(axis=-1), min=eps))[:, None]
+        x, gram = x * s, gram * s * s.T
+    else:  # schatten (optax uses x @ x.T here, without conj)
+        gram = x @ x.T
+        s = jax.lax.rsqrt(jnp.clip(jnp.linalg.norm(gram, ord="fro"), min=eps))
+        x, gram = x * s, gram * s**2
+    return coeffs[0] * x + (coeffs[1] * gram + coeffs[2] * gram @ gram) @ x
+
+
 def orthogonalize_via_newton_schulz(
-    x: jax.Array, ns_coeffs: jax.Array, ns_steps: int = 5, eps: jax.typing.ArrayLike = 1e-8
+    x: jax.Array,
+    ns_coeffs: jax.Array,
+    ns_steps: int = 5,
+    preconditioning: str = "frobenius",
+    eps: jax.typing.ArrayLike = 1e-8,
+    dimension_numbers: Any = None,
 ) -> jax.Array:
-    """Approximate the orthogonal factor :math:`U V^T` of :math:`x = U \\Sigma V^T` by
-    ``ns_steps`` quintic Newton-Schulz iterations on :math:`x/\\lVert x\\rVert_F`:
+    """Approximate the orthogonal factor :math:`U V^T` of :math:`x = U \\Sigma V^T` by quintic
+    Newton-Schulz iterations:
 
     .. math::
 
         A = X X^T, \\quad X \\leftarrow a X + (b A + c A^2) X
 
-    (Jordan et al. 2024; coefficients ``ns_coeffs = (a, b, c)``). ``x`` must be 2-D; the
-    iteration runs on the wide orientation.
+    (Jordan et al. 2024). ``ns_coeffs``: ``(a, b, c)`` for ``ns_steps`` steps, or an
+    ``(n, 3)`` array, one row per step (``ns_steps`` then ignored). ``preconditioning``:
+    ``frobenius`` (start from :math:`X/\\lVert X\\rVert_F`), ``spectral``
+    (:math:`X/\\lVert X\\rVert_2`), ``aol`` or ``schatten`` (the first step rescales;
+    Boissin et al. 2025). ``x`` must be 2-D; the iteration runs on the wide orientation.
+    Same arguments as ``optax.contrib.orthogonalize_via_newton_schulz`` (only
+    ``dimension_numbers=None``).
     """
+    if dimension_numbers is not None:
+        raise JoptError("orthogonalize_via_newton_schulz: only dimension_numbers=None (2-D x)")
+    if preconditioning not in PRECONDITIONINGS:
+        raise JoptError(
+            f"muon: unknown preconditioning {preconditioning!r} "
+            f"(allowed: {', '.join(PRECONDITIONINGS)})"
+        )
     if x.ndim != 2:
         raise JoptError(f"muon: needs 2-D (matrix) parameters, got shape {x.shape}")
+    coeffs = jnp.asarray(ns_coeffs)
+    if coeffs.ndim not in (1, 2) or coeffs.shape[-1] != 3:
+        raise JoptError(f"muon: ns_coeffs must have shape (3,) or (n, 3), got {coeffs.shape}")
     transposed = x.shape[0] > x.shape[1]
     if transposed:
         x = x.T
-    x = x / (jnp.linalg.norm(x, ord="fro") + eps)
-    a, b, c = (jnp.asarray(k).astype(x.dtype) for k in ns_coeffs)
-    for _ in range(ns_steps):
+    if preconditioning == "frobenius":
+        x = x / (jnp.linalg.norm(x, ord="fro") + eps)
+    elif preconditioning == "spectral":
+        x = x / (jnp.linalg.norm(x, ord=2) + eps)
+    coeffs = coeffs.astype(x.dtype)
+    rows = [coeffs] * ns_steps if coeffs.ndim == 1 else list(coeffs)
+    for i, (a, b, c) in enumerate(rows):
+        if i == 0 and preconditioning in ("aol", "schatten"):
+            x = _first_step(x, jnp.stack([a, b, c]), preconditioning, eps)
+            continue
         gram = x @ x.T.conj()
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.T if transposed else x
@@ -64,10 +105,10 @@ class MuonState(NamedTuple):
 
 def check_muon_options(preconditioning: str, weight_dimension_numbers: Any, name: str) -> None:
     """Refuse (one line) the optax Muon options jopt does not implement."""
-    if preconditioning != "frobenius":
+    if preconditioning not in PRECONDITIONINGS:
         raise JoptError(
-            f"{name}: only preconditioning='frobenius' (optax's default) is implemented, got "
-            f"{preconditioning!r}"
+            f"{name}: unknown preconditioning {preconditioning!r} "
+            f"(allowed: {', '.join(PRECONDITIONINGS)})"
         )
     if weight_dimension_numbers is not None:
         raise JoptError(
@@ -107,13 +148,20 @@ def scale_by_muon(
     (``nesterov=False``: :math:`\\hat m_t = m_t/(1-\\beta^t)`; ``adaptive=True`` scales
     :math:`u_t` by :math:`\\langle \\hat m_t, u_t\\rangle`). Every parameter must be a
     matrix (the structure is per-matrix, not packable); :func:`jopt.muon` routes the others
-    to AdamW. Same arguments as ``optax.contrib.scale_by_muon``; only its default
-    ``preconditioning="frobenius"`` and ``weight_dimension_numbers=None`` (every leaf a matrix)
-    are implemented, other values are refused.
+    to AdamW. Same arguments as ``optax.contrib.scale_by_muon``: ``ns_coeffs`` ``(a, b, c)``
+    or up to ``ns_steps`` rows of them (the last ``ns_steps`` are used, one per step), all four
+    ``preconditioning`` methods (see :func:`orthogonalize_via_newton_schulz`); only
+    ``weight_dimension_numbers=None`` (every leaf a matrix) is implemented, others are refused.
     """
     check_muon_options(preconditioning, weight_dimension_numbers, "scale_by_muon")
-    if np.shape(ns_coeffs) != (3,):
-        raise JoptError(f"scale_by_muon: ns_coeffs must be 3 numbers (a, b, c), got {ns_coeffs!r}")
+    shape = np.shape(ns_coeffs)
+    if not (shape == (3,) or (len(shape) == 2 and shape[1] == 3 and 0 < shape[0] <= ns_steps)):
+        raise JoptError(
+            "scale_by_muon: ns_coeffs must be (a, b, c) or at most ns_steps rows of them, got "
+            f"shape {shape} with ns_steps={ns_steps}"
+        )
+    coeffs = np.asarray(ns_coeffs, np.float32)
+    coeffs = coeffs if coeffs.ndim == 1 else coeffs[-ns_steps:]
 
     def init_fn(params):
         for p in jax.tree.leaves(params):
@@ -122,7 +170,7 @@ def scale_by_muon(
         return MuonState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params, mu_dtype),
-            ns_coeffs=jnp.asarray(ns_coeffs, jnp.float32),
+            ns_coeffs=jnp.asarray(coeffs),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -139,7 +187,9 @@ def scale_by_muon(
                 ) * _bias_corrected(g, beta, count)
             else:
                 m_hat = _bias_corrected(m, beta, count)
-            u = orthogonalize_via_newton_schulz(m_hat, state.ns_coeffs, ns_steps, eps)
+            u = orthogonalize_via_newton_schulz(
+                m_hat, state.ns_coeffs, ns_steps, preconditioning, eps
+            )
             if adaptive:
                 u = jnp.sum(m_hat.conj() * u) * u
             return u.astype(out_dtype), m
@@ -150,9 +200,14 @@ def scale_by_muon(
     return GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_shape() -> GradientTransformation:
-    """Scale each matrix update by :math:`\\sqrt{\\max(1, n_{out}/n_{in})}` (shape ``(n_in,
-    n_out)``), Muon's width transfer (optax.contrib's ``scale_by_shape`` default)."""
+def scale_by_shape(
+    weight_dimension_numbers: Any = None, consistent_rms: jax.typing.ArrayLike | None = None
+) -> GradientTransformation:
+    """Scale each matrix update (shape ``(n_in, n_out)``) by Muon's width transfer
+    :math:`\\sqrt{\\max(1, n_{out}/n_{in})}`, or with ``consistent_rms`` :math:`r` by
+    :math:`r\\sqrt{\\max(n_{in}, n_{out})}` (Liu et al. 2025, consistent update RMS). Same
+    arguments as ``optax.contrib.scale_by_shape`` (only ``weight_dimension_numbers=None``)."""
+    check_muon_options("frobenius", weight_dimension_numbers, "scale_by_shape")
 
     def init_fn(params):
         del params
@@ -163,7 +218,11 @@ def scale_by_shape() -> GradientTransformation:
 
         def scale(u):
             fan_in, fan_out = u.shape
-            return jnp.sqrt(jnp.maximum(1.0, fan_out / fan_in)).astype(u.dtype) * u
+            if consistent_rms is None:
+                factor = jnp.sqrt(jnp.maximum(1.0, fan_out / fan_in))
+            else:
+                factor = jnp.sqrt(float(max(fan_in, fan_out))) * consistent_rms
+            return jnp.asarray(factor).astype(u.dtype) * u
 
         return map_elementwise(scale, updates), state
 
