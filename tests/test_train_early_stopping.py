@@ -86,7 +86,8 @@ def _runner_stop(history, every=1):
 
     def scripted(*args):  # (params, model_state, [opt_state,] splits)
         out = real(*args)
-        out["val"] = {**out["val"], "loss": np.float32(next(values))}
+        # the group's metrics carry a leading member axis (one member here)
+        out["val"] = {**out["val"], "loss": np.full_like(out["val"]["loss"], next(values))}
         return out
 
     trainer.evaluate = scripted

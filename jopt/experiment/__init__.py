@@ -36,7 +36,7 @@ _LAZY = {
     "plot_sensitivity": "jopt.experiment._plots",
     "point_label": "jopt.experiment._sweep",
     "problem_path_from_config": "jopt.experiment._problem_runs",
-    "start_distributed": "jopt.experiment._trainer",
+    "start_distributed": "jopt.experiment._program",
     "TensorBoardTracker": "jopt.experiment._tracker",
     "markdown_to_html_table": "jopt.experiment._html_report",
     "write_html_report": "jopt.experiment._html_report",

@@ -1,12 +1,15 @@
 """The runner's set-up, one function per stage: build, initialise, place, compile.
 
 :func:`build_program` turns a config into pure functions (the optimizer from
-:func:`jopt.experiment.build_optimizer`, the model, the epoch and evaluation functions,
-vmapped over a group of K members when K > 1; the epoch packed or per leaf as
-:func:`resolve_execution` decides); :func:`init_group` makes the (stacked) initial
-state; :func:`place_group` puts state and data on the mesh of a distributed run;
-:func:`compile_group` compiles the epoch (state donated) and one evaluation program for every
-split. ``GroupTrainer`` (``_trainer.py``) calls them in that order.
+:func:`jopt.experiment.build_optimizer`, the model, the epoch and evaluation functions mapped
+over the group's leading member axis by :func:`over_members`; the epoch packed or per leaf as
+:func:`resolve_execution` decides); :func:`init_group` makes the stacked initial state;
+:func:`place_group` puts state and data on the mesh of a distributed run; :func:`compile_group`
+compiles the epoch (state donated) and one evaluation program for every split.
+``GroupTrainer`` (``_trainer.py``) calls them in that order.
+
+Every group, a single run included, holds its state stacked on a leading axis of K members;
+:func:`member_slice` takes one member out (checkpoints, logs and summaries are per member).
 """
 
 from __future__ import annotations
@@ -30,11 +33,49 @@ from jopt.experiment._policy import EVAL_PARAMS_OPTIMIZERS, config_precision
 from jopt.experiment._schema import Config
 
 
+def over_members(fn: Any, K: int, in_axes: tuple) -> Any:
+    """``fn`` mapped over the group's leading member axis (``in_axes``: 0 or None per argument;
+    every output gets the axis).
+
+    K > 1 is ``jax.vmap``. For K = 1 the one member is taken out of the axis, ``fn`` runs on
+    it and the axis is put back: the same arithmetic as an unmapped run, bit for bit. A
+    ``vmap`` of size one batches the dots and convolutions and so changes the rounding (the
+    CNN config's parameters differ by up to 0.14 after 2 epochs on CPU); docs/decisions.md,
+    "A group of one".
+    """
+    if K > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def one(*args):
+        args = [member_slice(a, 0) if ax == 0 else a for a, ax in zip(args, in_axes, strict=True)]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return one
+
+
+def member_slice(tree: Any, k: int) -> Any:
+    """Member ``k`` of a group tree (its leading axis indexed)."""
+    return jax.tree.map(lambda a: a[k], tree)
+
+
+def start_distributed(config: Config) -> Any:
+    """``jopt.distributed.setup`` for the config's ``distributed`` section, or None when it is
+    off. Call it before any other JAX work (it may start the multi-process runtime and ask for
+    host devices)."""
+    dist = config.distributed
+    if dist.data == 1 and not dist.coordinator_address:
+        return None
+    from jopt import distributed
+
+    return distributed.setup(dataclasses.asdict(dist))
+
+
 @dataclasses.dataclass
 class Program:
     """What :func:`build_program` gives: the (possibly wrapped) model, the optimizer, its
-    learning-rate multiplier and the pure epoch and evaluation functions of a group of ``K``.
-    Nothing is placed, initialised or compiled."""
+    learning-rate multiplier and the pure epoch and evaluation functions of a group of ``K``
+    (each taking and giving state stacked on a leading axis of K). Nothing is placed,
+    initialised or compiled."""
 
     model: Any
     tx: Any
@@ -78,7 +119,7 @@ def resolve_execution(
 
 def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None) -> Program:
     """Build the group's pure functions: the optimizer (:func:`build_optimizer`, wrapped for
-    ``parallel``), the model and the epoch/eval functions (vmapped over the group when K > 1).
+    ``parallel``), the model and the epoch/eval functions over the group (:func:`over_members`).
 
     The epoch is packed when :func:`resolve_execution` says so: it takes and returns the
     per-leaf train state (checkpoints, evaluation, logs and hyperparameters read it per
@@ -118,10 +159,9 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     epoch_fn = under_matmul_precision(epoch_fn, policy)
     eval_fn = under_matmul_precision(eval_fn, policy)
     eval_params = eval_params_fn(config)
-    if K > 1:
-        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
-        eval_fn = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
-        eval_params = jax.vmap(eval_params)
+    epoch_fn = over_members(epoch_fn, K, (0, None, None))
+    eval_fn = over_members(eval_fn, K, (0, 0, None, None))
+    eval_params = over_members(eval_params, K, (0, 0))
     return Program(
         model, tx, mult, epoch_fn, eval_fn, K, execution, note, layout, policy, eval_params
     )
@@ -144,8 +184,8 @@ def eval_params_fn(config: Config) -> Any:
 def init_group(
     program: Program, configs: list[Config], sample: Any, parallel: Any = None
 ) -> tuple[Any, bool]:
-    """The group's initial train state (stacked over the K members when K > 1) and whether it
-    is already placed. Each member's state starts from its seed, with its hyperparameters
+    """The group's initial train state (stacked over its K members) and whether it is already
+    placed. Each member's state starts from its seed, with its hyperparameters
     (:func:`vmappable_values`) written into the optimizer state (``jopt.set_hparams``).
 
     In a multi-process job the state is built straight into its global shardings: a ZeRO-1
@@ -159,15 +199,13 @@ def init_group(
         return st._replace(opt_state=set_hparams(st.opt_state, **hparams))
 
     values = [vmappable_values(c) for c in configs]
-    seeds = jnp.asarray([c.seed for c in configs], jnp.uint32)
-    hps = {k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]}
+    seeds = np.asarray([c.seed for c in configs], np.uint32)
+    hps = {k: np.asarray([v[k] for v in values], np.float32) for k in values[0]}
+    init = over_members(init_one, program.K, (0, 0))
     if parallel is not None and jax.process_count() > 1:
-        args = (np.uint32(configs[0].seed), {k: np.float32(v[0]) for k, v in hps.items()})
-        return parallel.init_state(init_one, *args), True
+        return parallel.init_state(init, seeds, hps), True
     # one jitted init (for the whole group) instead of many small eager dispatches
-    if program.K == 1:
-        return jax.jit(init_one)(seeds[0], {k: v[0] for k, v in hps.items()}), False
-    return jax.jit(jax.vmap(init_one))(seeds, hps), False
+    return jax.jit(init)(jnp.asarray(seeds), jax.tree.map(jnp.asarray, hps)), False
 
 
 def place_group(

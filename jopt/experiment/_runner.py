@@ -16,11 +16,13 @@ from jopt.experiment import _artifacts as art
 from jopt.experiment import _resume as rs
 from jopt.experiment._build import setup as make_setup
 from jopt.experiment._load import dump_config, load_config
+from jopt.experiment._member import BOOKKEEPING, Member
 from jopt.experiment._plots import plot_run
 from jopt.experiment._problem import is_problem, run_problem_config
+from jopt.experiment._program import start_distributed
 from jopt.experiment._schema import Config
 from jopt.experiment._tracker import open_tracker
-from jopt.experiment._trainer import GroupTrainer, Member, start_distributed
+from jopt.experiment._trainer import GroupTrainer
 from jopt.experiment._validate import validate_config
 
 
@@ -203,7 +205,7 @@ def _train(
         raise
     finally:
         if member.final_state is None:
-            member.final_state = trainer.state
+            member.final_state = trainer.member_state(0)
         summary = finish(member, trainer, time.perf_counter() - t0, status)
     if not quiet and member.writes:
         print(format_summary(summary, member.run_dir))
@@ -324,18 +326,6 @@ def _ended(book: dict) -> str:
     return "stopped early"
 
 
-_BOOK = (
-    "last_epoch",
-    "best_value",
-    "best_epoch",
-    "bad_evals",
-    "stopped_early",
-    "active",
-    "diverged",
-    "skip_run",
-)
-
-
 def _restore_newest(
     trainer: GroupTrainer, run_dir: str, found: list, quiet: bool
 ) -> tuple[int, dict]:
@@ -346,7 +336,7 @@ def _restore_newest(
         if why is None:
             book = art.read_json(path + ".json")
             try:
-                trainer.restore(path, {k: book[k] for k in _BOOK if k in book})
+                trainer.restore(path, {k: book[k] for k in BOOKKEEPING if k in book})
             except Exception as e:  # a truncated or corrupt array file
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
                 why = f"it does not restore ({type(e).__name__}: {first})"
@@ -364,7 +354,7 @@ def _restore_newest(
 def _complete(trainer: GroupTrainer, member: Member, t0: float, quiet: bool) -> str:
     """Write the summary and plots of a run whose training ended (the data-loss window: a
     process killed after its last checkpoint, before ``summary.json``)."""
-    member.final_state = trainer.state
+    member.final_state = trainer.member_state(0)
     status = "completed" if member.diverged is None else "diverged"
     summary = finish(member, trainer, time.perf_counter() - t0, status)
     if member.writes:
