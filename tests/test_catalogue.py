@@ -20,3 +20,34 @@ def test_state_size_is_measured():
     # Adam keeps two moments per parameter plus one int32 count.
     assert catalogue.state_size_per_param(catalogue.META["adam"].make) == "2.001"
     assert catalogue.state_size_per_param(None) == "-"
+
+
+def test_digits_table_has_a_row_per_config_optimizer():
+    from jopt.experiment import listing
+    from jopt.experiment._config_optimizers import HELPERS
+
+    assert set(HELPERS) == catalogue.HELPERS
+    page = PAGE.read_text()
+    table = page[page.index("## Trains the quickstart") :]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert rows == set(listing()["optimizers"])
+
+
+def test_digits_section_states_protocol_and_marks_misses():
+    doc = {
+        "protocol": {"epochs": 3, "grid": [0.1, 1.0], "target": 0.95, "selection": "by val"},
+        "results": {
+            "sgd": {
+                "epochs": 3,
+                "lr": 0.1,
+                "test_accuracy": 0.9,
+                "grid": {"0.1": {"test_accuracy": 0.9}, "1.0": {"test_accuracy": 0.2}},
+            },
+            "lbfgs": {"error": "boom"},
+        },
+    }
+    text = "\n".join(catalogue.digits_section(doc))
+    assert "3 epochs" in text and "{0.1, 1}" in text
+    assert "| `sgd` | 0.1 | 0.900 | no | - |" in text
+    assert "| `lbfgs` | - | error | no | - | boom" in text
+    assert "| `adam` | - | not measured |" in text
