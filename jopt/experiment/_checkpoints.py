@@ -30,13 +30,15 @@ def checkpoint_due(config: Config, epoch: int, force: bool = False) -> bool | No
     return bool(force or (every and epoch % every == 0))
 
 
-def save_member(mb: Member, epoch: int, state: Any, record: dict) -> None:
-    """Write member ``mb``'s ``state`` (one member, unstacked) as the checkpoint of ``epoch``,
-    with its best epoch's ``(params, model_state)``; the process that writes adds the ``.json``
-    (``mb.bookkeeping()`` and ``record``)."""
+def save_member(mb: Member, epoch: int, state: Any, record: dict, where: Any = None) -> None:
+    """Write member ``mb``'s ``state`` (one member, unstacked) as the checkpoint of ``epoch``
+    (at ``where``, else ``epoch_checkpoint_path``), with its best epoch's ``(params,
+    model_state)``; the process that writes adds the ``.json`` (``mb.bookkeeping()`` and
+    ``record``)."""
     best = mb.best_vars if mb.best_vars is not None else (state.params, state.model_state)
     tree = {"state": state, "best": best}
-    path = str(save_checkpoint(epoch_checkpoint_path(mb.run_dir, epoch), tree))
+    where = epoch_checkpoint_path(mb.run_dir, epoch) if where is None else where
+    path = str(save_checkpoint(where, tree))
     if mb.writes:
         art.write_json(path + ".json", {"epoch": epoch, **mb.bookkeeping(), **record})
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.core.errors import JoptError
+from jopt.data import ShardedData
 from jopt.experiment._build import (
     Setup,
     build_optimizer,
@@ -131,11 +132,13 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     tx = build_optimizer(config, steps_per_epoch=spe, total_steps=total_steps)
     mult = schedule_multiplier(config, total_steps, spe)
     model = setup.model
+    sharded = isinstance(setup.data, ShardedData)  # streamed: no arrays (_stream)
     if parallel is not None:
         if K > 1:
             raise JoptError("distributed runs cannot be vmapped in a sweep; run them one by one")
-        parallel.check_batching(setup.batching, len(setup.data.y_train))
-    sample = jnp.asarray(setup.data.x_train[:1])
+        if not sharded:  # a sharded run checks its global batch itself
+            parallel.check_batching(setup.batching, len(setup.data.y_train))
+    sample = jnp.asarray(setup.data.sample if sharded else setup.data.x_train[:1])
     shapes = jax.eval_shape(lambda: init_train_state(model, tx, sample, jax.random.key(0)).params)
     # ZeRO-1 splits each packed buffer evenly over the data axis: pad to a multiple of it.
     multiple = parallel.size if parallel is not None and parallel.zero else 1

@@ -188,8 +188,9 @@ class ShardedRun:
         self.save_step: Any = None
 
     def compile(self, state: Any, save_step: Any = None) -> tuple[Any, Any]:
-        """``(epoch, evaluate)`` for ``state``'s shardings; the step is compiled now (the
-        evaluation on its first call)."""
+        """``(epoch, evaluate)`` for the group's ``state`` (stacked on a leading member axis
+        of one, as the runner holds it; both take and give that axis). The step is compiled
+        now (the evaluation on its first call); it and ``save_step`` see the one member."""
         from jopt.train import StreamEpoch, make_eval_sums, make_stream_step, under_matmul_precision
 
         program, setup, parallel = self.program, self.setup, self.parallel
@@ -205,25 +206,25 @@ class ShardedRun:
         )
         step = under_matmul_precision(step, program.precision)
         sums = under_matmul_precision(make_eval_sums(program.model, setup.spec), program.precision)
-        eval_params = program.eval_params
 
-        def eval_chunk(params, model_state, opt_state, x, y, w):
-            return sums(eval_params(params, opt_state), model_state, x, y, w)
-
+        one = jax.eval_shape(_first, state)
         rows = self.local_rows * jax.process_count()
         x_like = jax.ShapeDtypeStruct((rows, *self.data.input_shape), jnp.float32)
         y_dtype = jnp.int32 if self.data.task == "classification" else jnp.float32
         y_like = jax.ShapeDtypeStruct((rows, *self._y_shape()), y_dtype)
         if parallel is None:
-            self.step = jax.jit(step, donate_argnums=0).lower(state, x_like, y_like).compile()
-            self._sums = jax.jit(eval_chunk)
+            self.step = jax.jit(step, donate_argnums=0).lower(one, x_like, y_like).compile()
+            self._sums = jax.jit(sums)
+            unstack, restack = jax.jit(_first), jax.jit(_stack)
         else:
-            self.step = parallel.jit(step, state, num_data_args=2)
-            self.step.lower(state, x_like, y_like)
-            sh = parallel.state_shardings(state)
+            self.step = parallel.jit(step, one, num_data_args=2)
+            self.step.lower(one, x_like, y_like)
+            sh = parallel.state_shardings(one)
+            unstack = jax.jit(_first, out_shardings=sh)
+            restack = jax.jit(_stack, out_shardings=jax.tree.map(lambda a: a.sharding, state))
             self._sums = jax.jit(
-                eval_chunk,
-                in_shardings=(sh.params, sh.model_state, sh.opt_state, *[parallel.batch] * 3),
+                sums,
+                in_shardings=(sh.params, sh.model_state, *[parallel.batch] * 3),
                 out_shardings=parallel.replicated,
             )
         self.save_step = save_step
@@ -234,7 +235,19 @@ class ShardedRun:
             classification=self.data.task == "classification",
             on_step=self._on_step,
         )
-        return self.epoch, self.evaluate
+
+        def epoch(group_state: Any, *unused: Any) -> tuple[Any, dict]:
+            st, metrics = self.epoch(unstack(group_state))
+            return restack(st), _stack(metrics)
+
+        eval_params = jax.jit(program.eval_params)  # schedule-free / ASGD: the evaluated point
+        first = jax.jit(_first)
+
+        def evaluate(params: Any, model_state: Any, opt_state: Any, splits: Any = None) -> dict:
+            params = eval_params(params, opt_state)
+            return _stack(self.evaluate(*first((params, model_state))))
+
+        return epoch, evaluate
 
     def _y_shape(self) -> tuple[int, ...]:
         if self.data.task == "classification" or self.data.num_classes == 1:
@@ -258,15 +271,11 @@ class ShardedRun:
             return tuple(jnp.asarray(a) for a in arrays)
         return tuple(self.parallel.shard_batch(*arrays))
 
-    def evaluate(self, params: Any, model_state: Any, opt_state: Any, splits: Any = None) -> dict:
-        """``{split: {metric: value}}`` over every record of each held-out split
-        (the runner's ``evaluate`` signature; ``splits`` is ignored)."""
+    def evaluate(self, params: Any, model_state: Any) -> dict:
+        """``{split: {metric: value}}`` of one member over every record of each split."""
         from jopt.train import evaluate_stream
 
-        def sums(p, ms, x, y, w):
-            return self._sums(p, ms, opt_state, x, y, w)
-
-        return evaluate_stream(sums, params, model_state, self.splits, self._put)
+        return evaluate_stream(self._sums, params, model_state, self.splits, self._put)
 
     def position(self) -> dict:
         """What a checkpoint stores of the data position (JSON)."""
@@ -275,6 +284,16 @@ class ShardedRun:
     def resume(self, epochs_done: int, book: dict) -> None:
         """Continue from a checkpoint's bookkeeping (its ``stream`` position, if any)."""
         self.epoch.resume(epochs_done, book.get("stream"))
+
+
+def _first(tree: Any) -> Any:
+    """The one member of a group tree (its leading axis taken out)."""
+    return jax.tree.map(lambda a: a[0], tree)
+
+
+def _stack(tree: Any) -> Any:
+    """A member's tree with the group's leading axis of one."""
+    return jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
 
 
 def _count(directory: str) -> int:

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jopt.core.errors import JoptError
+from jopt.data import ShardedData
+from jopt.distributed import step_checkpoint_path
 from jopt.experiment import _artifacts as art
 from jopt.experiment._build import Setup, lr_name, vmappable_values
 from jopt.experiment._checkpoints import (
@@ -48,6 +50,7 @@ from jopt.experiment._program import (
     place_group,
 )
 from jopt.experiment._sharpness import sharpness_fn, sharpness_row
+from jopt.experiment._stream import ShardedRun
 from jopt.train import run_epochs
 
 __all__ = ["GroupTrainer", "Member"]
@@ -74,7 +77,13 @@ class GroupTrainer:
         base = self.base = members[0].config
         self.program = build_program(base, setup, self.K, parallel)
         self.tx, self.mult = self.program.tx, self.program.mult
-        self.x, self.y, self.splits = _arrays(base, setup.data)
+        self.stream = None
+        if isinstance(setup.data, ShardedData):  # read in batches from its shards (_stream)
+            self.stream = ShardedRun(self.program, setup, base, parallel)
+            self.x = self.y = None
+            self.splits = self.stream.splits
+        else:
+            self.x, self.y, self.splits = _arrays(base, setup.data)
         es = base.regularization.early_stopping
         if es.patience > 0 and es.metric.startswith("val") and "val" not in self.splits:
             raise JoptError(f"early stopping on {es.metric} needs data.val_fraction > 0")
@@ -87,16 +96,22 @@ class GroupTrainer:
         if base.optimizer.name in EVAL_PARAMS_OPTIMIZERS:
             self.member_eval_params = jax.jit(eval_params_fn(base))
 
+        sample = jnp.asarray(setup.data.sample) if self.stream else self.x[:1]
         self.state, self.placed = init_group(
-            self.program, [m.config for m in members], self.x[:1], parallel
+            self.program, [m.config for m in members], sample, parallel
         )
         t0 = time.perf_counter()
-        self.state, self.x, self.y, self.splits = place_group(
-            self.state, self.x, self.y, self.splits, parallel, self.placed
-        )
-        self.epoch, self.evaluate = compile_group(
-            self.program, self.state, self.x, self.y, self.splits, parallel
-        )
+        if self.stream is not None:
+            if parallel is not None and not self.placed:
+                self.state = parallel.shard_state(self.state)
+            self.epoch, self.evaluate = self.stream.compile(self.state, self._step_checkpoint)
+        else:
+            self.state, self.x, self.y, self.splits = place_group(
+                self.state, self.x, self.y, self.splits, parallel, self.placed
+            )
+            self.epoch, self.evaluate = compile_group(
+                self.program, self.state, self.x, self.y, self.splits, parallel
+            )
         self.compile_s = time.perf_counter() - t0
         self.sharpness_fn = None
         self.train_s = 0.0
@@ -135,6 +150,8 @@ class GroupTrainer:
         if m.best_epoch is not None and restores_best(self.base):
             m.best_vars = jax.device_get(best)
         m.rows = [r for r in m.rows if r["epoch"] <= m.last_epoch]
+        if self.stream is not None:  # the data position (mid-epoch: that epoch's steps so far)
+            self.stream.resume(m.last_epoch, art.read_json(path + ".json"))
 
     # -- the loop ----------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -301,14 +318,23 @@ class GroupTrainer:
                     self._checkpoint(mb, epoch, self.member(self.state, k))
         return True
 
-    def _checkpoint(self, mb: Member, epoch: int, state) -> None:
+    def _checkpoint(self, mb: Member, epoch: int, state, where: Any = None) -> None:
         """Save member ``mb``'s (unstacked) ``state`` as the checkpoint of ``epoch``."""
         record = {
             "train_s": self.train_s,
             "steps_per_epoch": self.setup.steps_per_epoch,
             "precision": self.program.precision.describe(),
         }
-        save_member(mb, epoch, state, record)
+        if self.stream is not None:  # where the data stands (Grain's iterator state)
+            record["stream"] = self.stream.position()
+        save_member(mb, epoch, state, record, where)
+
+    def _step_checkpoint(self, state, epochs_done: int, step: int) -> None:
+        """A mid-epoch checkpoint of a streamed run (``train.checkpoint_every_steps``)."""
+        mb = self.members[0]
+        if mb.run_dir is not None and mb.active and self.base.output.checkpoints:
+            where = step_checkpoint_path(mb.run_dir, epochs_done, step)
+            self._checkpoint(mb, epochs_done, state, where)
 
     def save_final(self) -> None:
         for mb in self.members:
