@@ -33,6 +33,7 @@ from jopt.experiment._member import Member
 from jopt.experiment._plots import plot_overlay, plot_sensitivity
 from jopt.experiment._runner import _problem_guard, finish
 from jopt.experiment._schema import Config, to_dict
+from jopt.experiment._stream import has_split, is_sharded
 from jopt.experiment._tracker import open_tracker
 from jopt.experiment._trainer import GroupTrainer
 from jopt.experiment._validate import validate_config
@@ -110,7 +111,7 @@ def check_members(configs: list[Config], metric: str | None = None) -> dict[str,
                 f"sweep.protocol.metric {metric!r} is not computed for the {data.task} task "
                 f"of data {first.data.name!r} (use val_loss)"
             )
-        if metric.startswith("val_") and first.data.val_fraction == 0:
+        if metric.startswith("val_") and not has_split(first, "val"):
             raise JoptError(
                 f"sweep.protocol.metric {metric!r} needs a validation split, but "
                 f"data.val_fraction is 0 (in member {first.name})"
@@ -135,6 +136,8 @@ def run_members(
     """
     if data_cache is None:
         data_cache = check_members(configs)
+    # sharded data streams one run at a time (_stream): its members run on their own
+    vmap = vmap and not any(is_sharded(c) for c in configs)
     groups = group_members(configs) if vmap else [[i] for i in range(len(configs))]
     summaries: list[dict | None] = [None] * len(configs)
     group_records = []
