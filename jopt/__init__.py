@@ -124,6 +124,7 @@ from jopt.transforms import (
     ScaleByAdemamixState,
     ScaleByLBFGSState,
     ScaleByLinesearchState,
+    MuonDimensionNumbers,
     MuonState,
     scale_by_muon,
     scale_by_backtracking_linesearch,

@@ -114,9 +114,65 @@ def test_muon_refuses_what_it_does_not_implement():
     for kw, match in [
         (dict(ns_coeffs="polar"), "unknown ns_coeffs preset 'polar'"),
         (dict(preconditioning="newton"), "unknown preconditioning 'newton'"),
-        (dict(muon_weight_dimension_numbers={"w": None}), "weight_dimension_numbers"),
+        (dict(muon_weight_dimension_numbers={"v": None}), "prefix of the parameters"),
         (dict(ns_coeffs=((1.0, 0.0, 0.0),) * 6), "at most ns_steps rows"),
     ]:
         with pytest.raises(jopt.JoptError, match=match) as e:
             jopt.muon(0.1, **kw).init({"w": jnp.ones((2, 2))})
         assert "\n" not in str(e.value)
+
+
+def test_muon_dimension_numbers_match_optax():
+    # a 4-D kernel as matrices over chosen axes: a prefix tree (with AOL and consistent RMS)
+    # and a function of the parameters (a 2-D leaf it leaves to AdamW), in one program
+    M, O = jopt.MuonDimensionNumbers, optax.contrib.MuonDimensionNumbers
+    keys = jax.random.split(jax.random.key(7), 3)
+    p = {
+        "w": jax.random.normal(keys[0], (4, 3)),
+        "c": jax.random.normal(keys[1], (3, 2, 4, 5)),
+        "b": jax.random.normal(keys[2], (3,)),
+    }
+    kw = dict(consistent_rms=0.2, preconditioning="aol")
+    pairs = [
+        (
+            jopt.muon(
+                0.05,
+                muon_weight_dimension_numbers={"w": M(), "c": M((0, 1, 2), 3), "b": None},
+                **kw,
+            ),
+            optax.contrib.muon(
+                0.05,
+                muon_weight_dimension_numbers={"w": O(), "c": O((0, 1, 2), 3), "b": None},
+                **kw,
+            ),
+        ),
+        (
+            jopt.muon(0.05, muon_weight_dimension_numbers=lambda t: _four_d(t, M(1, (0, 3)))),
+            optax.contrib.muon(
+                0.05, muon_weight_dimension_numbers=lambda t: _four_d(t, O(1, (0, 3)))
+            ),
+        ),
+    ]
+
+    @functools.partial(jax.jit, compiler_options=FAST)
+    def run(p):
+        out = []
+        for ours, theirs in pairs:
+            s1, s2, p1, p2 = ours.init(p), theirs.init(p), p, p
+            for t in range(2):
+                u1, s1 = ours.update(jax.tree.map(lambda x, t=t: jnp.sin(3 * x + t), p1), s1, p1)
+                with jax.numpy_dtype_promotion("standard"):
+                    g2 = jax.tree.map(lambda x, t=t: jnp.sin(3 * x + t), p2)
+                    u2, s2 = theirs.update(g2, s2, p2)
+                p1, p2 = jopt.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+            out.append((p1, p2))
+        return out
+
+    for p1, p2 in run(p):
+        for k in p:
+            np.testing.assert_allclose(np.asarray(p1[k]), np.asarray(p2[k]), rtol=1e-5, atol=2e-6)
+            assert float(jnp.max(jnp.abs(p1[k] - p[k]))) > 1e-3  # every leaf moved
+
+
+def _four_d(tree, dims):
+    return jax.tree.map(lambda x: dims if x.ndim == 4 else None, tree)

@@ -13,6 +13,7 @@ from jopt.optimizers._adam import adamw
 from jopt.transforms import (
     Mask,
     add_decayed_weights,
+    resolve_dimension_numbers,
     scale_by_learning_rate,
     scale_by_muon,
     scale_by_shape,
@@ -57,8 +58,16 @@ class MuonSplitState(NamedTuple):
     adam: Any
 
 
-def _split(tree: Any, matrices: bool) -> Any:
-    return jax.tree.map(lambda x: x if (jnp.ndim(x) == 2) == matrices else None, tree)
+def _labels(tree: Any, dims: Any) -> Any:
+    """True for the leaves Muon treats: 2-D ones, or with ``dims`` those it gives axes to."""
+    if dims is None:
+        return jax.tree.map(lambda x: jnp.ndim(x) == 2, tree)
+    boxes = resolve_dimension_numbers(dims, tree)
+    return jax.tree.map(lambda b: b.value is not None, boxes)
+
+
+def _split(tree: Any, labels: Any, matrices: bool) -> Any:
+    return jax.tree.map(lambda x, m: x if m == matrices else None, tree, labels)
 
 
 def _merge(a: Any, b: Any) -> Any:
@@ -99,8 +108,7 @@ def muon(
     adam_b1, adam_b2, eps, adam_eps_root, weight_decay=adam_weight_decay)``. Same arguments
     and defaults as ``optax.contrib.muon``, its ``ns_coeffs`` presets (``"standard"``,
     ``"dion"``: one coefficient row per step), ``preconditioning`` methods and
-    ``consistent_rms`` included; a non-``None`` ``muon_weight_dimension_numbers`` is refused
-    in one line (:class:`jopt.JoptError`).
+    ``consistent_rms`` and ``muon_weight_dimension_numbers`` included.
 
     Args:
         learning_rate: step size :math:`\\eta` (a number or a schedule).
@@ -119,7 +127,10 @@ def muon(
             :func:`jopt.transforms.orthogonalize_via_newton_schulz`).
         adam_b1, adam_b2, adam_eps_root, adam_weight_decay: AdamW's for the other leaves.
         adam_learning_rate: AdamW's step size (default ``learning_rate``).
-        muon_weight_dimension_numbers: only ``None`` (every 2-D leaf is a matrix).
+        muon_weight_dimension_numbers: ``None`` (Muon on every 2-D leaf), or which leaves
+            Muon treats and how they form matrices: a
+            :class:`jopt.transforms.MuonDimensionNumbers`, a prefix tree of them (``None``:
+            AdamW) or a function of the parameters returning one.
         consistent_rms: ``None`` (width transfer) or :math:`r`: scale each matrix update
             by :math:`r\\sqrt{\\max(n_{in}, n_{out})}` instead.
 
@@ -141,7 +152,7 @@ def muon(
             preconditioning=preconditioning,
             weight_dimension_numbers=muon_weight_dimension_numbers,
         ),
-        scale_by_shape(consistent_rms=consistent_rms),
+        scale_by_shape(muon_weight_dimension_numbers, consistent_rms),
         add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -156,20 +167,23 @@ def muon(
         nesterov=nesterov,
     )
 
+    dims = muon_weight_dimension_numbers
+
     def init_fn(params):
+        labels = _labels(params, dims)
         return MuonSplitState(
-            muon_tx.init(_split(params, True)), adam_tx.init(_split(params, False))
+            muon_tx.init(_split(params, labels, True)),
+            adam_tx.init(_split(params, labels, False)),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        um, ms = muon_tx.update(
-            _split(updates, True), state.muon, _split(params, True) if params is not None else None
-        )
-        ua, as_ = adam_tx.update(
-            _split(updates, False),
-            state.adam,
-            _split(params, False) if params is not None else None,
-        )
+        labels = _labels(updates, dims)
+
+        def part(tree, matrices):
+            return None if tree is None else _split(tree, labels, matrices)
+
+        um, ms = muon_tx.update(part(updates, True), state.muon, part(params, True))
+        ua, as_ = adam_tx.update(part(updates, False), state.adam, part(params, False))
         return _merge(um, ua), MuonSplitState(ms, as_)
 
     return GradientTransformation(init_fn, update_fn)

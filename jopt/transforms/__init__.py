@@ -157,8 +157,10 @@ from jopt.transforms._linesearch import (  # noqa: E402
     value_and_grad_from_state,
 )
 from jopt.transforms._muon import (  # noqa: E402
+    MuonDimensionNumbers,
     MuonState,
     orthogonalize_via_newton_schulz,
+    resolve_dimension_numbers,
     scale_by_muon,
     scale_by_shape,
 )
@@ -170,6 +172,7 @@ from jopt.transforms._plateau import (  # noqa: E402
 
 __all__ += [
     "LinesearchInfo",
+    "MuonDimensionNumbers",
     "MuonState",
     "ReduceOnPlateauState",
     "ScaleByAdemamixState",
@@ -178,6 +181,7 @@ __all__ += [
     "observe_plateau",
     "orthogonalize_via_newton_schulz",
     "reduce_on_plateau",
+    "resolve_dimension_numbers",
     "scale_by_ademamix",
     "scale_by_adopt",
     "scale_by_backtracking_linesearch",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +24,79 @@ DEFAULT_NS_COEFFS = (3.4445, -4.775, 2.0315)
 
 
 PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
+
+
+class MuonDimensionNumbers(NamedTuple):
+    """Which axes of a parameter form Muon's matrix (``optax.contrib.MuonDimensionNumbers``).
+
+    The parameter is read as ``x W = y``: ``reduction_axis`` (an axis or axes) is the input,
+    ``output_axis`` the output; every other axis is a batch axis, each slice orthogonalised
+    on its own. A 2-D parameter is always ``(reduction, output) = (0, 1)``.
+
+    Attributes:
+        reduction_axis: the input axis or axes (default 0).
+        output_axis: the output axis or axes (default 1).
+    """
+
+    reduction_axis: Any = 0
+    output_axis: Any = 1
+
+
+class _Dims:
+    """One leaf's dimension numbers (or ``None``), boxed so that a tree of them keeps the
+    parameters' structure."""
+
+    def __init__(self, value: MuonDimensionNumbers | None):
+        self.value = value
+
+
+def _is_dims_leaf(x: Any) -> bool:
+    return x is None or isinstance(x, MuonDimensionNumbers)
+
+
+def resolve_dimension_numbers(dims: Any, tree: Any) -> Any:
+    """A tree like ``tree`` holding, per array leaf, a box with its
+    :class:`MuonDimensionNumbers` or ``None`` (a leaf Muon does not treat). ``dims``: ``None``
+    (every leaf 2-D, default axes), one :class:`MuonDimensionNumbers` for all, a tree with
+    ``tree``'s structure as a prefix (``None`` where Muon does not apply), or a function of
+    ``tree`` returning one of those."""
+    if callable(dims) and not isinstance(dims, MuonDimensionNumbers):
+        dims = dims(tree)
+    if dims is None:
+        return jax.tree.map(lambda x: _Dims(None), tree)
+    if isinstance(dims, MuonDimensionNumbers):
+        return jax.tree.map(lambda x: _Dims(dims), tree)
+    try:
+        return jax.tree.map(
+            lambda d, sub: jax.tree.map(lambda x: _Dims(d), sub), dims, tree, is_leaf=_is_dims_leaf
+        )
+    except (ValueError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise JoptError(
+            f"muon: weight_dimension_numbers must be a prefix of the parameters' tree ({first})"
+        ) from None
+
+
+def _axes(x: jax.Array, dims: MuonDimensionNumbers) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def norm(axes):
+        return tuple(a % x.ndim for a in ((axes,) if isinstance(axes, int) else axes))
+
+    red, out = norm(dims.reduction_axis), norm(dims.output_axis)
+    if set(red) & set(out):
+        raise JoptError(f"muon: reduction and output axes overlap: {red} and {out}")
+    return red, out
+
+
+def matrix_fans(x: jax.Array, dims: MuonDimensionNumbers | None) -> tuple[int, int]:
+    """``(fan_in, fan_out)``: the sizes of the reduction and output axes of ``x``."""
+    if x.ndim == 2 or dims is None:
+        if x.ndim != 2:
+            raise JoptError(f"muon: needs 2-D (matrix) parameters, got shape {x.shape}")
+        return x.shape[0], x.shape[1]
+    red, out = _axes(x, dims)
+    return math.prod(x.shape[a] for a in red), math.prod(x.shape[a] for a in out)
+
+
 def _first_step(x: jax.Array, coeffs: jax.Array, preconditioning: str, eps: Any) -> jax.Array:
     """The first iteration with AOL or Schatten-4 rescaling (Boissin et al. 2025)."""
     if preconditioning == "aol":
@@ -55,22 +129,37 @@ def orthogonalize_via_newton_schulz(
     ``(n, 3)`` array, one row per step (``ns_steps`` then ignored). ``preconditioning``:
     ``frobenius`` (start from :math:`X/\\lVert X\\rVert_F`), ``spectral``
     (:math:`X/\\lVert X\\rVert_2`), ``aol`` or ``schatten`` (the first step rescales;
-    Boissin et al. 2025). ``x`` must be 2-D; the iteration runs on the wide orientation.
-    Same arguments as ``optax.contrib.orthogonalize_via_newton_schulz`` (only
-    ``dimension_numbers=None``).
+    Boissin et al. 2025). The iteration runs on the wide orientation of a 2-D ``x``; a
+    higher-rank ``x`` needs ``dimension_numbers`` (:class:`MuonDimensionNumbers`): its batch
+    slices are orthogonalised one by one. Same arguments as
+    ``optax.contrib.orthogonalize_via_newton_schulz``.
     """
-    if dimension_numbers is not None:
-        raise JoptError("orthogonalize_via_newton_schulz: only dimension_numbers=None (2-D x)")
     if preconditioning not in PRECONDITIONINGS:
         raise JoptError(
             f"muon: unknown preconditioning {preconditioning!r} "
             f"(allowed: {', '.join(PRECONDITIONINGS)})"
         )
-    if x.ndim != 2:
-        raise JoptError(f"muon: needs 2-D (matrix) parameters, got shape {x.shape}")
     coeffs = jnp.asarray(ns_coeffs)
     if coeffs.ndim not in (1, 2) or coeffs.shape[-1] != 3:
         raise JoptError(f"muon: ns_coeffs must have shape (3,) or (n, 3), got {coeffs.shape}")
+    if x.ndim == 2:
+        return _newton_schulz_2d(x, coeffs, ns_steps, preconditioning, eps)
+    if dimension_numbers is None:
+        raise JoptError(
+            f"muon: a parameter of shape {x.shape} needs weight_dimension_numbers "
+            "(which axes form the matrix)"
+        )
+    red, out = _axes(x, dimension_numbers)
+    batch = tuple(a for a in range(x.ndim) if a not in red + out)
+    order = batch + red + out
+    sizes = [math.prod(x.shape[a] for a in axes) for axes in (batch, red, out)]
+    flat = jnp.transpose(x, order).reshape(sizes)
+    done = jax.vmap(lambda m: _newton_schulz_2d(m, coeffs, ns_steps, preconditioning, eps))(flat)
+    done = done.reshape(tuple(x.shape[a] for a in order))
+    return jnp.transpose(done, np.argsort(order))
+
+
+def _newton_schulz_2d(x, coeffs, ns_steps, preconditioning, eps):
     transposed = x.shape[0] > x.shape[1]
     if transposed:
         x = x.T
@@ -104,16 +193,12 @@ class MuonState(NamedTuple):
 
 
 def check_muon_options(preconditioning: str, weight_dimension_numbers: Any, name: str) -> None:
-    """Refuse (one line) the optax Muon options jopt does not implement."""
+    """Refuse (one line) a preconditioning jopt does not know."""
+    del weight_dimension_numbers
     if preconditioning not in PRECONDITIONINGS:
         raise JoptError(
             f"{name}: unknown preconditioning {preconditioning!r} "
             f"(allowed: {', '.join(PRECONDITIONINGS)})"
-        )
-    if weight_dimension_numbers is not None:
-        raise JoptError(
-            f"{name}: weight_dimension_numbers is not supported (every leaf is a matrix; "
-            "jopt.muon routes the others to AdamW)"
         )
 
 
@@ -150,8 +235,9 @@ def scale_by_muon(
     matrix (the structure is per-matrix, not packable); :func:`jopt.muon` routes the others
     to AdamW. Same arguments as ``optax.contrib.scale_by_muon``: ``ns_coeffs`` ``(a, b, c)``
     or up to ``ns_steps`` rows of them (the last ``ns_steps`` are used, one per step), all four
-    ``preconditioning`` methods (see :func:`orthogonalize_via_newton_schulz`); only
-    ``weight_dimension_numbers=None`` (every leaf a matrix) is implemented, others are refused.
+    ``preconditioning`` methods (see :func:`orthogonalize_via_newton_schulz`) and
+    ``weight_dimension_numbers`` (:class:`MuonDimensionNumbers` per leaf, a prefix tree of
+    them or a function of the parameters: how a higher-rank leaf forms its matrices).
     """
     check_muon_options(preconditioning, weight_dimension_numbers, "scale_by_muon")
     shape = np.shape(ns_coeffs)
@@ -164,9 +250,13 @@ def scale_by_muon(
     coeffs = coeffs if coeffs.ndim == 1 else coeffs[-ns_steps:]
 
     def init_fn(params):
-        for p in jax.tree.leaves(params):
-            if jnp.ndim(p) != 2:
-                raise JoptError(f"scale_by_muon: needs 2-D parameters, got shape {jnp.shape(p)}")
+        boxes = jax.tree.leaves(resolve_dimension_numbers(weight_dimension_numbers, params))
+        for p, box in zip(jax.tree.leaves(params), boxes, strict=True):
+            if jnp.ndim(p) != 2 and (box.value is None or jnp.ndim(p) < 2):
+                raise JoptError(
+                    f"scale_by_muon: needs 2-D parameters (or weight_dimension_numbers for "
+                    f"higher ranks), got shape {jnp.shape(p)}"
+                )
         return MuonState(
             count=jnp.zeros([], jnp.int32),
             mu=zeros_like(params, mu_dtype),
@@ -177,7 +267,9 @@ def scale_by_muon(
         del params, extra_args
         count = safe_increment(state.count)
 
-        def step(g, m):
+        dims = resolve_dimension_numbers(weight_dimension_numbers, updates)
+
+        def step(g, m, box):
             out_dtype = inexact(g).dtype
             g = inexact(g).astype(m.dtype)
             m = (1 - beta) * g + beta * m
@@ -188,13 +280,13 @@ def scale_by_muon(
             else:
                 m_hat = _bias_corrected(m, beta, count)
             u = orthogonalize_via_newton_schulz(
-                m_hat, state.ns_coeffs, ns_steps, preconditioning, eps
+                m_hat, state.ns_coeffs, ns_steps, preconditioning, eps, box.value
             )
             if adaptive:
                 u = jnp.sum(m_hat.conj() * u) * u
             return u.astype(out_dtype), m
 
-        out, mu = map_elementwise(step, updates, state.mu, n_out=2)
+        out, mu = map_elementwise(step, updates, state.mu, dims, n_out=2)
         return out, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
 
     return GradientTransformation(init_fn, update_fn)
@@ -206,8 +298,8 @@ def scale_by_shape(
     """Scale each matrix update (shape ``(n_in, n_out)``) by Muon's width transfer
     :math:`\\sqrt{\\max(1, n_{out}/n_{in})}`, or with ``consistent_rms`` :math:`r` by
     :math:`r\\sqrt{\\max(n_{in}, n_{out})}` (Liu et al. 2025, consistent update RMS). Same
-    arguments as ``optax.contrib.scale_by_shape`` (only ``weight_dimension_numbers=None``)."""
-    check_muon_options("frobenius", weight_dimension_numbers, "scale_by_shape")
+    arguments as ``optax.contrib.scale_by_shape`` (fans of higher-rank leaves from
+    ``weight_dimension_numbers``, see :func:`scale_by_muon`)."""
 
     def init_fn(params):
         del params
@@ -215,15 +307,16 @@ def scale_by_shape(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        dims = resolve_dimension_numbers(weight_dimension_numbers, updates)
 
-        def scale(u):
-            fan_in, fan_out = u.shape
+        def scale(u, box):
+            fan_in, fan_out = matrix_fans(u, box.value)
             if consistent_rms is None:
                 factor = jnp.sqrt(jnp.maximum(1.0, fan_out / fan_in))
             else:
                 factor = jnp.sqrt(float(max(fan_in, fan_out))) * consistent_rms
             return jnp.asarray(factor).astype(u.dtype) * u
 
-        return map_elementwise(scale, updates), state
+        return map_elementwise(scale, updates, dims), state
 
     return GradientTransformation(init_fn, update_fn)
