@@ -2,8 +2,9 @@
 runner's streamed epoch.
 
 - 2 processes on loopback (``jax.distributed`` on CPU, a localhost coordinator) each read a
-  disjoint half of the training records, and together every record exactly once per epoch;
-  the run equals one process stepping on the same global batches.
+  disjoint half of the training records (ArrayRecord shards), and together every record exactly
+  once per epoch; the run (ZeRO-1 optimizer state) equals one process stepping on the same
+  global batches.
 - A run killed (SIGKILL) right after a mid-epoch checkpoint and resumed continues at the same
   example: the consumed sequence equals the uninterrupted run's, the metrics and the final
   parameters are bit-exact.
@@ -176,7 +177,7 @@ def runs(tmp_path_factory):
     port = _free_port()
     if port is not None:
         two = _raw(tmp, "two", train="train_ar")
-        two["distributed"] = {"data": -1}
+        two["distributed"] = {"data": -1, "zero": 1}  # ZeRO-1: optimizer state split
         (tmp / "two.json").write_text(json.dumps(two))
         coord = {"JOPT_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JOPT_NUM_PROCESSES": "2"}
         for pid in range(2):
