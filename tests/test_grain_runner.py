@@ -304,6 +304,12 @@ def test_kill_mid_epoch_then_resume_continues_at_the_same_example(runs):
     names = sorted(p.name for p in (runs["killed_dir"] / "checkpoints").iterdir())
     assert names[-2:] == ["epoch_000001_step_000000015", "epoch_000001_step_000000015.json"]
     assert not (runs["killed_dir"] / "summary.json").exists()
+    from jopt.experiment._artifacts import read_json
+    from jopt.experiment._stream import steps_into_epoch
+
+    book = read_json(str(runs["killed_dir"] / "checkpoints" / names[-1]))
+    assert book["last_epoch"] == 1 and book["stream"]["data"] == {"epoch": 1, "next_index": 3}
+    assert steps_into_epoch(book) == 3  # what --epochs counts as steps taken (15 in all)
     full, resumed = runs["full_ids"], runs["resumed_ids"]
     killed = _ids(runs["tmp"] / "killed.ids")
     assert len(full) == EPOCHS * N and len(killed) == 15 * BATCH

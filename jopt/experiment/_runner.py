@@ -21,6 +21,7 @@ from jopt.experiment._plots import plot_run
 from jopt.experiment._problem import is_problem, run_problem_config
 from jopt.experiment._program import start_distributed
 from jopt.experiment._schema import Config
+from jopt.experiment._stream import steps_into_epoch
 from jopt.experiment._tracker import open_tracker
 from jopt.experiment._trainer import GroupTrainer
 from jopt.experiment._validate import validate_config
@@ -268,7 +269,8 @@ def resume(
         st = make_setup(config)
         if epochs is not None:  # before compiling: the newest checkpoint bounds the steps taken
             spe = st.steps_per_epoch
-            rs.check_extension(old_config, int(epochs), found[-1][0] * spe, spe)
+            done = found[-1][0] * spe + steps_into_epoch(book)  # a mid-epoch one: its steps
+            rs.check_extension(old_config, int(epochs), done, spe)
         member = Member(
             config,
             run_dir=run_dir,

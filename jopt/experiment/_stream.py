@@ -40,6 +40,7 @@ __all__ = [
     "has_split",
     "is_sharded",
     "load_sharded",
+    "steps_into_epoch",
     "stream_steps",
 ]
 
@@ -102,6 +103,13 @@ def check_sharded(config: Config, paths: bool = True) -> None:
         raise JoptError(
             "diagnostics.sharpness_every needs an in-memory data set (sharded data is streamed)"
         )
+
+
+def steps_into_epoch(book: dict) -> int:
+    """Optimizer steps a checkpoint's bookkeeping records past its completed epochs (a
+    mid-epoch checkpoint of a streamed run; 0 otherwise)."""
+    data = (book.get("stream") or {}).get("data") or {}
+    return int(data.get("next_index", 0))
 
 
 def load_sharded(config: Config) -> Any:
