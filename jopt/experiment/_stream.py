@@ -152,9 +152,10 @@ class ShardedRun:
 
     Made in two stages, as the runner builds: ``ShardedRun(program, setup, config, parallel)``
     knows the batches and the evaluation splits (:attr:`splits`, before any state exists);
-    :meth:`compile` takes the initial (placed) state and gives ``(epoch, evaluate)`` in the
-    runner's signatures: ``epoch(state, *unused) -> (state, metrics)`` (a
-    ``jopt.train.StreamEpoch``) and ``evaluate(params, model_state, opt_state, splits)``.
+    :meth:`compile` takes the initial (placed) group state and gives ``(epoch, evaluate)`` in
+    the runner's signatures: ``epoch(state, *unused) -> (state, metrics)`` (a
+    ``jopt.train.StreamEpoch`` on the group's one member) and ``evaluate(params, model_state,
+    opt_state, splits)``.
 
     Mid-epoch checkpoints: with ``train.checkpoint_every_steps`` = n, :meth:`compile`'s
     ``save_step(state, epochs_done, step)`` runs after every n-th optimizer step that does not
