@@ -87,10 +87,20 @@ def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> An
         ``DataParallel.state_shardings(like)`` for the new mesh), or one sharding for every
         leaf. ``None`` uses each leaf of ``like``'s own sharding (the default device for a
         numpy leaf or one without a sharding).
+
+    ``like=None`` reads the tree as saved, without a target: containers become dicts (by
+    field or key name) and lists, typed PRNG keys stay raw ``uint32`` key data, each array
+    on the device it was saved from (``jopt.experiment.load_module`` maps it back by path).
     """
     path = Path(path).absolute()
     if not path.is_dir():
         raise JoptError(f"no checkpoint directory at {path}")
+    if like is None:
+        ckptr = _checkpointer()
+        try:
+            return ckptr.restore(path)
+        finally:
+            ckptr.close()
     if shardings is None:
         shardings = jax.tree.map(_sharding_of, like)
     elif isinstance(shardings, Sharding):

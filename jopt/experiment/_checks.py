@@ -1,7 +1,8 @@
 """Checks that need the config's data set or model, made after the data is loaded and before
 anything compiles (``jopt.experiment.setup`` runs them; so do ``jopt validate`` and a sweep's
-member checks): the loss and the monitored metrics fit the data's task, and every parameter
-group pattern matches at least one parameter.
+member checks): the loss and the monitored metrics fit the data's task, every parameter
+group pattern matches at least one parameter, and an NNX/equinox model is not asked for what
+the runner cannot do with it (:func:`check_framework`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from jopt.core.errors import JoptError
 from jopt.experiment import _registry as reg
 from jopt.experiment._schema import Config
 
-__all__ = ["check_setup", "check_task"]
+__all__ = ["check_framework", "check_setup", "check_task"]
 
 
 def check_task(config: Config, task: str) -> None:
@@ -37,11 +38,28 @@ def check_task(config: Config, task: str) -> None:
             )
 
 
+def check_framework(config: Config, model) -> None:
+    """What the runner cannot yet do exactly with a flax NNX or equinox model
+    (``jopt.models.ModelAdapter``) is refused in one line: data-parallel runs (their sharding
+    wrapper is linen's ``init``/``apply``)."""
+    from jopt.models import ModelAdapter
+
+    if not isinstance(model, ModelAdapter) or model.framework == "linen":
+        return
+    d = config.distributed
+    if d.data != 1 or d.coordinator_address:
+        raise JoptError(
+            f"distributed runs train flax linen models; model {model.name} is {model.framework} "
+            "(set distributed.data: 1)"
+        )
+
+
 def check_setup(config: Config, data, model) -> None:
     """Checks that need the loaded data and the model, made before anything compiles: the
     loss and metrics fit the data's task, and every ``optimizer.groups`` pattern matches at
     least one parameter (on the parameter shapes from ``jax.eval_shape``: nothing runs)."""
     check_task(config, data.task)
+    check_framework(config, model)
     rules = config.optimizer.groups
     if not rules:
         return
@@ -50,11 +68,15 @@ def check_setup(config: Config, data, model) -> None:
 
     from jopt.combinators import groups
     from jopt.core import identity
+    from jopt.models import ModelAdapter
 
     sample = jax.ShapeDtypeStruct((1, *data.input_shape), jnp.float32)
-    keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    variables = jax.eval_shape(lambda x: model.init(keys, x, train=False), sample)
-    params = variables["params"]
+    if isinstance(model, ModelAdapter):  # flax NNX, equinox
+        params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)[0], sample)
+    else:
+        keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+        variables = jax.eval_shape(lambda x: model.init(keys, x, train=False), sample)
+        params = variables["params"]
     named = [
         {"name": str(r.get("name", f"rule{i}")), "pattern": r["pattern"], "freeze": True}
         for i, r in enumerate(rules)

@@ -18,6 +18,7 @@ def sharpness_fn(config: Config, setup: Setup) -> Any:
     """``(params, model_state, key) -> sharpness``, jitted: power iteration on the training
     loss of the first (at most 1024) training examples, under the run's matmul precision."""
     import jopt.numerics as jn
+    from jopt.models import ModelAdapter
     from jopt.train import under_matmul_precision
 
     d = config.diagnostics
@@ -29,7 +30,10 @@ def sharpness_fn(config: Config, setup: Setup) -> Any:
     )
 
     def sharp(params, model_state, key):
-        fn = jn.flax_loss_fn(model, loss, model_state, train=False)
+        if isinstance(model, ModelAdapter):  # flax NNX, equinox: model state held fixed
+            fn = jn.flax_loss_fn(model.as_linen(model_state), loss)
+        else:
+            fn = jn.flax_loss_fn(model, loss, model_state, train=False)
         return jn.sharpness(fn, params, batches, key=key, num_iters=d.sharpness_iters)
 
     return jax.jit(under_matmul_precision(sharp, config_precision(config)))

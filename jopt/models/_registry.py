@@ -7,6 +7,7 @@ import inspect
 import flax.linen as nn
 
 from jopt.core.errors import JoptError
+from jopt.models._adapters import ModelAdapter, adapt, model_framework
 from jopt.models._cnn import CNN
 from jopt.models._layers import activation, check_dtype, check_norm
 from jopt.models._mlp import MLP, Linear
@@ -27,7 +28,10 @@ def make_model(
     Args:
         name: ``"linear"``, ``"mlp"`` or ``"cnn"``; or a ``flax.linen.Module`` instance, which is
             returned unchanged (it must accept ``(x, train)``; use the ``"dropout"`` RNG stream
-            and the ``"batch_stats"`` collection if it needs them).
+            and the ``"batch_stats"`` collection if it needs them); or a flax NNX / equinox
+            module class, factory or :class:`ModelAdapter`, returned as ``adapt(name,
+            **kwargs)`` (``num_outputs`` is passed when its signature takes it; a precision
+            other than ``float32`` is refused: such a module sets its own dtypes).
         num_outputs: number of classes, or of regression targets.
         precision: a policy name or :class:`Precision`; sets ``dtype`` and ``param_dtype``
             (also on a user module that has both fields; one without them is wrapped in a
@@ -40,6 +44,9 @@ def make_model(
     Raises:
         JoptError: unknown model, unknown or invalid option.
     """
+    if not isinstance(name, (str, nn.Module)) and model_framework(name) in ("nnx", "equinox"):
+        # flax NNX / equinox: jopt.models.adapt
+        return _adapted(name, precision, num_outputs=num_outputs, **kwargs)
     if isinstance(name, nn.Module):
         if kwargs:
             raise JoptError(
@@ -82,3 +89,24 @@ def make_model(
     if "param_dtype" in kwargs:
         kwargs["param_dtype"] = check_dtype("param_dtype", kwargs["param_dtype"], allow_none=False)
     return cls(num_outputs=int(num_outputs), **kwargs)
+
+
+def _adapted(model, precision, **kwargs) -> ModelAdapter:
+    """``adapt(model, **kwargs)`` for make_model (NNX / equinox), with the precision refused
+    unless it is float32 (the module's own dtypes are not jopt's to change)."""
+    if precision is not None:
+        policy = precision_policy(precision)
+        if policy.policy != "float32":
+            raise JoptError(
+                f"precision {policy.policy} applies to flax linen models; an NNX or equinox "
+                "model sets its own dtypes (use precision float32)"
+            )
+    num_outputs = kwargs.pop("num_outputs")
+    if isinstance(model, ModelAdapter):
+        if kwargs:
+            raise JoptError("options cannot be given with an adapted model; configure the module")
+        return model
+    target = model.__init__ if isinstance(model, type) else model
+    if "num_outputs" in inspect.signature(target).parameters:
+        kwargs["num_outputs"] = int(num_outputs)
+    return adapt(model, **kwargs)

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jopt.models import ModelAdapter
+
 
 class TrainState(NamedTuple):
     """One pytree, so it can be jitted with donation, vmapped over (sweeps) and sharded.
@@ -19,7 +21,8 @@ class TrainState(NamedTuple):
         step: int32 count of optimizer steps taken.
         key: PRNG key consumed by shuffling, dropout and augmentation; split once per epoch.
         model_state: the model's other collections (``{"batch_stats": ...}`` for batch norm,
-            ``{}`` otherwise).
+            ``{}`` otherwise); for NNX and equinox models, their non-parameter state
+            (``jopt.models.ModelAdapter``).
     """
 
     params: Any
@@ -37,9 +40,12 @@ def init_train_state(model: nn.Module, tx: Any, sample_x: ArrayLike, key: jax.Ar
     """
     k_init, k_drop, k_train = jax.random.split(key, 3)
     sample = jnp.asarray(sample_x, jnp.float32)
-    variables = model.init({"params": k_init, "dropout": k_drop}, sample, train=False)
-    variables = dict(variables)
-    params = variables.pop("params")
+    if isinstance(model, ModelAdapter):  # flax NNX, equinox (jopt.models.adapt)
+        params, variables = model.init(k_init, sample, dropout_key=k_drop)
+    else:
+        variables = model.init({"params": k_init, "dropout": k_drop}, sample, train=False)
+        variables = dict(variables)
+        params = variables.pop("params")
     return TrainState(
         params=params,
         opt_state=tx.init(params),

@@ -14,6 +14,7 @@ from jopt.core import all_finite, apply_updates, call_update, global_norm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, augment_batch
 from jopt.fused import FusedState, on_buffers, state_to_packed, state_to_per_leaf
+from jopt.models import ModelAdapter
 from jopt.train._losses import LOSSES, make_loss, one_hot_targets, penalty
 from jopt.train._state import TrainState
 
@@ -105,7 +106,11 @@ def _targets(spec: LossSpec, y: jax.Array) -> jax.Array:
 
 
 def apply_model(model: nn.Module, params, model_state: dict, x, *, train: bool, key=None):
-    """``(outputs, new_model_state)``; batch statistics are updated only when training."""
+    """``(outputs, new_model_state)``; batch statistics are updated only when training.
+
+    ``model``: a flax linen module, or a ``jopt.models.ModelAdapter`` (flax NNX, equinox)."""
+    if isinstance(model, ModelAdapter):
+        return model.apply(params, model_state, x, train=train, key=key)
     variables = {"params": params, **model_state}
     rngs = {"dropout": key} if key is not None else None
     if train and model_state:
