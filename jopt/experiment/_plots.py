@@ -10,10 +10,14 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    for ax in fig.axes:  # epochs are whole numbers: no 1.25 ticks on a short run
+        if ax.get_xlabel() == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     tmp = f"{path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
