@@ -207,3 +207,71 @@ def test_resume_across_layouts(resumed, first):
             assert abs(a[k] - b[k]) <= TOL, (k, a[k], b[k])
     (_, pa), (_, pb) = list_checkpoints(full)[-1], list_checkpoints(res)[-1]
     _close(_params(pa), _params(pb))
+
+
+def _dots(jaxpr, shape):
+    """dot_general equations producing an output of ``shape``, in ``jaxpr`` and its sub-jaxprs."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            n += sum(tuple(v.aval.shape) == shape for v in eqn.outvars)
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, list | tuple) else (p,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    n += _dots(inner, shape)
+    return n
+
+
+def test_frozen_leaves_get_no_gradient_and_train_as_per_leaf(tiny_setup):
+    """A frozen group's leaves are cut from a stop_gradient of their own buffer: the packed
+    step has no dot_general producing the frozen kernel's cotangent, and the run still
+    equals the per-leaf one. (Not under the default non-finite guard, which reads every
+    gradient to decide a skip: the frozen gradient is taken then, as per leaf.)"""
+    from jopt.fused import unread_buffers
+    from jopt.train import init_train_state, make_train_step, pack_train_state
+
+    freeze = "optimizer.groups=[{pattern: 'dense_0/**', freeze: true}]"
+    guarded = build_program(_cfg(None, freeze), tiny_setup)
+    assert unread_buffers(guarded.tx, guarded.layout) == frozenset()
+    freeze = (freeze, "train.nonfinite=ignore")
+    packed, sp, mp = _epoch(_cfg(None, *freeze), tiny_setup)
+    _, sl, ml = _epoch(_cfg(None, *freeze, "optimizer.execution=per_leaf"), tiny_setup)
+    assert packed.execution == "packed"
+    assert len(unread_buffers(packed.tx, packed.layout)) == 1
+    _close((sp.params, sp.opt_state), (sl.params, sl.opt_state))
+    np.testing.assert_allclose(mp["train_loss"], ml["train_loss"], rtol=0, atol=TOL)
+    shape = tuple(sp.params["dense_0"]["kernel"].shape[1:])  # drop the member axis
+    s = tiny_setup
+    x, y = jnp.asarray(s.data.x_train[:64]), jnp.asarray(s.data.y_train[:64])
+    counts = []
+    for cfg in (_cfg(None, *freeze), _cfg(None, freeze[1])):
+        program = build_program(cfg, s)
+        state = init_train_state(s.model, program.tx, x[:1], jax.random.key(0))
+        st = pack_train_state(state, program.tx, program.layout, program.layout.offsets())
+        step = make_train_step(s.model, program.tx, s.spec, layout=program.layout)
+        args = (st, x[None], y[None], jnp.ones((1, 64)), jax.random.key(1))
+        jaxpr = jax.make_jaxpr(step)(*args)
+        counts.append(_dots(jaxpr.jaxpr, shape))
+    # the trained model takes one (in, out) dot more: the frozen kernel's gradient
+    assert counts[1] - counts[0] == 1, counts
+
+
+def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup):
+    """``epoch_fn(state, x, y, layout.offsets())`` (dynamic slices, what keeps XLA:CPU's
+    compile time near the per-leaf gradient's) gives the per-leaf epoch's results."""
+    from jopt.train import init_train_state, make_train_epoch
+
+    s = tiny_setup
+    program = build_program(_cfg(), s)
+    x, y = jnp.asarray(s.data.x_train), jnp.asarray(s.data.y_train)
+    state = init_train_state(s.model, program.tx, x[:1], jax.random.key(0))
+    out = []
+    for layout in (program.layout, None):
+        epoch = make_train_epoch(s.model, program.tx, s.spec, s.batching, layout=layout)
+        offsets = layout.offsets() if layout is not None else ()
+        run_epoch = jax.jit(lambda st, o, x, y, epoch=epoch: epoch(st, x, y, o or None))
+        out.append(jax.device_get(run_epoch(state, offsets, x, y)))
+    (sp, mp), (sl, ml) = out
+    _close((sp.params, sp.opt_state, sp.step), (sl.params, sl.opt_state, sl.step))
+    np.testing.assert_allclose(mp["step_loss"], ml["step_loss"], rtol=0, atol=TOL)

@@ -115,17 +115,27 @@ def run_train(
             step = make_train_step(
                 s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
             )
-            # a packed step runs on a packed state (static splits, as in jopt run's epoch)
+            # A packed step runs on a packed state, its leaf offsets runtime arguments kept
+            # out of the carry (as in jopt run's epoch: passed once, never returned).
+            offsets = () if layout is None else layout.offsets()
             packed_state = state if layout is None else pack_train_state(state, tx, layout)
 
-            def step_fn(st, xb, yb, wb, k, step=step):
-                return (step(st, xb, yb, wb, k)[0],)
+            def step_fn(st, offsets, xb, yb, wb, k, step=step):
+                if offsets:
+                    st = st._replace(opt_state=st.opt_state._replace(offsets=offsets))
+                st = step(st, xb, yb, wb, k)[0]
+                if offsets:
+                    st = st._replace(opt_state=st.opt_state._replace(offsets=()))
+                return (st,)
 
             st = jax.tree.map(jnp.copy, packed_state)
-            c_step, t_step = compile_fn(step_fn, st, xb, yb, wb, key, donate_argnums=(0,))
+            c_step, t_step = compile_fn(
+                step_fn, st, offsets, xb, yb, wb, key, donate_argnums=(0,)
+            )
             step_stats, _ = time_steps(
                 c_step,
                 (st,),
+                offsets,
                 xb,
                 yb,
                 wb,
@@ -144,14 +154,15 @@ def run_train(
                 layout=layout,
             )
 
-            def epoch_fn(st, x, y, epoch=epoch):
-                return (epoch(st, x, y)[0],)
+            def epoch_fn(st, offsets, x, y, epoch=epoch):
+                return (epoch(st, x, y, offsets) if offsets else epoch(st, x, y))[:1]
 
             st = jax.tree.map(jnp.copy, state)
-            c_epoch, t_epoch = compile_fn(epoch_fn, st, x, y, donate_argnums=(0,))
+            c_epoch, t_epoch = compile_fn(epoch_fn, st, offsets, x, y, donate_argnums=(0,))
             epoch_stats, _ = time_steps(
                 c_epoch,
                 (st,),
+                offsets,
                 x,
                 y,
                 steps=max(steps // 4, 3),

@@ -30,10 +30,13 @@ def _check_leaf(got: Any, want: Any, where: str) -> None:
         )
 
 
-def state_to_per_leaf(tx: Any, layout: PackLayout, state: Any) -> Any:
+def state_to_per_leaf(tx: Any, layout: PackLayout, state: Any, offsets: Any = None) -> Any:
     """The state ``tx.init(params)`` would have, holding the values of packed ``state``.
 
     ``state`` is a :class:`FusedState` (or its ``inner``) made on ``layout``'s buffers.
+    ``offsets`` (``layout.offsets()`` passed as runtime arguments of the jitted caller) cut the
+    slots with dynamic slices, one compiled kernel per leaf size; without them, with one
+    static split per buffer.
 
     Raises:
         JoptError: when ``state`` does not belong to ``tx`` on this layout.
@@ -44,7 +47,7 @@ def state_to_per_leaf(tx: Any, layout: PackLayout, state: Any) -> Any:
     flat: list[Any] = []
     for item in items:
         if slot(item):
-            flat.extend(x for x in layout.unpack_leaves(item) if x is not None)
+            flat.extend(x for x in layout.unpack_leaves(item, offsets) if x is not None)
         else:
             flat.append(item)
     target = jax.eval_shape(tx.init, layout.leaf_view())

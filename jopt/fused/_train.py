@@ -79,27 +79,42 @@ class Unpacker:
         return PackedState(packed, opt)
 
 
-def _unread_gradients(tx: Any, layout: PackLayout, packed: Any, inner: Any) -> frozenset:
-    """The buffers whose gradient no output of ``tx.update`` depends on (dead-code analysis of
-    the update's jaxpr); empty when the analysis is unavailable (then every gradient is taken)."""
+def unread_buffers(tx: Any, layout: PackLayout) -> frozenset:
+    """The buffers of ``layout`` whose gradient no output of ``tx.update`` depends on.
+
+    Frozen parameter groups (``jopt.groups(..., freeze=True)``, ``jopt.freeze``) land in buffers
+    of their own (:func:`jopt.fused.packed_layout`), and ``tx`` never reads their gradient: a
+    packed step may then cut their views out of a ``lax.stop_gradient`` of the buffer, so the
+    backward pass computes nothing for them (their gradient is zeros). Found by dead-code
+    elimination of ``tx.update``'s jaxpr on abstract buffers (nothing is computed); empty when
+    the analysis is unavailable, so every gradient is taken then.
+    """
     try:
         from jax._src.interpreters import partial_eval as pe
     except ImportError:  # pragma: no cover - a future jax: take every gradient
         return frozenset()
+    packed = {g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes}
 
-    def update(grads):
+    def value_fn(q, **_):
+        return sum((jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(q)), jnp.zeros((), jnp.float32))
+
+    def update(grads, params):
         with layout_scope(layout):
-            return call_update(tx, grads, inner, packed, value=jnp.zeros((), jnp.float32))
+            inner = tx.init(params)
+            extra = dict(grad=grads, value_fn=value_fn, obj_fn=value_fn, grad_fn=lambda q, i: q)
+            return call_update(
+                tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra
+            )
 
     try:
-        jaxpr = jax.make_jaxpr(update)(packed).jaxpr
+        jaxpr = jax.make_jaxpr(update)(packed, packed).jaxpr
         _, used = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
     except Exception:  # pragma: no cover - internal API changed: take every gradient
         return frozenset()
-    names = [g for g in sorted(packed) if packed[g] is not None]
-    if len(used) != len(names):  # pragma: no cover - unexpected jaxpr inputs
+    names = sorted(packed)
+    if len(used) != 2 * len(names):  # pragma: no cover - unexpected jaxpr inputs
         return frozenset()
-    return frozenset(n for n, u in zip(names, used, strict=True) if not u)
+    return frozenset(n for n, u in zip(names, used[: len(names)], strict=True) if not u)
 
 
 def packed_train_step(
@@ -144,7 +159,7 @@ def packed_train_step(
     layout = packed_layout(tx, params, multiple_of=multiple_of)
     packed = layout.pack(params)
     opt = packed_init(tx, layout, packed, dynamic_offsets=dynamic_offsets)
-    no_grad = _unread_gradients(tx, layout, packed, opt.inner)
+    no_grad = unread_buffers(tx, layout)
 
     def step(state: PackedState, *batch: Any):
         p, s = state.params, state.opt_state
