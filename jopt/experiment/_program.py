@@ -89,6 +89,8 @@ class Program:
     layout: Any = None
     precision: Any = None  # jopt.models.Precision (train.precision resolved)
     eval_params: Any = None  # (params, opt_state) -> the parameters evaluated (see eval_params_fn)
+    # packed, one device: the epoch taking the leaf offsets as arguments (see compile_group)
+    epoch_offsets_fn: Any = None
 
 
 def resolve_execution(
@@ -162,12 +164,17 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     epoch_fn = under_matmul_precision(epoch_fn, policy)
     eval_fn = under_matmul_precision(eval_fn, policy)
     eval_params = eval_params_fn(config)
+    epoch_offsets_fn = None
+    if layout is not None and parallel is None:
+        epoch_offsets_fn = over_members(epoch_fn, K, (0, None, None, None))
     epoch_fn = over_members(epoch_fn, K, (0, None, None))
     eval_fn = over_members(eval_fn, K, (0, 0, None, None))
     eval_params = over_members(eval_params, K, (0, 0))
-    return Program(
+    program = Program(
         model, tx, mult, epoch_fn, eval_fn, K, execution, note, layout, policy, eval_params
     )
+    program.epoch_offsets_fn = epoch_offsets_fn
+    return program
 
 
 def eval_params_fn(config: Config) -> Any:
@@ -234,6 +241,15 @@ def compile_group(
     if parallel is not None:
         epoch = parallel.jit_epoch(program.epoch_fn, state)
         epoch.lower(state, x, y)
+    elif program.epoch_offsets_fn is not None:
+        # Packed: the leaf offsets are arguments of the compiled epoch, so XLA cuts the leaves
+        # with one kernel per leaf size; as constants it compiles a kernel per leaf (issue 13).
+        offsets = program.layout.offsets()
+        fn = jax.jit(program.epoch_offsets_fn, donate_argnums=0)
+        compiled = fn.lower(state, x, y, offsets).compile()
+
+        def epoch(state, x, y):
+            return compiled(state, x, y, offsets)
     else:
         epoch = jax.jit(program.epoch_fn, donate_argnums=0).lower(state, x, y).compile()
     eval_fn, eval_params = program.eval_fn, program.eval_params

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jopt.core import all_finite, apply_updates, call_update, global_norm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, augment_batch
-from jopt.fused import FusedState, on_buffers, state_to_packed, state_to_per_leaf
+from jopt.fused import FusedState, on_buffers, state_to_packed, state_to_per_leaf, unread_buffers
 from jopt.models import ModelAdapter
 from jopt.train._losses import LOSSES, make_loss, one_hot_targets, penalty
 from jopt.train._state import TrainState
@@ -135,10 +135,14 @@ def pack_train_state(state: TrainState, tx: Any, layout: Any, offsets: Any = ())
 
 def unpack_train_state(state: TrainState, tx: Any, layout: Any) -> TrainState:
     """The inverse of :func:`pack_train_state`: parameters and optimizer state per leaf, as
-    ``init_train_state`` makes them (what checkpoints, evaluation and logs read)."""
-    opt = state.opt_state.inner if isinstance(state.opt_state, FusedState) else state.opt_state
+    ``init_train_state`` makes them (what checkpoints, evaluation and logs read). Cut with
+    the leaf offsets the state carries (dynamic slices), else one static split per buffer."""
+    opt, offsets = state.opt_state, None
+    if isinstance(opt, FusedState):
+        opt, offsets = opt.inner, (opt.offsets if len(opt.offsets) == layout.num_leaves else None)
     return state._replace(
-        params=layout.unpack(state.params), opt_state=state_to_per_leaf(tx, layout, opt)
+        params=layout.unpack(state.params, offsets),
+        opt_state=state_to_per_leaf(tx, layout, opt, offsets),
     )
 
 
@@ -164,6 +168,9 @@ def make_train_step(
     dtype and leaf class and ``tx`` updates the buffers (``jopt.fused.on_buffers``). The results
     equal the per-leaf step's up to float rounding.
     """
+    # Buffers whose gradient tx never reads (frozen groups): cut from a stop_gradient, so the
+    # backward pass computes nothing for them (their gradient is zeros).
+    no_grad = frozenset() if layout is None else unread_buffers(tx, layout)
     if layout is not None:
         tx = on_buffers(tx, layout)
     loss_fn = spec.per_example()
@@ -173,7 +180,13 @@ def make_train_step(
     classification = spec.task == "classification"
 
     def tree(p, offsets):
-        return p if layout is None else layout.unpack(p, offsets)
+        if layout is None or not no_grad:
+            return p if layout is None else layout.unpack(p, offsets)
+        live = layout.unpack_leaves({g: v for g, v in p.items() if g not in no_grad}, offsets)
+        cut = {g: jax.lax.stop_gradient(v) for g, v in p.items() if g in no_grad}
+        fixed = layout.unpack_leaves(cut, offsets)
+        leaves = [a if a is not None else b for a, b in zip(live, fixed, strict=True)]
+        return jax.tree.unflatten(layout.treedef, leaves)
 
     def micro_objective(params, model_state, x, y, w, key, offsets):
         """``(sum_i w_i l_i, (outputs, new model state))`` on one micro-batch."""
@@ -319,15 +332,19 @@ def make_train_epoch(
     With a ``layout`` (``jopt.fused.packed_layout(tx, params)``) the epoch runs packed: it
     packs the (per-leaf) state once on entry (:func:`pack_train_state`), every step of the scan
     runs on the buffers (:func:`make_train_step` with ``layout``), and it unpacks once on exit,
-    so the state it takes and returns is the per-leaf one either way.
+    so the state it takes and returns is the per-leaf one either way. Pass
+    ``epoch_fn(state, x, y, layout.offsets())`` with the offsets as *arguments of the jitted
+    call* (never closed over: XLA would fold them back into constants): the leaves are then
+    cut by dynamic slices, one compiled kernel per leaf size. Without them (``offsets=None``)
+    each leaf is a static slice, a kernel of its own: the same results, several times the
+    compile time on XLA:CPU (benchmarks/README.md).
     """
     step = make_train_step(model, tx, spec, augment=augment, kind=kind, layout=layout)
 
-    def epoch_fn(state: TrainState, x: jax.Array, y: jax.Array):
+    def epoch_fn(state: TrainState, x: jax.Array, y: jax.Array, offsets: Any = None):
         if layout is not None:
-            # Static splits, not dynamic slices at offsets behind an optimization barrier:
-            # measured on XLA:CPU the latter compiled 2x slower (300 leaves) inside the scan.
-            state, metrics = epoch_body(pack_train_state(state, tx, layout), x, y)
+            state = pack_train_state(state, tx, layout, () if offsets is None else offsets)
+            state, metrics = epoch_body(state, x, y)
             return unpack_train_state(state, tx, layout), metrics
         return epoch_body(state, x, y)
 
