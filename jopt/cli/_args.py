@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 from jopt.core import JoptError
 
-__all__ = ["OneLineParser", "split_flags"]
+__all__ = ["OneLineParser", "add_config_arguments", "split_flags"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -16,6 +16,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_help: str, example: str, *, optional: bool = False
+) -> None:
+    """The arguments of a command that runs a config: ``CONFIG``, the ``KEY=VALUE`` overrides
+    after it (sorted by :func:`split_flags`) and ``--no-progress``. ``optional``: the config may
+    be left out (``jopt run --resume``)."""
+    parser.add_argument("config", nargs="?" if optional else None, help=config_help)
+    parser.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        metavar="KEY=VALUE",
+        help=f"dotted overrides, e.g. {example}",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def split_flags(args: Any, flags: dict[str, str]) -> None:

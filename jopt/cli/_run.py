@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from jopt.cli._args import split_flags
+from jopt.cli._args import add_config_arguments, split_flags
 from jopt.core import JoptError
 
 __all__ = ["EXIT_DIVERGED", "add_arguments", "main"]
@@ -19,13 +19,7 @@ EXIT_DIVERGED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="YAML config file")
-    parser.add_argument(
-        "overrides",
-        nargs=argparse.REMAINDER,
-        metavar="KEY=VALUE",
-        help="dotted overrides, e.g. optimizer.learning_rate=3e-3",
-    )
+    add_config_arguments(parser, "YAML config file", "optimizer.learning_rate=3e-3", optional=True)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     parser.add_argument(
         "--epochs",
@@ -34,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --resume: extend the run to N epochs (recorded in its config.yaml)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(args: argparse.Namespace) -> int:

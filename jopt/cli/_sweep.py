@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from jopt.cli._args import split_flags
+from jopt.cli._args import add_config_arguments, split_flags
 
 __all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML config file with a sweep section")
-    parser.add_argument(
-        "overrides",
-        nargs=argparse.REMAINDER,
-        metavar="KEY=VALUE",
-        help="dotted overrides, e.g. sweep.seeds=3 train.epochs=5",
+    add_config_arguments(
+        parser, "YAML config file with a sweep section", "sweep.seeds=3 train.epochs=5"
     )
     parser.add_argument(
         "--protocol",
@@ -29,7 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run every member on its own instead of vmapping groups",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(args: argparse.Namespace) -> int:

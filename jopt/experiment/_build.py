@@ -39,8 +39,8 @@ from jopt.experiment._stream import SHARDS, load_sharded, stream_steps
 from jopt.experiment._user_code import (
     build_model,
     check_loss_output,
+    data_function,
     is_reference,
-    load_user_data,
     user_loss,
 )
 
@@ -74,15 +74,16 @@ class Setup:
 
 
 def load_data(config: Config):
+    """The config's data set: a registered name or a user's data function through
+    ``jopt.data.load_dataset`` with the config's splits and options; ``shards`` described, not
+    loaded (``jopt.data.ShardedData``, read in batches)."""
     from jopt.data import load_dataset
 
     d = config.data
-    if d.name == SHARDS:  # described, not loaded: read in batches (jopt.data.ShardedData)
+    if d.name == SHARDS:
         return load_sharded(config)
-    if is_reference(d.name):  # a user's data function
-        return load_user_data(config)
     return load_dataset(
-        d.name,
+        data_function(config) if is_reference(d.name) else d.name,
         task=d.task,
         seed=d.seed,
         val_fraction=d.val_fraction,

@@ -33,11 +33,7 @@ def config_from_dict(
     raw = copy.deepcopy(raw)
     for key, value in parse_overrides(overrides):
         set_dotted(raw, key, value)
-    raw = with_code_path(raw, base_dir)
-    config = build_section(Config, raw, "")
-    if validate:
-        validate_config(config)
-    return config
+    return _build(with_code_path(raw, base_dir), validate)
 
 
 def load_config(
@@ -57,6 +53,11 @@ def replace_dotted(config: Config, items: dict[str, Any], *, validate: bool = Tr
     raw = to_dict(config)
     for key, value in items.items():
         set_dotted(raw, key, copy.deepcopy(value))
+    return _build(raw, validate)
+
+
+def _build(raw: dict, validate: bool) -> Config:
+    """The :class:`Config` of a plain dict, checked by ``validate_config`` when ``validate``."""
     config = build_section(Config, raw, "")
     if validate:
         validate_config(config)

@@ -39,11 +39,7 @@ def check_output_dir(key: str, path: str | None) -> None:
     base = _nearest_existing(path)
     if not os.path.isdir(base):
         raise JoptError(f"{key}: cannot create {path}: {base} is a file, not a directory")
-    try:
-        probe = tempfile.mkdtemp(prefix=".jopt-probe-", dir=base)
-        os.rmdir(probe)
-    except OSError as e:
-        raise JoptError(f"{key}: cannot write under {base}: {e.strerror or e}") from None
+    _probe(key, base, "under")
 
 
 def check_output_file(key: str, path: str | None) -> None:
@@ -56,11 +52,7 @@ def check_output_file(key: str, path: str | None) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise JoptError(f"{key}: directory {os.path.dirname(path) or parent} does not exist")
-    try:
-        probe = tempfile.mkdtemp(prefix=".jopt-probe-", dir=parent)
-        os.rmdir(probe)
-    except OSError as e:
-        raise JoptError(f"{key}: cannot write in {parent}: {e.strerror or e}") from None
+    _probe(key, parent, "in")
 
 
 def _check_readable(key: str, path: object) -> None:
@@ -86,3 +78,12 @@ def check_data_files(config) -> None:
     for key in DATA_FILE_OPTIONS:
         if key in d.options and d.options[key] is not None:
             _check_readable(f"data.options.{key}", d.options[key])
+
+
+def _probe(key: str, directory: str, where: str) -> None:
+    """Refuse in one line unless a file can be created in ``directory`` (makes and removes an
+    empty temporary directory there)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".jopt-probe-", dir=directory))
+    except OSError as e:
+        raise JoptError(f"{key}: cannot write {where} {directory}: {e.strerror or e}") from None

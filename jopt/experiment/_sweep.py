@@ -31,9 +31,10 @@ from jopt.experiment._build import load_data, setup, structure_key
 from jopt.experiment._load import dump_config, replace_dotted
 from jopt.experiment._member import Member
 from jopt.experiment._plots import plot_overlay, plot_sensitivity
-from jopt.experiment._runner import _problem_guard, finish
+from jopt.experiment._runner import _problem_guard
 from jopt.experiment._schema import Config, to_dict
 from jopt.experiment._stream import has_split, is_sharded
+from jopt.experiment._summary import finish
 from jopt.experiment._tracker import open_tracker
 from jopt.experiment._trainer import GroupTrainer
 from jopt.experiment._validate import validate_config

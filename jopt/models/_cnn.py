@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jopt.models._layers import activation, apply_norm, kernel_init
+from jopt.models._layers import activation, apply_norm, dense, kernel_init
 
 
 class CNN(nn.Module):
@@ -66,20 +66,8 @@ class CNN(nn.Module):
                 x = nn.max_pool(x, window, strides=window)
         x = x.reshape((x.shape[0], -1))
         if self.dense:
-            x = nn.Dense(
-                self.dense,
-                kernel_init=kernel_init(self.activation),
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name="dense",
-            )(x)
+            x = dense(self, self.dense, "dense", self.activation)(x)
             x = act(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(
-            self.num_outputs,
-            kernel_init=nn.initializers.lecun_normal(),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="head",
-        )(x)
+        return dense(self, self.num_outputs, "head")(x)

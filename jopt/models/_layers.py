@@ -38,6 +38,16 @@ def kernel_init(act: str) -> jax.nn.initializers.Initializer:
     return nn.initializers.lecun_normal()
 
 
+def dense(module: nn.Module, features: int, name: str, act: str | None = None) -> nn.Dense:
+    """A ``Dense`` layer of ``module`` in its ``dtype``/``param_dtype``: :func:`kernel_init` of
+    ``act`` for a hidden layer, LeCun normal for the output layer (``act`` None). Call it inside
+    the module's ``nn.compact`` method."""
+    init = kernel_init(act) if act is not None else nn.initializers.lecun_normal()
+    return nn.Dense(
+        features, kernel_init=init, dtype=module.dtype, param_dtype=module.param_dtype, name=name
+    )
+
+
 def check_norm(norm) -> None:
     if norm not in NORMS:
         raise JoptError(f"unknown norm {norm!r}; allowed: none, layer, batch")

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jopt.models._layers import activation, apply_norm, kernel_init
+from jopt.models._layers import activation, apply_norm, dense
 
 
 class Linear(nn.Module):
@@ -63,21 +63,9 @@ class MLP(nn.Module):
         act = activation(self.activation)
         x = x.reshape((x.shape[0], -1))
         for i, width in enumerate(self.hidden):
-            x = nn.Dense(
-                width,
-                kernel_init=kernel_init(self.activation),
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"dense_{i}",
-            )(x)
+            x = dense(self, width, f"dense_{i}", self.activation)(x)
             x = apply_norm(self.norm, x, train, f"norm_{i}", self.dtype, self.param_dtype)
             x = act(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(
-            self.num_outputs,
-            kernel_init=nn.initializers.lecun_normal(),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="head",
-        )(x)
+        return dense(self, self.num_outputs, "head")(x)
