@@ -24,6 +24,7 @@ data-parallel runs).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax
@@ -172,24 +173,31 @@ def _plan(run, seed):
 
 
 def _nnx_reference(run):
-    """NNX's own training loop, per seed: the module's nnx.Rngs streams drive dropout."""
+    """NNX's own training loop, per seed (its functional form, ``nnx.split``/``nnx.merge`` in
+    ``jax.jit``): the module's nnx.Rngs streams drive dropout."""
 
-    @nnx.jit
-    def step(model, opt, xb, yb):
+    @functools.partial(jax.jit, static_argnums=0)
+    def step(graphdef, state, xb, yb):
+        model, opt = nnx.merge(graphdef, state)
+
         def loss_fn(model):
             return optax.softmax_cross_entropy_with_integer_labels(model(xb), yb).mean()
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
-        return loss
+        return nnx.state((model, opt)), loss
 
     out = []
     for seed in SEEDS:
         k_init, idx, _ = _plan(run, seed)
         model = NNet(rngs=nnx.Rngs(k_init))
-        opt = nnx.Optimizer(model, optax.adam(LR), wrt=nnx.Param)
         model.train()
-        losses = [float(step(model, opt, run.x[i], run.y[i])) for i in idx]
+        graphdef, state = nnx.split((model, nnx.Optimizer(model, optax.adam(LR), wrt=nnx.Param)))
+        losses = []
+        for i in idx:
+            state, loss = step(graphdef, state, run.x[i], run.y[i])
+            losses.append(float(loss))
+        model, _ = nnx.merge(graphdef, state)
         _, params, rest = nnx.split(model, nnx.Param, ...)
         out.append((np.mean(losses), nnx.to_pure_dict(params), nnx.to_pure_dict(rest)))
     return out
@@ -334,7 +342,10 @@ def test_equinox_batch_norm_needs_the_batch_axis_name():
 
 @pytest.mark.parametrize("built", ["nnx", "equinox"])
 def test_a_built_module_is_refused(built):
-    module = NNet(rngs=nnx.Rngs(0)) if built == "nnx" else ENet(key=jax.random.key(0))
+    if built == "nnx":  # abstract builds (nothing computed): instances all the same
+        module = nnx.eval_shape(lambda: NNet(rngs=nnx.Rngs(0)))
+    else:
+        module = eqx.filter_eval_shape(ENet, key=jax.random.key(0))
     with pytest.raises(JoptError, match="each seed builds its own"):
         adapt(module)
 
