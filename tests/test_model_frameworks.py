@@ -16,6 +16,8 @@ For each library:
   epoch equals the uninterrupted one bit for bit; ``load_module`` gives back the library's
   own module type, computing the same outputs.
 
+A linen module's adapter is the runner's own linen path, bit for bit.
+
 What cannot be exact is refused in one line (equinox ``BatchNorm`` without
 ``axis_name="batch"``, a built module instead of a class/factory, a bfloat16 precision,
 data-parallel runs).
@@ -326,6 +328,44 @@ def test_sharpness_reads_the_model_through_its_adapter(run):
     fn = sharpness_fn(_cfg("diagnostics.sharpness_iters=2"), run.setup)
     lam = float(fn(_one(run.s1.params), _one(run.s1.model_state), jax.random.key(0)))
     assert np.isfinite(lam) and lam > 0
+
+
+def test_a_linen_module_adapts_to_what_the_runner_computes(tmp_path):
+    """``adapt(linen module)`` is the runner's own linen path (``init_train_state``,
+    ``apply_model``), and ``load_module`` gives the module back bound to its variables."""
+    import flax.linen as nn
+
+    from jopt.experiment import load_module
+    from jopt.optimizers import sgd
+    from jopt.train import apply_model, init_train_state
+
+    class Small(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.BatchNorm(use_running_average=not train)(nn.Dense(4, use_bias=False)(x))
+            return nn.Dropout(0.5, deterministic=not train)(x)
+
+    model, adapter, x = Small(), adapt(Small()), jnp.asarray(DATA.x_train[:8])
+    k_init, k_drop, _ = jax.random.split(jax.random.key(0), 3)
+
+    @jax.jit
+    def both(key):
+        st = init_train_state(model, sgd(0.1), x[:1], jax.random.key(0))
+        mine = adapter.init(k_init, x[:1], dropout_key=k_drop)
+        ref = apply_model(model, st.params, st.model_state, x, train=True, key=key)
+        got = adapter.apply(*mine, x, train=True, key=key)
+        return (st.params, st.model_state), mine, ref, got
+
+    theirs, mine, ref, got = both(jax.random.key(1))
+    _equal(mine, theirs)
+    _equal(got, ref)
+    one = {"params": mine[0], "model_state": got[1]}
+    save_checkpoint(tmp_path / "checkpoints" / "epoch_000001", {"state": one, "best": mine})
+    bound = load_module(tmp_path, model, sample=x[:1])
+    assert type(bound) is Small
+    _equal(dict(bound.variables), {"params": mine[0], **got[1]})
+    with pytest.raises(JoptError, match="needs sample="):
+        load_module(tmp_path, model)
 
 
 # -- refusals (nothing compiles) ---------------------------------------------------------------
