@@ -39,7 +39,10 @@ OVERRIDES = {
 }
 
 
-def _run(name: str, epochs: int, runs_dir: str) -> dict:
+FULL_BATCH = ["batching.strategy=full", "regularization.dropout=0"]
+
+
+def _run(name: str, epochs: int, runs_dir: str, extra: tuple[str, ...] = ()) -> dict:
     over = [
         f"optimizer.name={name}",
         f"train.epochs={epochs}",
@@ -48,8 +51,9 @@ def _run(name: str, epochs: int, runs_dir: str) -> dict:
         "output.plots=false",
         "output.checkpoints=false",
         "output.progress=false",
-        "sweep.grid={optimizer.learning_rate: [%s]}" % ", ".join(map(str, GRID)),
+        f"sweep.grid={{optimizer.learning_rate: [{', '.join(map(str, GRID))}]}}",
         *OVERRIDES.get(name, []),
+        *extra,
     ]
     config = load_config(str(ROOT / "configs" / "quickstart.yaml"), over)
     t0 = time.perf_counter()
@@ -75,7 +79,7 @@ def _run(name: str, epochs: int, runs_dir: str) -> dict:
     best_lr, best = max(grid.items(), key=score)
     return {
         "epochs": epochs,
-        "overrides": OVERRIDES.get(name, []),
+        "overrides": [*OVERRIDES.get(name, []), *extra],
         "lr": float(best_lr),
         "val_accuracy": best["val_accuracy"],
         "test_accuracy": best["test_accuracy"],
@@ -89,12 +93,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated optimizer names")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument(
+        "--full-batch",
+        action="store_true",
+        help="also train --only's optimizers full batch without dropout (results[name]"
+        "['full_batch']): where a full-batch method does better",
+    )
     args = ap.parse_args()
     names = listing()["optimizers"]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-    doc["protocol"] = {
+    protocol = {
         "config": "configs/quickstart.yaml (digits, MLP 64-128-10, dropout 0.2, minibatch 32, "
         "cosine schedule)",
         "epochs": args.epochs,
@@ -103,9 +113,20 @@ def main() -> None:
         "seed": 0,
         "target": TARGET,
     }
+    if not args.full_batch:
+        doc["protocol"] = protocol
     results = doc.setdefault("results", {})
     runs_dir = tempfile.mkdtemp(prefix="catalogue_digits_")
     try:
+        if args.full_batch:
+            if not args.only:
+                raise SystemExit("--full-batch needs --only")
+            for name in names:
+                r = _run(name, args.epochs, runs_dir, tuple(FULL_BATCH))
+                results[name]["full_batch"] = r
+                print(name, "full batch", r["lr"], r["test_accuracy"], flush=True)
+                OUT.write_text(json.dumps(doc, indent=1) + "\n")
+            return
         for name in names:
             try:
                 results[name] = _run(name, args.epochs, runs_dir)
