@@ -6,10 +6,15 @@ nothing (weight decay 0, ``accumulate`` with k=1, lookahead syncing every step w
 with B present but neutral must give exactly A alone: the run "without the second feature".
 Hyperparameters are powers of two, so ``with_hparams``' float32 copies are exact and every
 comparison is at 1e-6. Pairs that cannot be exact are refused with one JoptError line.
+
+Each test compiles its runs as one program with XLA's backend (LLVM) optimisations off
+(``FAST_COMPILE``): compiling is nearly all of the cost, and every comparison is between runs
+compiled the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -23,6 +28,7 @@ LR, B1, B2 = 2.0**-4, 0.5, 0.75
 STEPS = 4
 PARAMS = {"w": jnp.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]), "b": jnp.array([0.1, -0.2, 0.3])}
 NAN_STEP = 1  # the gradients of this step hold a NaN when skip_nonfinite is active
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 # feature: (active setting, neutral setting)
 FEATURES = {
@@ -123,7 +129,7 @@ def results():
         }
         return alone, paired
 
-    return jax.jit(everything)()
+    return jax.jit(everything, compiler_options=FAST_COMPILE)()
 
 
 @pytest.mark.parametrize("a", list(FEATURES))
@@ -141,7 +147,7 @@ def test_second_feature_neutral_changes_nothing(a, results):
 def test_active_features_change_the_run(results):
     # Guards the test above against vacuity: each active feature moves the trajectory.
     alone, _ = results
-    plain = jax.jit(lambda: run({}, False))()
+    plain = jax.jit(lambda: run({}, False), compiler_options=FAST_COMPILE)()
     for a in FEATURES:
         if a in ("with_hparams", "ema"):
             continue  # exact by themselves: same updates as plain (ema adds an average)
@@ -205,7 +211,7 @@ def test_vmap_over_hparams_with_every_feature():
 
     cfgs = [{a: FEATURES[a][0]} for a in FEATURES]
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     def both():
         return [
             (jax.vmap(lambda lr, c=c: one(c, lr))(lrs), [one(c, lr) for lr in lrs]) for c in cfgs
@@ -237,22 +243,30 @@ def test_refused_pairs_raise_one_line(make):
 
 def test_fuse_is_exact_or_refused_for_every_feature():
     """``jopt.fuse`` around each active feature: the same run, or a JoptError at construction."""
-    refused = []
+    refused, fused = [], {}
     for a in FEATURES:
-        cfg = {a: FEATURES[a][0]}
         try:
-            fused = jopt.fuse(build(cfg))
+            fused[a] = jopt.fuse(build({a: FEATURES[a][0]}))
         except jopt.JoptError as e:
             assert "\n" not in str(e)
             refused.append(a)
-            continue
-        grads = _grads(a == "skip_nonfinite")
-        ref = build(cfg)
-        p1, s1, p2, s2 = PARAMS, fused.init(PARAMS), PARAMS, ref.init(PARAMS)
+
+    def both(tx, ref, grads):
+        p1, s1, p2, s2 = PARAMS, tx.init(PARAMS), PARAMS, ref.init(PARAMS)
         for g in grads:
-            u1, s1 = fused.update(g, s1, p1)
+            u1, s1 = tx.update(g, s1, p1)
             u2, s2 = ref.update(g, s2, p2)
             p1, p2 = jopt.apply_updates(p1, u1), jopt.apply_updates(p2, u2)
+        return p1, p2
+
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)  # every feature, one program
+    def runs():
+        return {
+            a: both(tx, build({a: FEATURES[a][0]}), _grads(a == "skip_nonfinite"))
+            for a, tx in fused.items()
+        }
+
+    for a, (p1, p2) in runs().items():
         for x, y in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
             np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7, err_msg=f"fuse with {a}")
     print("fuse refuses:", refused)
