@@ -10,6 +10,10 @@ layout) and with ``execution: per_leaf``; parameters and losses agree to 1e-6. A
 combination is not exact on packed buffers must be refused, at validation and at
 construction, with one line (and ``auto`` falls back to per leaf).
 
+The step programs compile with XLA's backend (LLVM) optimisations off (``FAST_COMPILE``, as in
+``test_optimizers_parity.py``): compiling is nearly all of this test's cost, and every execution
+it compares (fused, packed, per leaf) is compiled the same way.
+
 Five steps, not an epoch: packed and per-leaf maths round differently in the last bit
 (differences of ~1e-8 per step); a network amplifies that chaotically over an epoch
 (mnist1d_cnn at learning rate 1e-2 reaches 5e-3 after 40 steps), which says nothing about
@@ -60,6 +64,7 @@ CASES.update(
     }
 )
 REFUSED = {"quickstart+adafactor", "quickstart+block_rms"}
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 _DATA: dict[str, object] = {}
 
 
@@ -86,7 +91,8 @@ def _steps(config, st, steps=5):
             augment=st.augment,
             kind=st.data.kind,
             layout=layout,
-        )
+        ),
+        compiler_options=FAST_COMPILE,
     )
     state = init_train_state(program.model, program.tx, x[:1], jax.random.key(config.seed))
     if layout is not None:
