@@ -48,6 +48,8 @@ LR = 3e-3
 SEED = 3
 SEEDS = (SEED, SEED + 2)  # a sweep group of two members
 TOL = 1e-6
+# compiling is most of the cost; every comparison is between programs compiled alike, or to 1e-6
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 class NNet(nnx.Module):
@@ -124,7 +126,11 @@ class Run:
         self.program = build_program(_cfg(), self.setup, len(SEEDS))
         self.execution = self.program.execution
         self.s0, _ = init_group(self.program, [_cfg(seed=s) for s in SEEDS], self.x[:1])
-        self.epoch = jax.jit(self.program.epoch_fn).lower(self.s0, self.x, self.y).compile()
+        self.epoch = (
+            jax.jit(self.program.epoch_fn, compiler_options=FAST_COMPILE)
+            .lower(self.s0, self.x, self.y)
+            .compile()
+        )
         self.s1, self.m1 = self.epoch(self.s0, self.x, self.y)
         self.s2, self.m2 = self.epoch(self.s1, self.x, self.y)
 
@@ -178,7 +184,7 @@ def _nnx_reference(run):
     """NNX's own training loop, per seed (its functional form, ``nnx.split``/``nnx.merge`` in
     ``jax.jit``): the module's nnx.Rngs streams drive dropout."""
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
     def step(graphdef, state, xb, yb):
         model, opt = nnx.merge(graphdef, state)
 
@@ -212,7 +218,7 @@ def _eqx_reference(run):
         eqx.nn.make_with_state(ENet)(key=jax.random.key(0))[0], eqx.is_inexact_array
     )[1]
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     def step(params, state, opt_state, xb, yb, key):
         def loss_fn(params):
             m = eqx.combine(params, static)
@@ -264,7 +270,7 @@ def test_model_state_moves_in_training_not_in_evaluation(run):
     xv = jnp.asarray(DATA.x_val)
     p, ms = _one(run.s1.params), _one(run.s1.model_state)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     def forward(p, ms, xv):
         out1, ms1 = adapter.apply(p, ms, xv, train=False, key=jax.random.key(1))
         out2, ms2 = adapter.apply(p, ms, xv, train=False, key=jax.random.key(2))
@@ -281,7 +287,7 @@ def test_model_state_moves_in_training_not_in_evaluation(run):
     assert not np.allclose(np.asarray(tr), np.asarray(out1))  # batch statistics, dropout
     assert any(not np.array_equal(a, b) for a, b in zip(_leaves(ms3), _leaves(ms), strict=True))
     # the runner's evaluation is the eval-mode forward pass
-    ev = jax.jit(run.program.eval_fn)(
+    ev = jax.jit(run.program.eval_fn, compiler_options=FAST_COMPILE)(
         run.s1.params, run.s1.model_state, xv, jnp.asarray(DATA.y_val)
     )
     with jax.numpy_dtype_promotion("standard"):
@@ -348,7 +354,7 @@ def test_a_linen_module_adapts_to_what_the_runner_computes(tmp_path):
     model, adapter, x = Small(), adapt(Small()), jnp.asarray(DATA.x_train[:8])
     k_init, k_drop, _ = jax.random.split(jax.random.key(0), 3)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
     def both(key):
         st = init_train_state(model, sgd(0.1), x[:1], jax.random.key(0))
         mine = adapter.init(k_init, x[:1], dropout_key=k_drop)
