@@ -45,7 +45,6 @@ __all__ = [
     "build_model",
     "check_references",
     "is_reference",
-    "load_user_data",
     "resolve",
     "user_loss",
 ]
@@ -231,34 +230,24 @@ def _check_call(
     return taken
 
 
+def _function(config: Any, section: str) -> tuple[Callable[..., Any], inspect.Signature]:
+    """The function ``<section>.name`` refers to and its signature (a class is refused)."""
+    key, ref = f"{section}.name", getattr(config, section).name
+    fn = resolve(key, ref, config.code_path)
+    if inspect.isclass(fn):
+        raise JoptError(f"{key}: {ref} is a class; expected {EXPECTED[section]}")
+    return fn, _signature(key, ref, fn, section)
+
+
 # -- data ---------------------------------------------------------------------------------------
 
 
 def data_function(config: Any) -> Callable[..., Any]:
     """The checked data function of ``data.name`` (not called)."""
     d = config.data
-    fn = resolve("data.name", d.name, config.code_path)
-    if inspect.isclass(fn):
-        raise JoptError(f"data.name: {d.name} is a class; expected {EXPECTED['data']}")
-    sig = _signature("data.name", d.name, fn, "data")
+    fn, sig = _function(config, "data")
     _check_call("data.name", d.name, sig, "data", given=tuple(d.options), optional=("seed",))
     return fn
-
-
-def load_user_data(config: Any):
-    """``jopt.data.load_dataset`` on the data function, with the config's split and options."""
-    from jopt.data import load_dataset
-
-    d = config.data
-    return load_dataset(
-        data_function(config),
-        task=d.task,
-        seed=d.seed,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-        preprocess=d.preprocess,
-        **d.options,
-    )
 
 
 # -- loss ---------------------------------------------------------------------------------------
@@ -267,10 +256,7 @@ def load_user_data(config: Any):
 def user_loss(config: Any) -> Callable[..., Any]:
     """``fn`` of ``loss.name`` with ``loss.options`` bound: ``(outputs, targets) -> (b,)``."""
     loss = config.loss
-    fn = resolve("loss.name", loss.name, config.code_path)
-    if inspect.isclass(fn):
-        raise JoptError(f"loss.name: {loss.name} is a class; expected {EXPECTED['loss']}")
-    sig = _signature("loss.name", loss.name, fn, "loss")
+    fn, sig = _function(config, "loss")
     _check_call("loss.name", loss.name, sig, "loss", positional=2, given=tuple(loss.options))
     out = functools.partial(fn, **loss.options) if loss.options else fn
     return out

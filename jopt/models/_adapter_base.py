@@ -3,6 +3,8 @@ NNX and equinox adapters share; ``jopt.models._adapters`` documents the whole de
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -99,6 +101,30 @@ class ModelAdapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
+
+
+class _FactoryAdapter(ModelAdapter):
+    """A module built by ``build(key)`` (the NNX and equinox adapters): subclasses name their
+    ``library`` and where its module base class is (imported when first built)."""
+
+    library: str = ""
+    module_class: tuple[str, str] = ("", "")  # (module, name) of the library's module base
+
+    def __init__(self, build: Callable[[jax.Array], Any], name: str = "model"):
+        self._build = build
+        self.name = name
+        self._template: Any = None
+
+    def _built(self, key: jax.Array) -> Any:
+        """``build(key)``, refused in one line when it is not a module of the library."""
+        where, cls = self.module_class
+        m = self._build(key)
+        if not isinstance(m, getattr(importlib.import_module(where), cls)):
+            raise JoptError(
+                f"model {self.name}: the {self.library} factory returned {_what(m)}, "
+                f"not an {self.library} module"
+            )
+        return m
 
 
 class _LinenView:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -13,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.core.errors import JoptError
-from jopt.models._adapter_base import ModelAdapter, _library_promotion, _strong, _what
+from jopt.models._adapter_base import _FactoryAdapter, _library_promotion, _strong
 
 __all__ = ["EquinoxAdapter"]
 
@@ -29,27 +28,14 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray, jax.ShapeDtypeStruct))
 
 
-class EquinoxAdapter(ModelAdapter):
+class EquinoxAdapter(_FactoryAdapter):
     """An equinox module built by ``eqx.nn.make_with_state(build)(key)``; see the module
     docstring. Called on one example: ``model(x, state, *, key)`` when it has an
     ``eqx.nn.State``, else ``model(x, *, key)`` (``key`` only if ``__call__`` takes one)."""
 
     framework = "equinox"
-
-    def __init__(self, build: Callable[[jax.Array], Any], name: str = "model"):
-        self._build = build
-        self.name = name
-        self._template: Any = None
-
-    def _built(self, key):
-        import equinox as eqx
-
-        m = self._build(key)
-        if not isinstance(m, eqx.Module):
-            raise JoptError(
-                f"model {self.name}: the equinox factory returned {_what(m)}, not an equinox module"
-            )
-        return m
+    library = "equinox"
+    module_class = ("equinox", "Module")
 
     def template(self) -> tuple[Any, bool, bool]:
         """``(static, stateful, takes_key)`` from an abstract build (shapes only, built once)."""

@@ -4,37 +4,22 @@ variable (``nnx.BatchStat``, the ``nnx.Rngs`` stream keys and counts) is the mod
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jopt.core.errors import JoptError
-from jopt.models._adapter_base import ModelAdapter, _library_promotion, _strong, _what
+from jopt.models._adapter_base import _FactoryAdapter, _library_promotion, _strong
 
 __all__ = ["NNXAdapter"]
 
 
-class NNXAdapter(ModelAdapter):
+class NNXAdapter(_FactoryAdapter):
     """A flax NNX module built by ``build(key)``; see the module docstring."""
 
     framework = "nnx"
-
-    def __init__(self, build: Callable[[jax.Array], Any], name: str = "model"):
-        self._build = build
-        self.name = name
-        self._template: Any = None
-
-    def _built(self, key):
-        from flax import nnx
-
-        m = self._build(key)
-        if not isinstance(m, nnx.Module):
-            raise JoptError(
-                f"model {self.name}: the NNX factory returned {_what(m)}, not an NNX module"
-            )
-        return m
+    library = "NNX"
+    module_class = ("flax.nnx", "Module")
 
     def template(self) -> tuple[Any, Any, Any]:
         """``(graphdef, params, rest)`` of an abstract build (shapes only, built once)."""
