@@ -235,3 +235,35 @@ def test_extension_is_exact_and_recorded(base, tmp_path, capsys):
     assert len(err) == 1 and "depends on the run's length" in err[0]
     assert _yaml(os.path.join(cos, "config.yaml"))["train"]["epochs"] == 2
     assert read_json(os.path.join(cos, "fingerprint.json"))["extensions"] == []
+
+
+def _old_fingerprint(run_dir, config, drop):
+    """A fingerprint as a run made before the schema had the field ``drop`` wrote it."""
+    from jopt.experiment._resume import FINGERPRINT
+
+    write_fingerprint(run_dir, config)
+    path = os.path.join(run_dir, FINGERPRINT)
+    info = read_json(path)
+    del info["fields"][drop]
+    info["sha256"] = "0" * 64  # the old hash: it did not cover the field
+    with open(path, "w") as f:
+        json.dump(info, f)
+
+
+def test_field_added_since_the_run_is_no_edit_at_its_default(tmp_path):
+    from jopt.experiment._resume import verify
+
+    config = config_from_dict(_raw(tmp_path))
+    _old_fingerprint(str(tmp_path), config, "loss.label_smoothing")
+    assert verify(str(tmp_path), config)["fields"]["optimizer.name"] == "adam"
+
+
+def test_field_added_since_the_run_is_an_edit_off_its_default(tmp_path):
+    from jopt.experiment._resume import verify
+
+    config = config_from_dict(_raw(tmp_path))
+    _old_fingerprint(str(tmp_path), config, "loss.label_smoothing")
+    edited = config_from_dict({**_raw(tmp_path), "loss": {"label_smoothing": 0.1}})
+    with pytest.raises(JoptError, match=r"loss.label_smoothing \(None -> 0.1\)") as e:
+        verify(str(tmp_path), edited)
+    assert "\n" not in str(e.value)

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import hashlib
@@ -34,6 +35,7 @@ from jopt.experiment import _artifacts as art
 from jopt.experiment._schema import Config, to_dict
 
 FINGERPRINT = "fingerprint.json"
+_NO_DEFAULT = object()
 LOCK = ".lock"
 # sections and fields that name, log or save a run but do not change what it computes
 _NOT_TRAINING = (
@@ -101,12 +103,18 @@ def read_fingerprint(run_dir: str) -> dict | None:
 def verify(run_dir: str, config: Config) -> dict | None:
     """Refuse (one line) a ``config.yaml`` whose training-relevant fields differ from the
     fingerprint's; return the fingerprint record (``None`` for a directory written before
-    fingerprints existed)."""
+    fingerprints existed). A field the fingerprint lacks (added to the schema since) whose
+    value is the schema's default is no edit."""
     info = read_fingerprint(run_dir)
     if info is None or info["sha256"] == fingerprint(config):
         return info
     old, new = info.get("fields", {}), training_fields(config)
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if "fields" in info:
+        # a field added to the schema after the run started is no edit at its default
+        changed = [k for k in changed if k in old or new[k] != _schema_default(config, k)]
+        if not changed:
+            return info
     shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed[:6])
     more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
     extend = " (extend the epochs with --epochs N)" if changed == ["train.epochs"] else ""
@@ -114,6 +122,27 @@ def verify(run_dir: str, config: Config) -> dict | None:
         f"{run_dir}/config.yaml was edited after the run started: {shown or 'fields'}{more}; "
         f"resume refuses a changed config{extend}, start a new run instead"
     )
+
+
+def _schema_default(config: Config, key: str) -> Any:
+    """The schema's default of the dotted field ``key`` (as JSON), or a sentinel that equals
+    no value where the field has none (a required field, a key inside a free-form dict)."""
+    *path, name = key.split(".")
+    obj: Any = config
+    for p in path:
+        obj = getattr(obj, p, None)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            if f.name != name:
+                continue
+            if f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                break
+            return json.loads(json.dumps(value, default=str))
+    return _NO_DEFAULT
 
 
 def check_extension(config: Config, new_epochs: int, done_steps: int, spe: int) -> None:
