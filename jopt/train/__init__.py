@@ -1,6 +1,6 @@
 """Training: losses and penalties, the train state, the scan-fused epoch, evaluation and ``fit``."""
 
-from jopt.train._eval import make_eval_fn
+from jopt.train._eval import make_eval_fn, make_eval_sums
 from jopt.train._fit import (
     METRIC_MODES,
     EarlyStopping,
@@ -30,7 +30,7 @@ from jopt.train._precision import (
 )
 from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
-from jopt.train._stream import StreamEpoch, evaluate_stream, make_eval_sums, make_stream_step
+from jopt.train._stream import StreamEpoch, evaluate_stream, make_stream_step
 from jopt.train._step import (
     LossSpec,
     apply_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -10,6 +11,28 @@ import jax.numpy as jnp
 
 from jopt.train._losses import mse
 from jopt.train._step import LossSpec, _targets, apply_model
+
+__all__ = ["make_eval_fn", "make_eval_sums"]
+
+
+def make_eval_sums(model: nn.Module, spec: LossSpec) -> Callable:
+    """A pure ``sums(params, model_state, x, y, w) -> {metric: weighted sum}`` for one chunk,
+    eval mode (``make_eval_fn``'s metrics before the division by the weight total; the
+    streamed evaluation, ``jopt.train.evaluate_stream``, sums chunks with it too)."""
+    # the data loss alone: no label smoothing, no penalty (the user's loss_fn, if any, kept)
+    plain = dataclasses.replace(spec, label_smoothing=0.0, l1=0.0, l2=0.0, penalty_mask=None)
+    loss_fn = plain.per_example()
+
+    def sums(params, model_state, x, y, w):
+        out, _ = apply_model(model, params, model_state, x, train=False)
+        s = {"loss": jnp.sum(w * loss_fn(out, _targets(plain, y)))}
+        if spec.task == "classification":
+            s["accuracy"] = jnp.sum(w * (jnp.argmax(out, -1) == y).astype(jnp.float32))
+        else:
+            s["mse"] = jnp.sum(w * mse(out, y))
+        return s
+
+    return sums
 
 
 def make_eval_fn(model: nn.Module, spec: LossSpec, *, chunk_size: int | None = 4096) -> Callable:
@@ -20,24 +43,7 @@ def make_eval_fn(model: nn.Module, spec: LossSpec, *, chunk_size: int | None = 4
     ``accuracy`` (classification) or ``mse`` (regression). Inputs larger than ``chunk_size`` are
     evaluated in padded chunks under ``lax.map`` to bound memory.
     """
-    loss_fn = spec.per_example()
-    plain = LossSpec(
-        task=spec.task,
-        num_classes=spec.num_classes,
-        loss=spec.loss,
-        huber_delta=spec.huber_delta,
-        loss_fn=spec.loss_fn,
-    )
-
-    def sums(params, model_state, x, y, w):
-        out, _ = apply_model(model, params, model_state, x, train=False)
-        targets = _targets(plain, y)
-        s = {"loss": jnp.sum(w * loss_fn(out, targets))}
-        if spec.task == "classification":
-            s["accuracy"] = jnp.sum(w * (jnp.argmax(out, -1) == y).astype(jnp.float32))
-        else:
-            s["mse"] = jnp.sum(w * mse(out, y))
-        return s
+    sums = make_eval_sums(model, spec)
 
     def eval_fn(params, model_state, x, y):
         n = x.shape[0]

@@ -359,22 +359,28 @@ def make_train_epoch(
 
         steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
         state, m = jax.lax.scan(body, state._replace(key=key), (steps, idx, w))
-        total = jnp.maximum(jnp.sum(m["count"]), 1.0)
-        # the mean over steps with a finite loss (a skipped NaN step is counted apart, in
-        # step_finite); NaN when no step had one
-        ok = jnp.isfinite(m["loss"])
-        n_ok = jnp.sum(jnp.where(ok, m["count"], 0.0))
-        mean_ok = jnp.sum(jnp.where(ok, m["loss"] * m["count"], 0.0)) / jnp.maximum(n_ok, 1.0)
-        metrics = {
-            "train_loss": jnp.where(n_ok > 0, mean_ok, jnp.nan).astype(m["loss"].dtype),
-            "penalty": m["penalty"][-1],
-            "grad_norm": m["grad_norm"][-1],
-            "step_loss": m["loss"],
-            "step_grad_norm": m["grad_norm"],
-            "step_finite": m["finite"],  # the step's gradient was all finite
-        }
-        if spec.task == "classification":
-            metrics["train_accuracy"] = jnp.sum(m["correct"]) / total
-        return state, metrics
+        return state, summarize_steps(m, spec.task == "classification")
 
     return epoch_fn
+
+
+def summarize_steps(m: dict, classification: bool) -> dict:
+    """An epoch's metrics from its stacked step metrics (``make_train_epoch``'s, and the
+    streamed epoch's, ``jopt.train.StreamEpoch``): see :func:`make_train_epoch`."""
+    total = jnp.maximum(jnp.sum(m["count"]), 1.0)
+    # the mean over steps with a finite loss (a skipped NaN step is counted apart, in
+    # step_finite); NaN when no step had one
+    ok = jnp.isfinite(m["loss"])
+    n_ok = jnp.sum(jnp.where(ok, m["count"], 0.0))
+    mean_ok = jnp.sum(jnp.where(ok, m["loss"] * m["count"], 0.0)) / jnp.maximum(n_ok, 1.0)
+    out = {
+        "train_loss": jnp.where(n_ok > 0, mean_ok, jnp.nan).astype(m["loss"].dtype),
+        "penalty": m["penalty"][-1],
+        "grad_norm": m["grad_norm"][-1],
+        "step_loss": m["loss"],
+        "step_grad_norm": m["grad_norm"],
+        "step_finite": m["finite"],  # the step's gradient was all finite
+    }
+    if classification:
+        out["train_accuracy"] = jnp.sum(m["correct"]) / total
+    return out

@@ -21,7 +21,6 @@ it, so the resumed epoch continues at the same example and logs the same epoch r
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -32,17 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jopt.core.errors import JoptError
-from jopt.train._losses import mse
 from jopt.train._step import (
     LossSpec,
-    _targets,
-    apply_model,
     make_train_step,
     pack_train_state,
+    summarize_steps,
     unpack_train_state,
 )
 
-__all__ = ["StreamEpoch", "evaluate_stream", "make_eval_sums", "make_stream_step"]
+__all__ = ["StreamEpoch", "evaluate_stream", "make_stream_step"]
 
 STEP_KEYS = ("loss", "penalty", "correct", "count", "grad_norm", "finite")
 
@@ -83,25 +80,6 @@ def make_stream_step(
         return state, m
 
     return stream_step
-
-
-def summarize_steps(m: dict, classification: bool) -> dict:
-    """An epoch's metrics from its stacked step metrics (``make_train_epoch``'s formulas)."""
-    total = jnp.maximum(jnp.sum(m["count"]), 1.0)
-    ok = jnp.isfinite(m["loss"])
-    n_ok = jnp.sum(jnp.where(ok, m["count"], 0.0))
-    mean_ok = jnp.sum(jnp.where(ok, m["loss"] * m["count"], 0.0)) / jnp.maximum(n_ok, 1.0)
-    out = {
-        "train_loss": jnp.where(n_ok > 0, mean_ok, jnp.nan).astype(m["loss"].dtype),
-        "penalty": m["penalty"][-1],
-        "grad_norm": m["grad_norm"][-1],
-        "step_loss": m["loss"],
-        "step_grad_norm": m["grad_norm"],
-        "step_finite": m["finite"],
-    }
-    if classification:
-        out["train_accuracy"] = jnp.sum(m["correct"]) / total
-    return out
 
 
 class StreamEpoch:
@@ -197,31 +175,12 @@ class StreamEpoch:
         return state, metrics
 
 
-def make_eval_sums(model: nn.Module, spec: LossSpec) -> Callable:
-    """A pure ``sums(params, model_state, x, y, w) -> {metric: weighted sum}`` for one chunk
-    (eval mode, as ``jopt.train.make_eval_fn``; divide by the split's size for its metrics)."""
-    # the data loss alone: no label smoothing, no penalty (the user's loss_fn, if any, kept)
-    plain = dataclasses.replace(spec, label_smoothing=0.0, l1=0.0, l2=0.0, penalty_mask=None)
-    loss_fn = plain.per_example()
-
-    def sums(params, model_state, x, y, w):
-        out, _ = apply_model(model, params, model_state, x, train=False)
-        s = {"loss": jnp.sum(w * loss_fn(out, _targets(plain, y)))}
-        if spec.task == "classification":
-            s["accuracy"] = jnp.sum(w * (jnp.argmax(out, -1) == y).astype(jnp.float32))
-        else:
-            s["mse"] = jnp.sum(w * mse(out, y))
-        return s
-
-    return sums
-
-
 def evaluate_stream(
     sums: Callable, params: Any, model_state: Any, splits: dict, put: Callable[[dict], tuple]
 ) -> dict:
     """``{split: {metric: mean}}``: ``splits`` maps a name to ``(chunks, size)``, where
     ``chunks()`` yields ``{"x", "y", "w"}`` host chunks (``jopt.data.eval_batches``), ``size``
-    the split's record count; ``sums`` is the jitted :func:`make_eval_sums`."""
+    the split's record count; ``sums`` is the jitted :func:`jopt.train.make_eval_sums`."""
     out = {}
     for name, (chunks, size) in splits.items():
         acc = None
