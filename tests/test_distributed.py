@@ -27,9 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
 
 
-def _env(**extra: str) -> dict[str, str]:
+# Every subprocess compiles with XLA's backend (LLVM) optimisations off: compiling is most of
+# their cost, and each check compares runs compiled the same way (the reference included). No
+# device-count flag: the command-line runs must ask jopt for their devices.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def _env(xla_flags: str = "", **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = f"{xla_flags} {FAST_COMPILE}".strip()
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
     env.update(extra)
@@ -59,10 +65,10 @@ def runs(tmp_path_factory):
     popen = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     checks = subprocess.Popen(
         [sys.executable, str(WORKER), "checks", str(tmp / "checks")],
-        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+        env=_env("--xla_force_host_platform_device_count=8"),
         **popen,
     )
-    # The command line, on this CPU-only machine with no XLA_FLAGS: jopt asks for the devices.
+    # The command line, on this CPU-only machine with no device-count flag: jopt asks for them.
     cli = subprocess.Popen(
         [
             sys.executable,
