@@ -2,12 +2,20 @@
 
 ``augmentation`` runs through the ``jopt run`` command (progress bar and summary); every other
 config runs through the Python API. Problem configs (``rosenbrock``) run a few steps instead.
+
+Every config also runs per leaf and its final metrics must equal the packed run's, except the
+configs in ``STEP_CHECKED``: each of those goes through the same runner path (batching strategy,
+schedule, precision, early stopping, data and model kind) as a config that is compared here, and
+its own packed optimizer step is compared with its per-leaf step (5 steps, 1e-6) in
+``tests/test_fused_runner.py``, which runs every shipped config. A new config is compared here
+until it is added to ``STEP_CHECKED`` with the config whose runner path it shares.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +35,21 @@ TINY = [
 ]
 NAMES = [os.path.basename(p)[:-5] for p in CONFIGS]
 RUN = [n for n in NAMES if n not in ("augmentation", "rosenbrock")]
+# config -> the compared config whose runner path it takes (only the optimizer, its
+# hyperparameters, a loss penalty or the layer sizes differ; see the module docstring).
+STEP_CHECKED = {
+    "adam": "quickstart",
+    "batching_minibatch": "quickstart",
+    "dropout": "quickstart",
+    "l1": "quickstart",
+    "l2": "quickstart",
+    "momentum": "quickstart",
+    "rmsprop": "quickstart",
+    "sgd": "quickstart",
+    "weight_decay": "quickstart",
+    "mnist1d_logreg": "mnist1d_cnn",
+    "mnist1d_mlp": "mnist1d_cnn",
+}
 
 
 def test_configs_exist():
@@ -60,15 +83,39 @@ def test_every_config_validates(capsys):
         load_config(path)  # also through the Python API
 
 
+def _runner_path(name: str) -> tuple:
+    """What picks the runner's code path: data, batching strategy, precision, a metric-driven
+    schedule, early stopping."""
+    c = load_config(os.path.join(ROOT, "configs", f"{name}.yaml"))
+    stopping = c.regularization.early_stopping.patience > 0
+    return (c.data.name, c.batching.strategy, c.train.precision, c.schedule.name, stopping)
+
+
+def test_step_checked_configs_share_a_compared_runner_path():
+    compared = set(RUN) - set(STEP_CHECKED)
+    assert set(STEP_CHECKED) <= set(RUN) and set(STEP_CHECKED.values()) <= compared
+    fused_runner = (Path(__file__).parent / "test_fused_runner.py").read_text()
+    assert 'glob.glob(os.path.join(ROOT, "configs", "*.yaml"))' in fused_runner  # every config
+    step_indexed = {"constant", "cosine"}  # schedules that are a function of the step alone
+    for name, like in STEP_CHECKED.items():
+        a, b = _runner_path(name), _runner_path(like)
+        if a[3] in step_indexed and b[3] in step_indexed:
+            a, b = a[:3] + a[4:], b[:3] + b[4:]
+        assert a == b, (name, like, a, b)
+
+
 @pytest.mark.parametrize("name", RUN)
 def test_config_runs_one_tiny_epoch(name, tmp_path):
-    """The default (packed) run, and the same run per leaf: equal metrics (<= 1e-5)."""
+    """The default (packed) run, and (unless step-checked) the same run per leaf: equal
+    metrics (<= 1e-5)."""
     path = os.path.join(ROOT, "configs", f"{name}.yaml")
     d = run(load_config(path, [*TINY, f"output.runs_dir={tmp_path}"]))
     summary = read_json(os.path.join(d, "summary.json"))
     assert summary["status"] == "completed" and summary["epochs_run"] == 1
     assert summary["final"]["train_loss"] is not None
     assert summary["execution"] == "packed"
+    if name in STEP_CHECKED:
+        return
     leafy = ["optimizer.execution=per_leaf", f"output.runs_dir={tmp_path / 'per_leaf'}"]
     d = run(load_config(path, [*TINY, *leafy]))
     per_leaf = read_json(os.path.join(d, "summary.json"))
