@@ -2,7 +2,9 @@
 (flax linen, flax NNX and equinox models, a user data function, a user loss), a sweep over 2
 seeds, a bit-exact resume and a determinism check; every bad reference is one line, exit 2.
 
-All runs share this process and are tiny (about 100 parameters, 120 examples, 2 epochs of 4 steps)."""
+All runs share this process and are tiny (about 100 parameters, 120 examples, 2 epochs of
+4 steps).
+"""
 
 from __future__ import annotations
 

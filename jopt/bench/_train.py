@@ -129,9 +129,7 @@ def run_train(
                 return (st,)
 
             st = jax.tree.map(jnp.copy, packed_state)
-            c_step, t_step = compile_fn(
-                step_fn, st, offsets, xb, yb, wb, key, donate_argnums=(0,)
-            )
+            c_step, t_step = compile_fn(step_fn, st, offsets, xb, yb, wb, key, donate_argnums=(0,))
             step_stats, _ = time_steps(
                 c_step,
                 (st,),

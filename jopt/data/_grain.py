@@ -171,9 +171,7 @@ class ArrayShards:
                     raise JoptError(f"{p} has no matching {os.path.basename(y)}")
                 self.files.append(("npy", p, y))
         if not self.files:
-            raise JoptError(
-                f"{directory} holds no .npz, .x.npy/.y.npy or .array_record shards"
-            )
+            raise JoptError(f"{directory} holds no .npz, .x.npy/.y.npy or .array_record shards")
         lengths = [self._length(f) for f in self.files]
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -32,6 +32,7 @@ def _probe(tx: Any, params: Any) -> tuple[list[tuple], list[str]]:
 
     def run(p):
         state = tx.init(p)
+
         # the extra arguments jopt.train's step passes (lbfgs, sophia and sam use them)
         def f(q, **_):
             sq = [jnp.vdot(x, x).real.astype(jnp.float32) for x in jax.tree.leaves(q)]

@@ -102,9 +102,7 @@ def unread_buffers(tx: Any, layout: PackLayout) -> frozenset:
         with layout_scope(layout):
             inner = tx.init(params)
             extra = dict(grad=grads, value_fn=value_fn, obj_fn=value_fn, grad_fn=lambda q, i: q)
-            return call_update(
-                tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra
-            )
+            return call_update(tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra)
 
     try:
         jaxpr = jax.make_jaxpr(update)(packed, packed).jaxpr

@@ -30,7 +30,6 @@ from jopt.train._precision import (
 )
 from jopt.train._recipes import RECIPES, run_recipe
 from jopt.train._state import TrainState, init_train_state
-from jopt.train._stream import StreamEpoch, evaluate_stream, make_stream_step
 from jopt.train._step import (
     LossSpec,
     apply_model,
@@ -39,16 +38,17 @@ from jopt.train._step import (
     pack_train_state,
     unpack_train_state,
 )
+from jopt.train._stream import StreamEpoch, evaluate_stream, make_stream_step
 
 __all__ = [
     "LOSSES",
     "METRIC_MODES",
     "RECIPES",
-    "StreamEpoch",
     "EarlyStopping",
     "EpochLog",
     "FitResult",
     "LossSpec",
+    "StreamEpoch",
     "TrainState",
     "apply_model",
     "apply_precision",
