@@ -79,6 +79,16 @@ def update_goals(n_params: int, leaves: int, steps: int, copy_bound) -> dict:
     return {"params": n_params, "leaves": leaves, "bandwidth": bw.as_dict(), "results": rows}
 
 
+def slim(x):
+    """The report without per-leaf memory rows (thousands of them at 2000 leaves); the
+    totals and per-slot sums stay. ``jopt bench train --json`` keeps the full rows."""
+    if isinstance(x, dict):
+        return {k: slim(v) for k, v in x.items() if k not in ("rows", "per_group")}
+    if isinstance(x, list):
+        return [slim(v) for v in x]
+    return x
+
+
 def markdown(report: dict) -> str:
     env = report["environment"]
     lines = [
@@ -148,7 +158,7 @@ def main() -> None:
         report["update"]["leaves2000"] = update_goals(8000, 2000, a.steps, cb)
         report["update"]["1M_1000"] = update_goals(1_000_000, 1000, a.steps, cb)
     with open(a.out + ".json", "w") as f:
-        json.dump(report, f, indent=2)
+        json.dump(slim(report), f, indent=2)
     if set(only) >= {"mlp50", "leaves2000", "update"}:
         table = markdown(report)
         with open(a.out + ".md", "w") as f:
