@@ -169,7 +169,7 @@ from jopt.optimizers import (
     schedule_free_sgd,
 )
 
-# optax catalogue (issue 15, H3a): optimizers, building blocks, optax transform names
+# optax's catalogue: optimizers, building blocks, optax transform names
 from jopt.optimizers import (
     adabelief,
     adafactor,

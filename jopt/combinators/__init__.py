@@ -58,7 +58,7 @@ __all__ = [
     "with_precision",
 ]
 
-# --- optax's wrapper names (issue 15, H3a) ---
+# --- optax's wrapper names ---
 from jopt.combinators._optax_api import (
     MultiSteps,
     apply_if_finite,

@@ -152,7 +152,7 @@ def scalar_as(x: Any, like: jax.Array) -> jax.Array:
     """Hyperparameter ``x`` (a Python number or a traced scalar array) in ``like``'s
     :func:`inexact_dtype`.
 
-    Hyperparameters may arrive as float32 arrays (issue 3 keeps them in the state), and strict
+    Hyperparameters may arrive as float32 arrays (``with_hparams`` keeps them in state), and strict
     dtype promotion forbids ``float32_array * bfloat16_array``; casting them to the dtype of
     the array they multiply keeps every transform valid for both kinds. An integer ``like``
     gives float32, never a learning rate rounded to 0.

@@ -1,4 +1,4 @@
-"""``train.precision`` (issue 17) and ``schedule: plateau`` (issue 15) for the runner.
+"""``train.precision`` and ``schedule: plateau`` for the runner.
 
 :func:`precision` resolves the run's ``jopt.models.Precision`` (the model is built with it,
 the optimizer wrapped by ``jopt.train.precision_optimizer``, the compiled epoch and evaluation

@@ -243,7 +243,7 @@ def compile_group(
         epoch.lower(state, x, y)
     elif program.epoch_offsets_fn is not None:
         # Packed: the leaf offsets are arguments of the compiled epoch, so XLA cuts the leaves
-        # with one kernel per leaf size; as constants it compiles a kernel per leaf (issue 13).
+        # with one kernel per leaf size; as constants it compiles a kernel per leaf.
         offsets = program.layout.offsets()
         fn = jax.jit(program.epoch_offsets_fn, donate_argnums=0)
         compiled = fn.lower(state, x, y, offsets).compile()

@@ -155,7 +155,7 @@ def validate_config(config: Config, *, paths: bool = True) -> None:
 
     from jopt.experiment._policy import check_precision_plateau
 
-    check_precision_plateau(config)  # train.precision, schedule: plateau (issues 17, 15)
+    check_precision_plateau(config)  # train.precision, schedule: plateau
     _one_of("schedule.name", config.schedule.name, reg.SCHEDULES, "schedule")
     validate_optimizer(config)
 

@@ -21,7 +21,7 @@ __all__ = [
     "sgd",
 ]
 
-# --- optax catalogue (issue 15, H3a) ---
+# --- optax's optimizers ---
 from jopt.optimizers._adaptive import adabelief, adamaxw, adan, nadamw, yogi
 from jopt.optimizers._layerwise import adafactor, fromage, lars, novograd, sm3
 from jopt.optimizers._steps import (
@@ -57,7 +57,7 @@ __all__ += [
 ]
 # --- /optax catalogue ---
 
-# --- issue 15 (H3b): contrib, L-BFGS, torch/Keras extras ---
+# --- contrib, L-BFGS, torch/Keras extras ---
 from jopt.optimizers._contrib import (  # noqa: E402
     DAdaptState,
     ademamix,
@@ -126,4 +126,3 @@ __all__ += [
     "sophia",
     "torch_rprop",
 ]
-# --- /issue 15 (H3b) ---

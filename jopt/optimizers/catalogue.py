@@ -69,7 +69,7 @@ def _plain(f, **kw):
 
 KM = "Kingma & Ba 2015"
 META: dict[str, Meta] = {
-    # --- optimizers (issue 2) ---
+    # --- optimizers ---
     "sgd": Meta(
         "Robbins & Monro 1951; Polyak 1964; Sutskever et al. 2013",
         make=_lr(_optimizers.sgd, momentum=0.9),
@@ -85,7 +85,7 @@ META: dict[str, Meta] = {
     "radam": Meta("Liu et al. 2020", make=_lr(_optimizers.radam)),
     "lamb": Meta("You et al. 2020", "per-leaf", make=_lr(_optimizers.lamb)),
     "lion": Meta("Chen et al. 2023", make=_lr(_optimizers.lion)),
-    # --- optax.contrib (issue 15, H3b) ---
+    # --- optax.contrib ---
     "adopt": Meta("Taniguchi et al. 2024", make=_lr(_optimizers.adopt)),
     "ademamix": Meta("Pagliardini, Ablin & Grangier 2024", make=_lr(_optimizers.ademamix)),
     "prodigy": Meta("Mishchenko & Defazio 2024", "global", make=_plain(_optimizers.prodigy)),
@@ -169,7 +169,7 @@ META: dict[str, Meta] = {
     ),
 }
 
-# H3a's optax-catalogue optimizers (issue 15): (reference, structure); all take the learning
+# optax's catalogue optimizers: (reference, structure); all take the learning
 # rate first, so the state is measured on ``name(1e-3)``.
 _OPTAX_MAIN = {
     "adabelief": ("Zhuang et al. 2020", "elementwise"),

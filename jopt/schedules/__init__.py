@@ -24,7 +24,7 @@ __all__ = [
     "warmup_cosine_decay",
 ]
 
-# --- optax's schedule names (issue 15, H3a) ---
+# --- optax's schedule names ---
 from jopt.schedules._optax_names import (
     constant_schedule,
     cosine_decay_schedule,

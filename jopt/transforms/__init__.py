@@ -71,7 +71,7 @@ __all__ = [
     "trace",
 ]
 
-# --- optax catalogue (issue 15, H3a) ---
+# --- optax's building blocks ---
 from jopt.transforms._factored import FactoredState, scale_by_factored_rms
 from jopt.transforms._filters import (
     MaskedState,
@@ -142,7 +142,7 @@ __all__ += [
 ]
 # --- /optax catalogue ---
 
-# --- issue 15 (H3b): plateau, contrib blocks, line searches ---
+# --- plateau, contrib blocks, line searches ---
 from jopt.transforms._contrib import (  # noqa: E402
     ScaleByAdemamixState,
     scale_by_ademamix,
@@ -191,4 +191,3 @@ __all__ += [
     "scale_by_zoom_linesearch",
     "value_and_grad_from_state",
 ]
-# --- /issue 15 (H3b) ---
