@@ -36,7 +36,13 @@ import numpy as np
 from jopt.bench import environment
 from jopt.experiment import bench_optimizers, load_config, setup
 from jopt.fused import packed_layout
-from jopt.train import init_train_state, make_train_epoch, make_train_step, pack_train_state
+from jopt.train import (
+    init_train_state,
+    make_train_epoch,
+    make_train_step,
+    pack_train_state,
+    with_offsets_argument,
+)
 
 VARIANTS = ("grad", "grad_packed_static", "grad_packed", "per_leaf", "packed_static", "packed")
 
@@ -95,18 +101,13 @@ def one_repeat(s, txs, steps: int, variants=VARIANTS) -> dict:
         layout = None if name in ("grad", "per_leaf") else packed_layout(tx, state.params)
         dynamic = layout is not None and not name.endswith("_static")
         offsets = layout.offsets() if dynamic else ()
-        step = make_train_step(
-            s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
+        step = with_offsets_argument(
+            make_train_step(s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout)
         )
         st = state if layout is None else pack_train_state(state, tx, layout)
 
         def step_fn(st, offsets, xb, yb, wb, k, step=step):
-            if offsets:
-                st = st._replace(opt_state=st.opt_state._replace(offsets=offsets))
-            st = step(st, xb, yb, wb, k)[0]
-            if offsets:
-                st = st._replace(opt_state=st.opt_state._replace(offsets=()))
-            return (st,)
+            return step(st, offsets, xb, yb, wb, k)[:1]
 
         st = jax.tree.map(jnp.copy, st)
         c_step, step_parts = compile_parts(step_fn, st, offsets, xb, yb, wb, key)

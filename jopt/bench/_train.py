@@ -84,6 +84,7 @@ def run_train(
         make_train_epoch,
         make_train_step,
         pack_train_state,
+        with_offsets_argument,
     )
 
     s = setup
@@ -112,8 +113,10 @@ def run_train(
             n_params = sum(p.size for p in jax.tree.leaves(state.params))
             layout = _layout(impl, tx, state.params)
             memory[impl] = memory_report(tx, state.params, layout=layout).as_dict()
-            step = make_train_step(
-                s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
+            step = with_offsets_argument(
+                make_train_step(
+                    s.model, tx, s.spec, augment=s.augment, kind=s.data.kind, layout=layout
+                )
             )
             # A packed step runs on a packed state, its leaf offsets runtime arguments kept
             # out of the carry (as in jopt run's epoch: passed once, never returned).
@@ -121,12 +124,7 @@ def run_train(
             packed_state = state if layout is None else pack_train_state(state, tx, layout)
 
             def step_fn(st, offsets, xb, yb, wb, k, step=step):
-                if offsets:
-                    st = st._replace(opt_state=st.opt_state._replace(offsets=offsets))
-                st = step(st, xb, yb, wb, k)[0]
-                if offsets:
-                    st = st._replace(opt_state=st.opt_state._replace(offsets=()))
-                return (st,)
+                return step(st, offsets, xb, yb, wb, k)[:1]
 
             st = jax.tree.map(jnp.copy, packed_state)
             c_step, t_step = compile_fn(step_fn, st, offsets, xb, yb, wb, key, donate_argnums=(0,))

@@ -37,6 +37,7 @@ from jopt.train._step import (
     make_train_step,
     pack_train_state,
     unpack_train_state,
+    with_offsets_argument,
 )
 from jopt.train._stream import StreamEpoch, evaluate_stream, make_stream_step
 
@@ -78,4 +79,5 @@ __all__ = [
     "run_recipe",
     "under_matmul_precision",
     "unpack_train_state",
+    "with_offsets_argument",
 ]

@@ -305,6 +305,26 @@ def make_train_step(
     return step
 
 
+def with_offsets_argument(step: Callable) -> Callable:
+    """``step(state, *batch) -> (state, metrics)`` as ``fn(state, offsets, *batch)``.
+
+    A packed state's leaf offsets (``layout.offsets()``) come in as an argument of the compiled
+    call, so its views are dynamic slices (one kernel per leaf size, as in ``jopt run``'s
+    epoch), and are dropped from the state it returns, so they never join a donated carry.
+    With ``offsets=()`` (a per-leaf state, or static splits) ``step`` runs unchanged.
+    """
+
+    def fn(state: TrainState, offsets: Any, *batch: Any):
+        if offsets:
+            state = state._replace(opt_state=state.opt_state._replace(offsets=offsets))
+        state, metrics = step(state, *batch)
+        if offsets:
+            state = state._replace(opt_state=state.opt_state._replace(offsets=()))
+        return state, metrics
+
+    return fn
+
+
 def make_train_epoch(
     model: nn.Module,
     tx: Any,
