@@ -3,8 +3,37 @@
 from __future__ import annotations
 
 import functools
+import os
+import socket
+from pathlib import Path
 
 import jax
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(xla_flags: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a jopt subprocess on CPU: the repository on ``PYTHONPATH``, and
+    ``XLA_FLAGS`` set to ``xla_flags`` (``None``: removed, so the parent's flags do not leak)."""
+    env = dict(os.environ)
+    if xla_flags is None:
+        env.pop("XLA_FLAGS", None)
+    else:
+        env["XLA_FLAGS"] = xla_flags
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int | None:
+    """A free TCP port on localhost (a coordinator's), or None where sockets are not allowed."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    except OSError:
+        return None
 
 
 class TraceCounter:

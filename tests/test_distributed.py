@@ -9,8 +9,6 @@ together (module fixture) and the tests below assert on the numbers they report.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import free_port, subprocess_env
 
 import jopt
 from jopt import distributed as jd
@@ -34,21 +33,7 @@ FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_
 
 
 def _env(xla_flags: str = "", **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{xla_flags} {FAST_COMPILE}".strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int | None:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    except OSError:
-        return None
+    return subprocess_env(f"{xla_flags} {FAST_COMPILE}".strip(), **extra)
 
 
 def _result(proc: subprocess.Popen) -> dict:
@@ -86,7 +71,7 @@ def runs(tmp_path_factory):
         env=_env(),
         **popen,
     )
-    port = _free_port()
+    port = free_port()
     procs, run_procs = [], []
     if port is not None:
         procs = [
@@ -98,9 +83,9 @@ def runs(tmp_path_factory):
             for pid in range(2)
         ]
         # `jopt run` as a 2-process job (2 host devices each, ZeRO-1): the same config as `cli`.
-        run_port = _free_port()
+        run_port = free_port()
         while run_port == port:
-            run_port = _free_port()
+            run_port = free_port()
         coord = {"JOPT_COORDINATOR_ADDRESS": f"127.0.0.1:{run_port}", "JOPT_NUM_PROCESSES": "2"}
         run_procs = [
             subprocess.Popen(

@@ -17,10 +17,8 @@ The subprocesses start together in one module fixture.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import types
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port, subprocess_env
 
 from jopt import JoptError
 from jopt.experiment import config_from_dict, validate_config
@@ -103,28 +102,10 @@ def _raw(tmp: Path, runs: str, train: str = "train", **train_over) -> dict:
     }
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int | None:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    except OSError:
-        return None
-
-
 def _popen(cfg: Path, ids: Path, *args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, "run", str(cfg), "--no-progress", *args],
-        env=_env(IDS=str(ids), **env),
+        env=subprocess_env(None, IDS=str(ids), **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -174,7 +155,7 @@ def runs(tmp_path_factory):
     killed_raw = _raw(tmp, "killed", checkpoint_every_steps=5)
     (tmp / "killed.json").write_text(json.dumps(killed_raw))
     procs = {"killed": _popen(tmp / "killed.json", tmp / "killed.ids", KILL_AT="15")}
-    port = _free_port()
+    port = free_port()
     if port is not None:
         two = _raw(tmp, "two", train="train_ar")
         two["distributed"] = {"data": -1, "zero": 1}  # ZeRO-1: optimizer state split
