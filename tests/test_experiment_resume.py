@@ -67,21 +67,9 @@ def _yaml(path):
         return yaml.safe_load(f)
 
 
-def _template(path):
-    import orbax.checkpoint as ocp
-
-    ckpt = ocp.StandardCheckpointer()
-    try:
-        meta = ckpt.metadata(path)
-    finally:
-        ckpt.close()
-    tree = getattr(meta, "item_metadata", meta)
-    return jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
-
-
 def _final_leaves(run_dir):
     _, path = list_checkpoints(run_dir)[-1]
-    tree = restore_checkpoint(path, _template(path))
+    tree = restore_checkpoint(path, None)
     out = []
     for x in jax.tree.leaves(tree):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):

@@ -37,17 +37,8 @@ def _leaves(run_dir):
     from jopt.distributed import list_checkpoints, restore_checkpoint
 
     _, path = list_checkpoints(run_dir)[-1]
-    import orbax.checkpoint as ocp
-
-    ckpt = ocp.StandardCheckpointer()
-    try:
-        meta = ckpt.metadata(path)
-    finally:
-        ckpt.close()
-    tree = getattr(meta, "item_metadata", meta)
-    template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), dict(tree))
     out = []
-    for x in jax.tree.leaves(restore_checkpoint(path, template)):
+    for x in jax.tree.leaves(restore_checkpoint(path, None)):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             x = jax.random.key_data(x)
         out.append(np.asarray(x))
