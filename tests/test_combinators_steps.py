@@ -101,6 +101,38 @@ def test_skipped_step_leaves_params_and_state_unchanged():
     jopt.check_state(s2)
 
 
+@pytest.mark.parametrize("with_grad_arg", [False, True])
+def test_frozen_gradients_never_skip_a_step(with_grad_arg):
+    """Only gradients the optimizer reads decide a skip: a NaN in a frozen leaf's gradient
+    (a tuple-shaped tree here) changes nothing, one in a trained leaf skips the step. With
+    ``grad=`` (what a train step passes), a leaf read there counts as read too."""
+    tx = jopt.skip_nonfinite(
+        jopt.groups([("frozen", "0", "freeze")], default=jopt.with_hparams(jopt.adam)(0.1))
+    )
+    params = (jnp.ones(2), {"w": jnp.ones(3)})
+    state = tx.init(params)
+
+    def update(g, s, p):
+        return tx.update(g, s, p, grad=g) if with_grad_arg else tx.update(g, s, p)
+
+    nan_frozen = (jnp.array([jnp.nan, 1.0]), {"w": jnp.ones(3)})
+    u, s = jax.jit(update)(nan_frozen, state, params)
+    assert not bool(s.skipped) and int(s.total) == 0
+    np.testing.assert_array_equal(u[0], [0.0, 0.0])
+    np.testing.assert_allclose(u[1]["w"], -0.1 * np.ones(3), rtol=1e-6)
+    nan_trained = (jnp.ones(2), {"w": jnp.array([1.0, jnp.inf, 1.0])})
+    u, s = jax.jit(update)(nan_trained, state, params)
+    assert bool(s.skipped) and int(s.total) == 1
+    # An optimizer that reads a leaf only through ``grad=`` still has it checked.
+    reader = jopt.skip_nonfinite(
+        jopt.core.GradientTransformation(
+            lambda p: (), lambda u, st, p=None, grad=None, **kw: (grad, st)
+        )
+    )
+    _, s = jax.jit(lambda g: reader.update(g, reader.init(params), params, grad=g))(nan_frozen)
+    assert bool(s.skipped)
+
+
 def test_max_consecutive_raises_on_the_host():
     tx = jopt.with_norms(jopt.skip_nonfinite(jopt.sgd(0.1), max_consecutive=2))
     _, state = _run(tx, _grads_with_nan_at([1, 2]), 4)

@@ -17,6 +17,7 @@ from jopt.core import (
     inexact_dtype,
     map_elementwise,
     safe_increment,
+    unread_inputs,
     zeros_like,
 )
 
@@ -24,6 +25,33 @@ from jopt.core import (
 def _no_step(updates: Any) -> Any:
     # -0.0 is the additive identity for every float (-0.0 included), so params stay bitwise.
     return map_elementwise(lambda u: jnp.full(jnp.shape(u), -0.0, inexact_dtype(u)), updates)
+
+
+def _read_gradients(tx: Any, updates: Any, inner: Any, params: Any, extra: dict) -> list:
+    """The leaves of ``updates`` whose value some output of ``tx.update`` depends on.
+
+    A leaf counts as read when ``tx`` reads it as ``updates`` or as the ``grad=`` extra
+    argument (a train step passes the same gradient twice). Every leaf counts when the
+    analysis is unavailable or ``grad=`` is not shaped like ``updates``.
+    """
+    leaves = jax.tree.leaves(updates)
+    grad = extra.get("grad")
+    paired = grad is not None and jax.tree.structure(grad) == jax.tree.structure(updates)
+    if grad is not None and not paired:
+        return leaves
+
+    def update(u, g):
+        kw = dict(extra, grad=g) if paired else extra
+        return call_update(tx, u, inner, params, **kw)
+
+    unread = unread_inputs(update, updates, grad if paired else ())
+    if unread is None:
+        return leaves
+    n = len(leaves)
+    skip = unread[:n]
+    if paired:
+        skip = [a and b for a, b in zip(skip, unread[n:], strict=True)]
+    return [x for x, cut in zip(leaves, skip, strict=True) if not cut]
 
 
 def _like(new: Any, old: Any) -> Any:
@@ -160,6 +188,9 @@ class NonFiniteError(JoptError):
 def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTransformation:
     """Skip steps whose gradients hold a NaN or an Inf.
 
+    Only gradients that ``tx`` reads count: a frozen parameter's gradient (``jopt.freeze``, a
+    frozen group) changes no parameter or state, so its values never skip a step, and a train
+    step need not compute it (found by dead-code analysis of ``tx.update``, computing nothing).
     On such a step the updates are zero (the parameters stay bitwise unchanged), ``tx``'s
     state is left as it was, and the counters ``consecutive`` and ``total`` grow. A finite
     step resets ``consecutive`` to 0. NaN is never applied, whatever the limit: the limit is
@@ -190,7 +221,7 @@ def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTrans
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        finite = all_finite(updates)
+        finite = all_finite(_read_gradients(tx, updates, state.inner_state, params, extra_args))
 
         def step(_):
             new, inner = call_update(tx, updates, state.inner_state, params, **extra_args)

@@ -20,6 +20,7 @@ from jopt.core._leafwise import (
     packed_context,
     probe_labels,
 )
+from jopt.core._reads import unread_inputs
 from jopt.core._tree import (
     abs_sq,
     all_finite,
@@ -69,5 +70,6 @@ __all__ = [
     "squared_norm",
     "state_dtype",
     "stateless",
+    "unread_inputs",
     "zeros_like",
 ]

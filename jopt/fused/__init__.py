@@ -15,7 +15,13 @@ from jopt.fused._convert import state_to_packed, state_to_per_leaf
 from jopt.fused._fused import FusedState, fuse, pad_scope, per_leaf
 from jopt.fused._layout import LeafSlot, PackLayout, pack, pack_layout
 from jopt.fused._step import on_buffers, packed_init, packed_step
-from jopt.fused._train import PackedState, Unpacker, packed_train_step, unread_buffers
+from jopt.fused._train import (
+    PackedState,
+    Unpacker,
+    packed_train_step,
+    unread_buffers,
+    unread_leaves,
+)
 
 __all__ = [
     "FusedState",
@@ -37,4 +43,5 @@ __all__ = [
     "state_to_packed",
     "state_to_per_leaf",
     "unread_buffers",
+    "unread_leaves",
 ]

@@ -16,13 +16,14 @@ model reads its leaves as views of them, and the gradient arrives packed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jopt.core import apply_updates, call_update
+from jopt.core import apply_updates, call_update, unread_inputs
 from jopt.fused._classes import layout_scope, packed_layout
 from jopt.fused._convert import state_to_packed, state_to_per_leaf
 from jopt.fused._fused import FusedState
@@ -79,6 +80,23 @@ class Unpacker:
         return PackedState(packed, opt)
 
 
+def _unread_gradients(tx: Any, params: Any, layout: PackLayout | None) -> list[bool] | None:
+    """Per leaf of ``params`` (abstract): ``True`` when no output of ``tx.update`` reads its
+    gradient. ``None`` when the analysis is unavailable."""
+
+    def value_fn(q, **_):
+        return sum((jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(q)), jnp.zeros((), jnp.float32))
+
+    def update(grads, params):
+        with layout_scope(layout) if layout is not None else contextlib.nullcontext():
+            inner = tx.init(params)
+            extra = dict(grad=grads, value_fn=value_fn, obj_fn=value_fn, grad_fn=lambda q, i: q)
+            return call_update(tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra)
+
+    unread = unread_inputs(update, params, params)
+    return None if unread is None else unread[: len(jax.tree.leaves(params))]
+
+
 def unread_buffers(tx: Any, layout: PackLayout) -> frozenset:
     """The buffers of ``layout`` whose gradient no output of ``tx.update`` depends on.
 
@@ -87,32 +105,24 @@ def unread_buffers(tx: Any, layout: PackLayout) -> frozenset:
     packed step may then cut their views out of a ``lax.stop_gradient`` of the buffer, so the
     backward pass computes nothing for them (their gradient is zeros). Found by dead-code
     elimination of ``tx.update``'s jaxpr on abstract buffers (nothing is computed); empty when
-    the analysis is unavailable, so every gradient is taken then.
+    the analysis is unavailable, so every gradient is taken then. :func:`unread_leaves` is the
+    same for a per-leaf tree.
     """
-    try:
-        from jax._src.interpreters import partial_eval as pe
-    except ImportError:  # pragma: no cover - a future jax: take every gradient
-        return frozenset()
     packed = {g: jax.ShapeDtypeStruct((n,), jnp.dtype(layout.dtype_of(g))) for g, n in layout.sizes}
-
-    def value_fn(q, **_):
-        return sum((jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(q)), jnp.zeros((), jnp.float32))
-
-    def update(grads, params):
-        with layout_scope(layout):
-            inner = tx.init(params)
-            extra = dict(grad=grads, value_fn=value_fn, obj_fn=value_fn, grad_fn=lambda q, i: q)
-            return call_update(tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra)
-
-    try:
-        jaxpr = jax.make_jaxpr(update)(packed, packed).jaxpr
-        _, used = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
-    except Exception:  # pragma: no cover - internal API changed: take every gradient
+    unread = _unread_gradients(tx, packed, layout)
+    if unread is None:
         return frozenset()
-    names = sorted(packed)
-    if len(used) != 2 * len(names):  # pragma: no cover - unexpected jaxpr inputs
-        return frozenset()
-    return frozenset(n for n, u in zip(names, used[: len(names)], strict=True) if not u)
+    return frozenset(n for n, cut in zip(sorted(packed), unread, strict=True) if cut)
+
+
+def unread_leaves(tx: Any, params: Any) -> tuple[bool, ...]:
+    """Per leaf of ``params`` (``jax.tree.leaves`` order): ``True`` when no output of
+    ``tx.update`` depends on its gradient (a frozen leaf), as :func:`unread_buffers` finds for
+    buffers. ``params`` may be arrays, ``jax.ShapeDtypeStruct`` or tracers; nothing is
+    computed. All ``False`` when the analysis is unavailable."""
+    unread = _unread_gradients(tx, params, None)
+    n = len(jax.tree.leaves(params))
+    return tuple(unread) if unread is not None else (False,) * n
 
 
 def packed_train_step(

@@ -13,7 +13,14 @@ import jax.numpy as jnp
 from jopt.core import all_finite, apply_updates, call_update, global_norm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, augment_batch
-from jopt.fused import FusedState, on_buffers, state_to_packed, state_to_per_leaf, unread_buffers
+from jopt.fused import (
+    FusedState,
+    on_buffers,
+    state_to_packed,
+    state_to_per_leaf,
+    unread_buffers,
+    unread_leaves,
+)
 from jopt.models import ModelAdapter
 from jopt.train._losses import LOSSES, make_loss, one_hot_targets, penalty
 from jopt.train._state import TrainState
@@ -168,9 +175,18 @@ def make_train_step(
     dtype and leaf class and ``tx`` updates the buffers (``jopt.fused.on_buffers``). The results
     equal the per-leaf step's up to float rounding.
     """
-    # Buffers whose gradient tx never reads (frozen groups): cut from a stop_gradient, so the
-    # backward pass computes nothing for them (their gradient is zeros).
+    # Buffers (packed) or leaves (per leaf) whose gradient tx never reads (frozen groups): cut
+    # from a stop_gradient, so the backward pass computes nothing for them (their gradient is
+    # zeros, in both layouts alike).
     no_grad = frozenset() if layout is None else unread_buffers(tx, layout)
+    frozen_leaves: dict = {}
+
+    def per_leaf_cut(p):
+        key = (jax.tree.structure(p), tuple((x.shape, x.dtype) for x in jax.tree.leaves(p)))
+        if key not in frozen_leaves:
+            frozen_leaves[key] = unread_leaves(tx, p)
+        return frozen_leaves[key]
+
     if layout is not None:
         tx = on_buffers(tx, layout)
     loss_fn = spec.per_example()
@@ -180,7 +196,16 @@ def make_train_step(
     classification = spec.task == "classification"
 
     def tree(p, offsets):
-        if layout is None or not no_grad:
+        if layout is None:
+            cut = per_leaf_cut(p)
+            if not any(cut):
+                return p
+            leaves, treedef = jax.tree.flatten(p)
+            leaves = [
+                jax.lax.stop_gradient(x) if c else x for x, c in zip(leaves, cut, strict=True)
+            ]
+            return jax.tree.unflatten(treedef, leaves)
+        if not no_grad:
             return p if layout is None else layout.unpack(p, offsets)
         live = layout.unpack_leaves({g: v for g, v in p.items() if g not in no_grad}, offsets)
         cut = {g: jax.lax.stop_gradient(v) for g, v in p.items() if g in no_grad}
