@@ -16,6 +16,12 @@ Typed PRNG keys (``jax.random.key``) are stored as their raw ``uint32`` key data
 again on restore, so a resumed run draws exactly the same random numbers as an uninterrupted
 one.
 
+A restore that fails (a truncated or corrupt array file) first lets orbax's other reads of it
+finish, so nothing of it is left running: orbax runs each restore in a fresh asyncio event loop
+and closes that loop when the first read fails, and the reads still pending would otherwise be
+torn down whenever they are collected ("Exception ignored in" tracebacks: ``GeneratorExit`` in
+orbax's read coroutines, "Event loop is closed" in tensorstore's callbacks).
+
 A run directory keeps one checkpoint per saved epoch, ``checkpoints/epoch_000012/``
 (:func:`epoch_checkpoint_path`, :func:`list_checkpoints`); single-device and distributed runs of
 ``jopt run`` both use this layout and these functions. A run on streamed (sharded) data may also
@@ -24,9 +30,12 @@ keep mid-epoch ones, ``epoch_000012_step_000000400/`` (:func:`step_checkpoint_pa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +62,38 @@ def _checkpointer():
     for name in ("absl", "orbax", "orbax.checkpoint"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return ocp.StandardCheckpointer()
+
+
+class _JoiningLoop(asyncio.SelectorEventLoop):
+    """An event loop that, when closed, first runs the tasks still pending on it to their end."""
+
+    def close(self) -> None:
+        if not self.is_closed() and not self.is_running():
+            pending = asyncio.all_tasks(self)
+            if pending:  # their exceptions are the failed restore's: gathered, not reported
+                self.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        super().close()
+
+
+@contextlib.contextmanager
+def _reads_joined():
+    """New asyncio event loops are :class:`_JoiningLoop` s while inside (orbax's restore runs
+    in a new loop it closes on the first failed read, other reads still pending)."""
+    with warnings.catch_warnings():  # event loop policies are deprecated from Python 3.14
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Policy(asyncio.DefaultEventLoopPolicy):
+            def new_event_loop(self):
+                return _JoiningLoop()
+
+        old = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(Policy())
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(old)
 
 
 def save_checkpoint(path: str | Path, tree: Any) -> Path:
@@ -98,7 +139,8 @@ def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> An
     if like is None:
         ckptr = _checkpointer()
         try:
-            return ckptr.restore(path)
+            with _reads_joined():
+                return ckptr.restore(path)
         finally:
             ckptr.close()
     if shardings is None:
@@ -115,7 +157,8 @@ def restore_checkpoint(path: str | Path, like: Any, shardings: Any = None) -> An
     target = jax.tree.map(abstract, like, shardings)
     ckptr = _checkpointer()
     try:
-        restored = ckptr.restore(path, target)
+        with _reads_joined():
+            restored = ckptr.restore(path, target)
     finally:
         ckptr.close()
 
