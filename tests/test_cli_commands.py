@@ -49,6 +49,10 @@ def test_bench_distributed_on_one_device(tmp_path, capsys):
     report = json.loads(path.read_text())
     assert [r["devices"] for r in report["results"]] == [1]
     assert report["results"][0]["steps_per_s"] > 0
+    assert report["execution"] == "packed"  # what jopt run trains with
     assert "steps/s" in capsys.readouterr().out
+    assert main([*argv, "--execution", "per_leaf", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["execution"] == "per_leaf"
+    assert "per_leaf" in capsys.readouterr().out
     assert main(["bench", "distributed", "--devices", "64"]) == 2
     assert "64 devices" in capsys.readouterr().err

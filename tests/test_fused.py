@@ -6,6 +6,8 @@ tests/test_packed_equivalence.py.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -244,6 +246,27 @@ def test_pack_roundtrip_and_segments():
     sums = jax.ops.segment_sum(packed["float32"], seg, num_segments=layout.num_leaves)
     np.testing.assert_allclose(np.asarray(sums)[[0, 2]], [15.0, 7.0])
     assert layout.nbytes() == 7 * 4 + 3 * 4
+
+
+class _Block(NamedTuple):
+    kernel: jax.Array
+    scale: jax.Array
+
+
+@pytest.mark.parametrize(
+    "tree, dynamic",
+    [
+        ({}, False),
+        ([jnp.ones(4)] * 50, False),  # many leaves, no matrix: static splits
+        ((jnp.ones((3, 2)), None, {"b": jnp.ones(2)}, jnp.ones((2, 3))), False),
+        ([_Block(jnp.ones((4, 4)), jnp.ones(4)), _Block(jnp.ones((4, 4)), jnp.ones(4))], True),
+        ({"a": jnp.ones((2, 2, 3)), "b": (jnp.ones((2, 2, 3), jnp.bfloat16),)}, True),
+    ],
+)
+def test_views_are_dynamic_exactly_for_repeated_matrix_shapes(tree, dynamic):
+    """``PackLayout.dynamic_views``: repeated layers (a 2-D or larger shape held twice, in any
+    buffer) get dynamic slices; anything else static splits."""
+    assert pack_layout(tree).dynamic_views is dynamic
 
 
 def test_unpack_gradient_is_a_concatenation_not_pads():

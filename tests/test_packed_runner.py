@@ -250,13 +250,18 @@ def test_frozen_leaves_get_no_gradient_and_train_as_per_leaf(tiny_setup):
     assert [t - f for t, f in zip(counts["trained"], counts["frozen"], strict=True)] == [1, 1]
 
 
-def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup):
-    """``epoch_fn(state, x, y, layout.offsets())`` (dynamic slices, what keeps XLA:CPU's
-    compile time near the per-leaf gradient's) gives the per-leaf epoch's results."""
-    from jopt.train import init_train_state, make_train_epoch
+@pytest.mark.parametrize("hidden", [[16, 16], [16, 16, 16]])
+def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup, hidden):
+    """``epoch_fn(state, x, y, layout.offsets())`` gives the per-leaf epoch's results, with
+    the model's views as static splits (no repeated matrix shape) and as dynamic slices at
+    the offsets (two (16, 16) kernels: repeated layers, what keeps XLA:CPU's compile time
+    near the per-leaf gradient's); the jaxpr shows which."""
+    from jopt.train import init_train_state, make_train_epoch, make_train_step, pack_train_state
 
-    s = tiny_setup
-    program = build_program(_cfg(), s)
+    config = _cfg(None, f"model.hidden={hidden}")
+    s = tiny_setup if hidden == TINY["model"]["hidden"] else setup(config)
+    program = build_program(config, s)
+    assert program.layout.dynamic_views == (len(hidden) == 3)
     x, y = jnp.asarray(s.data.x_train), jnp.asarray(s.data.y_train)
     state = init_train_state(s.model, program.tx, x[:1], jax.random.key(0))
     out = []
@@ -268,3 +273,10 @@ def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup):
     (sp, mp), (sl, ml) = out
     _close((sp.params, sp.opt_state, sp.step), (sl.params, sl.opt_state, sl.step))
     np.testing.assert_allclose(mp["step_loss"], ml["step_loss"], rtol=0, atol=TOL)
+    # The step's views: a dynamic slice per leaf, or none (static splits).
+    layout = program.layout
+    step = make_train_step(s.model, program.tx, s.spec, layout=layout)
+    st = pack_train_state(state, program.tx, layout, layout.offsets())
+    batch = (x[None, :8], y[None, :8], jnp.ones((1, 8)), jax.random.key(1))
+    views = str(jax.make_jaxpr(step)(st, *batch)).count("dynamic_slice")
+    assert (views >= layout.num_leaves) if layout.dynamic_views else views == 0, views

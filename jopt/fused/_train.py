@@ -171,13 +171,15 @@ def packed_train_step(
 
     def step(state: PackedState, *batch: Any):
         p, s = state.params, state.opt_state
-        offsets = s.offsets if len(s.offsets) == layout.num_leaves else None
+        dynamic = len(s.offsets) == layout.num_leaves and layout.dynamic_views
+        offsets = s.offsets if dynamic else None  # static splits unless layers repeat
         live = {g: v for g, v in p.items() if g not in no_grad}
         fixed = layout.unpack_leaves({g: v for g, v in p.items() if g in no_grad}, offsets)
 
         def packed_loss(live):
-            # Views: a dynamic slice per leaf (offsets as data), whose gradient is one
-            # concatenation per buffer; closed-over buffers are never differentiated.
+            # Views: a dynamic slice per leaf (offsets as data) or one split per buffer, whose
+            # gradient is one concatenation per buffer; closed-over buffers are never
+            # differentiated.
             mine = layout.unpack_leaves(live, offsets)
             leaves = [a if a is not None else b for a, b in zip(mine, fixed, strict=True)]
             return loss_fn(jax.tree.unflatten(layout.treedef, leaves), *batch)

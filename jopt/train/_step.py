@@ -257,7 +257,10 @@ def make_train_step(
         opt_state, offsets = state.opt_state, None
         if layout is not None:  # a packed state: FusedState(inner, leaf offsets)
             opt_state, offsets = opt_state.inner, state.opt_state.offsets
-            offsets = offsets if len(offsets) == layout.num_leaves else None
+            # The views: dynamic slices for repeated layers, else static splits (see
+            # PackLayout.dynamic_views); the offsets stay in the state either way.
+            dynamic = len(offsets) == layout.num_leaves and layout.dynamic_views
+            offsets = offsets if dynamic else None
         if k == 1:
             g, lsum, correct, ms = micro(
                 state.params, state.model_state, xb[0], yb[0], wb[0], keys[0], offsets
