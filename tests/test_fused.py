@@ -256,16 +256,18 @@ class _Block(NamedTuple):
 @pytest.mark.parametrize(
     "tree, dynamic",
     [
-        ({}, False),
-        ([jnp.ones(4)] * 50, False),  # many leaves, no matrix: static splits
-        ((jnp.ones((3, 2)), None, {"b": jnp.ones(2)}, jnp.ones((2, 3))), False),
+        ({}, True),
+        ([jnp.ones(4)] * 50, True),  # few leaves: dynamic
+        ([jnp.ones(4)] * 300, False),  # many leaves, no matrix: static splits
+        ((jnp.ones((3, 2)), None, {"b": jnp.ones(2)}, [jnp.ones(3)] * 300), False),
         ([_Block(jnp.ones((4, 4)), jnp.ones(4)), _Block(jnp.ones((4, 4)), jnp.ones(4))], True),
+        ([_Block(jnp.ones((4, 4)), jnp.ones(4))] * 2 + [jnp.ones(2)] * 300, True),
         ({"a": jnp.ones((2, 2, 3)), "b": (jnp.ones((2, 2, 3), jnp.bfloat16),)}, True),
     ],
 )
-def test_views_are_dynamic_exactly_for_repeated_matrix_shapes(tree, dynamic):
+def test_views_are_static_only_for_many_leaves_without_repeated_matrices(tree, dynamic):
     """``PackLayout.dynamic_views``: repeated layers (a 2-D or larger shape held twice, in any
-    buffer) get dynamic slices; anything else static splits."""
+    buffer) and small trees get dynamic slices; many leaves without one static splits."""
     assert pack_layout(tree).dynamic_views is dynamic
 
 

@@ -251,11 +251,15 @@ def test_frozen_leaves_get_no_gradient_and_train_as_per_leaf(tiny_setup):
 
 
 @pytest.mark.parametrize("hidden", [[16, 16], [16, 16, 16]])
-def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup, hidden):
+def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup, hidden, monkeypatch):
     """``epoch_fn(state, x, y, layout.offsets())`` gives the per-leaf epoch's results, with
-    the model's views as static splits (no repeated matrix shape) and as dynamic slices at
-    the offsets (two (16, 16) kernels: repeated layers, what keeps XLA:CPU's compile time
-    near the per-leaf gradient's); the jaxpr shows which."""
+    the model's views as static splits (no repeated matrix shape, and the many-leaves bar
+    lowered to this tiny model) and as dynamic slices at the offsets (two (16, 16) kernels:
+    repeated layers, what keeps XLA:CPU's compile time near the per-leaf gradient's); the
+    jaxpr shows which."""
+    import jopt.fused._layout
+
+    monkeypatch.setattr(jopt.fused._layout, "STATIC_VIEWS_MIN_LEAVES", 1)
     from jopt.train import init_train_state, make_train_epoch, make_train_step, pack_train_state
 
     config = _cfg(None, f"model.hidden={hidden}")
