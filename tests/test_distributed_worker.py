@@ -170,13 +170,19 @@ def checks(out_dir: str) -> dict:
     out["fused_restore4_next_epoch_diff"] = max_diff(ref_next.state.params, fnext.state.params)
 
     # The experiment runner (what `jopt run cfg.yaml distributed.data=8` calls): one epoch of the
-    # quickstart config on one device and on 8 with ZeRO-1 give the same logged metrics.
+    # quickstart config on one device, on 8 (packed, the leaf offsets replicated arguments)
+    # and on 8 with ZeRO-1 (packed, static splits) give the same logged metrics.
     from jopt.experiment import load_config
     from jopt.experiment._runner import run
 
     root = Path(__file__).resolve().parents[1]
     logged = {}
-    for name, extra in (("one", []), ("eight", ["distributed.data=8", "distributed.zero=1"])):
+    runs = (
+        ("one", []),
+        ("dp", ["distributed.data=8"]),
+        ("eight", ["distributed.data=8", "distributed.zero=1"]),
+    )
+    for name, extra in runs:
         cfg = load_config(
             root / "configs" / "quickstart.yaml",
             [
@@ -191,7 +197,9 @@ def checks(out_dir: str) -> dict:
         run_dir = Path(run(cfg))
         logged[name] = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     keys = ("train_loss", "val_loss", "test_loss", "val_accuracy")
-    out["runner_metric_diff"] = max(abs(logged["one"][k] - logged["eight"][k]) for k in keys)
+    out["runner_metric_diff"] = max(
+        abs(logged["one"][k] - logged[n][k]) for k in keys for n in ("dp", "eight")
+    )
     out["runner_train_loss"] = logged["eight"]["train_loss"]
 
     # A batch that does not split over the data axis.

@@ -67,10 +67,13 @@ def test_stop_policy_ends_at_the_first_nonfinite_step(spike, capsys):
     tmp, data = spike
     cfg = tmp / "stop.yaml"
     cfg.write_text(json.dumps(_raw(tmp, data, nonfinite="stop")))
+    before = set(os.listdir(tmp))
     assert cli(["run", str(cfg), "--no-progress"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "diverged at step" in err[0] and "non-finite loss" in err[0]
-    d = str(tmp / sorted(p for p in os.listdir(tmp) if p.startswith("spike-"))[-1])
+    # this run's directory (names sort by second, so another test's run may sort after it)
+    (new,) = [p for p in set(os.listdir(tmp)) - before if p.startswith("spike-")]
+    d = str(tmp / new)
     summary, _ = _summary(d)
     assert summary["status"] == "diverged" and summary["epochs_run"] == 1
     assert summary["diverged"]["policy"] == "stop" and summary["diverged"]["epoch"] == 1

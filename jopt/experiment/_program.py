@@ -89,7 +89,8 @@ class Program:
     layout: Any = None
     precision: Any = None  # jopt.models.Precision (train.precision resolved)
     eval_params: Any = None  # (params, opt_state) -> the parameters evaluated (see eval_params_fn)
-    # packed, one device: the epoch taking the leaf offsets as arguments (see compile_group)
+    # packed (one device, or data parallel without ZeRO): the epoch taking the leaf offsets
+    # as arguments (see compile_group)
     epoch_offsets_fn: Any = None
 
 
@@ -165,7 +166,9 @@ def build_program(config: Config, setup: Setup, K: int = 1, parallel: Any = None
     eval_fn = under_matmul_precision(eval_fn, policy)
     eval_params = eval_params_fn(config)
     epoch_offsets_fn = None
-    if layout is not None and parallel is None:
+    # ZeRO-1 keeps static splits: its optimizer state is sharded, and a dynamic slice of a
+    # sharded buffer would gather the whole buffer at the epoch's exit.
+    if layout is not None and (parallel is None or not parallel.zero):
         epoch_offsets_fn = over_members(epoch_fn, K, (0, None, None, None))
     epoch_fn = over_members(epoch_fn, K, (0, None, None))
     eval_fn = over_members(eval_fn, K, (0, 0, None, None))
@@ -232,13 +235,31 @@ def place_group(
     return state, x, y, splits
 
 
+@dataclasses.dataclass(frozen=True)
+class _WithArgs:
+    """A jitted ``fn(state, x, y, *extra)`` called as ``fn(state, x, y)``: ``extra`` (the leaf
+    offsets) is passed on every call."""
+
+    fn: Any
+    extra: tuple
+
+    def __call__(self, state: Any, x: Any, y: Any) -> Any:
+        return self.fn(state, x, y, self.extra)
+
+
 def compile_group(
     program: Program, state: Any, x: Any, y: Any, splits: dict, parallel: Any = None
 ) -> tuple[Any, Any]:
     """``(epoch, evaluate)``: the epoch function jitted with the state donated (through
     ``parallel.jit_epoch`` when distributed: traced now, compiled on first call) and every
     evaluation split in one compiled program (one compile instead of one per split size)."""
-    if parallel is not None:
+    if parallel is not None and program.epoch_offsets_fn is not None:
+        # Data-parallel, packed: the offsets are replicated arguments, as on one device.
+        offsets = tuple(parallel.replicate(o) for o in program.layout.offsets())
+        run = parallel.jit(program.epoch_offsets_fn, state, num_data_args=0, num_other_args=3)
+        run.lower(state, x, y, offsets)
+        epoch = _WithArgs(run, offsets)
+    elif parallel is not None:
         epoch = parallel.jit_epoch(program.epoch_fn, state)
         epoch.lower(state, x, y)
     elif program.epoch_offsets_fn is not None:
