@@ -97,6 +97,11 @@ class PackLayout:
                 seen.add(s.shape)
         return False
 
+    def view_offsets(self, offsets: Any) -> Any:
+        """What a train step cuts the model's views with: ``offsets`` (one per leaf, from
+        :meth:`offsets`) when :attr:`dynamic_views`, else ``None`` (static splits)."""
+        return offsets if len(offsets) == self.num_leaves and self.dynamic_views else None
+
     def used(self, group: str) -> int:
         """Elements of buffer ``group`` that hold leaves (its length minus the padding)."""
         return sum(s.size for s in self.slots if s.group == group)

@@ -16,7 +16,6 @@ model reads its leaves as views of them, and the gradient arrives packed.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -88,7 +87,7 @@ def _unread_gradients(tx: Any, params: Any, layout: PackLayout | None) -> list[b
         return sum((jnp.sum(jnp.abs(v)) for v in jax.tree.leaves(q)), jnp.zeros((), jnp.float32))
 
     def update(grads, params):
-        with layout_scope(layout) if layout is not None else contextlib.nullcontext():
+        with layout_scope(layout):  # None: ordinary trees
             inner = tx.init(params)
             extra = dict(grad=grads, value_fn=value_fn, obj_fn=value_fn, grad_fn=lambda q, i: q)
             return call_update(tx, grads, inner, params, value=jnp.zeros((), jnp.float32), **extra)
@@ -171,8 +170,7 @@ def packed_train_step(
 
     def step(state: PackedState, *batch: Any):
         p, s = state.params, state.opt_state
-        dynamic = len(s.offsets) == layout.num_leaves and layout.dynamic_views
-        offsets = s.offsets if dynamic else None  # static splits unless layers repeat
+        offsets = layout.view_offsets(s.offsets)
         live = {g: v for g, v in p.items() if g not in no_grad}
         fixed = layout.unpack_leaves({g: v for g, v in p.items() if g in no_grad}, offsets)
 

@@ -206,7 +206,7 @@ def make_train_step(
             ]
             return jax.tree.unflatten(treedef, leaves)
         if not no_grad:
-            return p if layout is None else layout.unpack(p, offsets)
+            return layout.unpack(p, offsets)
         live = layout.unpack_leaves({g: v for g, v in p.items() if g not in no_grad}, offsets)
         cut = {g: jax.lax.stop_gradient(v) for g, v in p.items() if g in no_grad}
         fixed = layout.unpack_leaves(cut, offsets)
@@ -256,11 +256,8 @@ def make_train_step(
         keys = jax.random.split(key, k)
         opt_state, offsets = state.opt_state, None
         if layout is not None:  # a packed state: FusedState(inner, leaf offsets)
-            opt_state, offsets = opt_state.inner, state.opt_state.offsets
-            # The views: dynamic slices for repeated layers, else static splits (see
-            # PackLayout.dynamic_views); the offsets stay in the state either way.
-            dynamic = len(offsets) == layout.num_leaves and layout.dynamic_views
-            offsets = offsets if dynamic else None
+            # the offsets stay in the state; the views use them or static splits
+            opt_state, offsets = opt_state.inner, layout.view_offsets(state.opt_state.offsets)
         if k == 1:
             g, lsum, correct, ms = micro(
                 state.params, state.model_state, xb[0], yb[0], wb[0], keys[0], offsets
