@@ -127,3 +127,61 @@ def test_reset_by_tuple_index_path(trees):
     fresh = jopt.reset(state, "/0")
     mu = fresh[0].mu
     assert not np.any(np.asarray(mu[0])) and np.any(np.asarray(mu[1]))
+
+
+def _poison(tree):
+    """``tree`` with a NaN in its first inexact leaf (unchanged if it has none)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    for i, x in enumerate(leaves):
+        if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) and x.size:
+            leaves[i] = x.reshape(-1).at[0].set(jax.numpy.nan).reshape(x.shape)
+            break
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def test_update_and_apply_puts_the_guard_around_the_step_on_every_tree():
+    """``jopt.update_and_apply`` with ``skip_nonfinite`` outermost (one ``lax.cond`` around
+    the update and ``p + u``) against the guard as a plain transformation, over a finite, a
+    NaN and a finite step: the skipped step keeps parameters and inner state bitwise, and both
+    paths end equal up to float rounding, on every tree shape (int and bfloat16 leaves too)."""
+    from jopt.combinators import update_and_apply
+    from jopt.core import GradientTransformation
+
+    guard = jopt.skip_nonfinite(jopt.adam(LR))
+    plain = GradientTransformation(guard.init, guard.update)  # runs the guard as a transform
+    names = [*TREES, "int", "mixed_bf16_f32"]
+
+    @jax.jit
+    def run(trees):
+        out = {}
+        for n, params in trees.items():
+            ends = []
+            for tx in (guard, plain):
+                p, state, seen = params, tx.init(params), []
+                for i in range(3):
+                    grads = jax.tree.map(lambda x, i=i: x * (1 + i), params)
+                    p, state = update_and_apply(tx, _poison(grads) if i == 1 else grads, state, p)
+                    seen.append((p, state.inner_state, state.skipped))
+                ends.append(seen)
+            out[n] = ends
+        return out
+
+    for n, (ours, ref) in run(make(names, 405)).items():
+        poisoned = any(
+            jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) and x.size
+            for x in jax.tree.leaves(ours[0][0])
+        )
+        assert [bool(s[2]) for s in ours] == [False, poisoned, False], n
+        assert [bool(s[2]) for s in ref] == [False, poisoned, False], n
+        if poisoned:  # the skipped step changed nothing, bitwise
+            for a, b in zip(*(jax.tree.leaves(s[:2]) for s in ours[:2]), strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=n)
+        for a, b in zip(*(jax.tree.leaves(s[-1][:2]) for s in (ours, ref)), strict=True):
+            assert a.dtype == b.dtype, n
+            np.testing.assert_allclose(
+                np.asarray(a, np.float64 if a.dtype == jax.numpy.bfloat16 else a.dtype),
+                np.asarray(b, np.float64 if b.dtype == jax.numpy.bfloat16 else b.dtype),
+                rtol=1e-6,
+                atol=1e-7,
+                err_msg=n,
+            )

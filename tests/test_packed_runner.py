@@ -284,3 +284,43 @@ def test_epoch_with_offsets_as_arguments_equals_per_leaf(tiny_setup, hidden, mon
     batch = (x[None, :8], y[None, :8], jnp.ones((1, 8)), jax.random.key(1))
     views = str(jax.make_jaxpr(step)(st, *batch)).count("dynamic_slice")
     assert (views >= layout.num_leaves) if layout.dynamic_views else views == 0, views
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_guard_around_the_step_equals_the_guard_as_a_transform(tiny_setup, packed):
+    """``make_train_step`` puts the default non-finite guard around the update and its
+    application (``jopt.update_and_apply``: one ``lax.cond``); the same guard hidden in a plain
+    transformation runs as an ordinary ``tx``. Over a finite, a non-finite and a finite step,
+    leaf by leaf and packed: the skipped step leaves parameters and state bitwise unchanged,
+    and both end equal up to float rounding (the two compile to differently fused kernels)."""
+    from jopt.combinators import SkipTransformation
+    from jopt.core import GradientTransformation
+    from jopt.train import init_train_state, make_train_step, pack_train_state
+
+    s = tiny_setup
+    program = build_program(_cfg(), s)
+    guard = program.tx
+    assert isinstance(guard, SkipTransformation)
+    plain = GradientTransformation(guard.init, guard.update)
+    x, y = jnp.asarray(s.data.x_train[:64]), jnp.asarray(s.data.y_train[:64])
+    layout = program.layout if packed else None
+    ends = []
+    for tx in (guard, plain):
+        st = init_train_state(s.model, tx, x[:1], jax.random.key(0))
+        if packed:
+            st = pack_train_state(st, tx, layout, layout.offsets())
+        step = jax.jit(make_train_step(s.model, tx, s.spec, layout=layout))
+        states = []
+        for i in range(3):
+            xb = x[None].at[0, 0, 0].set(jnp.nan) if i == 1 else x[None]
+            st, _ = step(st, xb, y[None], jnp.ones((1, 64)), jax.random.key(i))
+            states.append(jax.device_get(st))
+        opt = [t.opt_state.inner if packed else t.opt_state for t in states]
+        assert [bool(o.skipped) for o in opt] == [False, True, False]
+        kept = (states[0].params, opt[0].inner_state), (states[1].params, opt[1].inner_state)
+        for a, b in zip(*map(jax.tree.leaves, kept), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        ends.append((states[-1].params, states[-1].opt_state))
+    assert jax.tree.structure(ends[0]) == jax.tree.structure(ends[1])
+    for a, b in zip(*map(jax.tree.leaves, ends), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

@@ -21,6 +21,7 @@ import pytest
 from jopt.cli import main as cli
 from jopt.core import JoptError
 from jopt.experiment import config_from_dict, load_config, resume, setup, validate_config
+from jopt.experiment._program import build_program, init_group
 from jopt.experiment._runner import run
 from jopt.models import precision_policy
 
@@ -89,16 +90,44 @@ def test_bf16_mixed_quickstart_via_jopt_run(bf16_mixed_run):
 
 
 def test_bf16_mixed_per_leaf_equals_packed(bf16_mixed_run, tmp_path):
+    """The same run per leaf reaches the same metrics. Not the same parameters to 1e-6: under
+    bf16 activations a one-ulp float32 difference in a master weight (the layouts sum some
+    gradients in another order) can flip a bfloat16 rounding, and Adam carries that on (2
+    epochs: up to 2e-4 either way, with the layout or with how XLA fuses the update). What is
+    exact is each step; see the test below."""
     cfg = load_config(os.path.join(bf16_mixed_run, "config.yaml"))
     raw = json.loads(json.dumps(_to_dict(cfg)))
     raw["optimizer"]["execution"] = "per_leaf"
     raw["output"]["runs_dir"] = str(tmp_path)
     other = run(config_from_dict(raw))
     assert _summary(other)["execution"] == "per_leaf"
-    a, _ = _saved(bf16_mixed_run)
-    b, _ = _saved(other)
-    for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"]), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+    a, b = _summary(bf16_mixed_run)["final"], _summary(other)["final"]
+    assert a.keys() == b.keys()
+    for k in a:
+        tol = 0.01 if k.endswith("accuracy") else 1e-3 * abs(a[k])  # 0.01: 4 of 450 examples
+        assert abs(a[k] - b[k]) <= tol, (k, a[k], b[k])
+
+
+def test_bf16_mixed_each_step_is_the_same_in_both_layouts(bf16_mixed_run):
+    """Every step of the bf16_mixed quickstart's first epoch, taken from the same state by the
+    packed and the per-leaf epoch (one batch each), gives the same parameters and optimizer
+    state up to float32 rounding (1e-6); the run goes on from the per-leaf state."""
+    cfg = load_config(os.path.join(bf16_mixed_run, "config.yaml"))
+    s = setup(cfg)
+    raw = json.loads(json.dumps(_to_dict(cfg)))
+    raw["optimizer"]["execution"] = "per_leaf"
+    programs = [build_program(cfg, s), build_program(config_from_dict(raw), s)]
+    assert [p.execution for p in programs] == ["packed", "per_leaf"]
+    state, _ = init_group(programs[1], [cfg], jnp.asarray(s.data.x_train[:1]))
+    epochs = [jax.jit(p.epoch_fn) for p in programs]
+    b = cfg.batching.batch_size
+    x, y = jnp.asarray(s.data.x_train), jnp.asarray(s.data.y_train)
+    for i in range(len(x) // b):
+        xb, yb = x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]
+        packed, state = (jax.device_get(e(state, xb, yb)[0]) for e in epochs)
+        pair = [(t.params, t.opt_state) for t in (packed, state)]
+        for u, v in zip(*map(jax.tree.leaves, pair), strict=True):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
 
 
 def _to_dict(cfg):

@@ -22,9 +22,11 @@ from jopt.combinators._robust import (
     AccumulateState,
     NonFiniteError,
     SkipState,
+    SkipTransformation,
     accumulate,
     check_state,
     skip_nonfinite,
+    update_and_apply,
 )
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "NormsState",
     "ParamEmaState",
     "SkipState",
+    "SkipTransformation",
     "TapState",
     "accumulate",
     "check_state",
@@ -51,6 +54,7 @@ __all__ = [
     "set_hparams",
     "skip_nonfinite",
     "tap",
+    "update_and_apply",
     "with_hparams",
     "with_lookahead",
     "with_norms",

@@ -13,6 +13,7 @@ from jopt.core import (
     GradientTransformation,
     JoptError,
     all_finite,
+    apply_updates,
     call_update,
     inexact_dtype,
     map_elementwise,
@@ -221,21 +222,79 @@ def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTrans
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        finite = all_finite(_read_gradients(tx, updates, state.inner_state, params, extra_args))
+        finite = _finite(tx, updates, state, params, extra_args)
 
         def step(_):
-            new, inner = call_update(tx, updates, state.inner_state, params, **extra_args)
-            return _like(new, updates), inner
+            return _take(tx, updates, state, params, extra_args)
 
         def skip(_):
             return _no_step(updates), state.inner_state
 
         new_updates, inner = jax.lax.cond(finite, step, skip, None)
-        consecutive = jnp.where(finite, 0, safe_increment(state.consecutive)).astype(jnp.int32)
-        total = jnp.where(finite, state.total, safe_increment(state.total)).astype(jnp.int32)
-        return new_updates, SkipState(inner, consecutive, total, ~finite, state.max_consecutive)
+        return new_updates, _next_state(state, inner, finite)
 
-    return GradientTransformation(init_fn, update_fn)
+    out = SkipTransformation(init_fn, update_fn)
+    out.inner = tx
+    return out
+
+
+def _finite(tx: Any, updates: Any, state: SkipState, params: Any, extra: dict) -> jax.Array:
+    return all_finite(_read_gradients(tx, updates, state.inner_state, params, extra))
+
+
+def _take(tx: Any, updates: Any, state: SkipState, params: Any, extra: dict) -> tuple:
+    new, inner = call_update(tx, updates, state.inner_state, params, **extra)
+    return _like(new, updates), inner
+
+
+def _next_state(state: SkipState, inner: Any, finite: jax.Array) -> SkipState:
+    consecutive = jnp.where(finite, 0, safe_increment(state.consecutive)).astype(jnp.int32)
+    total = jnp.where(finite, state.total, safe_increment(state.total)).astype(jnp.int32)
+    return SkipState(inner, consecutive, total, ~finite, state.max_consecutive)
+
+
+class SkipTransformation(GradientTransformation):
+    """A transformation from :func:`skip_nonfinite`; attribute ``inner`` (the guarded one).
+
+    Its ``update`` returns zero updates on a skipped step, which the caller then applies.
+    :meth:`apply` instead puts the guard around the update *and* its application: one
+    ``lax.cond`` of ``inner.update`` + ``apply_updates`` against keeping parameters and state.
+    The results are the same up to float rounding (a skipped step leaves parameters and state
+    bitwise unchanged either way), and the taken branch fuses like an unguarded step: no
+    zero updates are written and read back (:func:`update_and_apply` picks it).
+    """
+
+    # No __slots__: instances carry ``inner`` in a __dict__.
+
+    def apply(self, updates: Any, state: SkipState, params: Any, **extra: Any) -> tuple:
+        """``(new params, new state)``: ``params + inner.update(...)`` where every gradient
+        ``inner`` reads is finite, else ``params`` and ``state.inner_state`` unchanged."""
+        tx = self.inner
+        finite = _finite(tx, updates, state, params, extra)
+
+        def take(_):
+            new, inner = _take(tx, updates, state, params, extra)
+            return apply_updates(params, new), inner
+
+        def skip(_):
+            return params, state.inner_state
+
+        new_params, inner = jax.lax.cond(finite, take, skip, None)
+        return new_params, _next_state(state, inner, finite)
+
+
+def update_and_apply(tx: Any, updates: Any, state: Any, params: Any, **extra: Any) -> tuple:
+    """One optimizer step: ``(params + u, new state)`` with ``(u, new state) = tx.update(...)``.
+
+    When ``tx`` is a :func:`skip_nonfinite` guard, the guard goes around the update and its
+    application (:meth:`SkipTransformation.apply`), which saves XLA a pass over the
+    parameters. The results equal ``apply_updates(params, tx.update(...)[0])`` up to float
+    rounding. Train steps (``jopt run``'s and ``jopt.fused.packed_train_step``) call this.
+    """
+    if isinstance(tx, SkipTransformation) and hasattr(tx, "inner"):
+        return tx.apply(updates, state, params, **extra)
+    new, state = call_update(tx, updates, state, params, **extra)
+    return apply_updates(params, new), state
 
 
 def check_state(state: Any) -> None:

@@ -10,7 +10,7 @@
   layouts.
 """
 
-from jopt.fused._classes import leaf_classes, packed_layout
+from jopt.fused._classes import layout_scope, leaf_classes, packed_layout
 from jopt.fused._convert import state_to_packed, state_to_per_leaf
 from jopt.fused._fused import FusedState, fuse, pad_scope, per_leaf
 from jopt.fused._layout import LeafSlot, PackLayout, pack, pack_layout
@@ -30,6 +30,7 @@ __all__ = [
     "PackedState",
     "Unpacker",
     "fuse",
+    "layout_scope",
     "leaf_classes",
     "on_buffers",
     "pack",

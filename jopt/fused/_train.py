@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jopt.core import apply_updates, call_update, unread_inputs
+from jopt.combinators import update_and_apply
+from jopt.core import call_update, unread_inputs
 from jopt.fused._classes import layout_scope, packed_layout
 from jopt.fused._convert import state_to_packed, state_to_per_leaf
 from jopt.fused._fused import FusedState
@@ -185,8 +186,8 @@ def packed_train_step(
         out, g = jax.value_and_grad(packed_loss, has_aux=has_aux)(live)
         grads = {name: g[name] if name in g else jnp.zeros_like(v) for name, v in p.items()}
         loss = out[0] if has_aux else out
-        with layout_scope(layout):
-            updates, inner = call_update(tx, grads, s.inner, p, value=loss)
-        return PackedState(apply_updates(p, updates), FusedState(inner, s.offsets)), out
+        with layout_scope(layout):  # a non-finite guard goes around the update and p + u
+            p, inner = update_and_apply(tx, grads, s.inner, p, value=loss)
+        return PackedState(p, FusedState(inner, s.offsets)), out
 
     return PackedState(packed, opt), step, Unpacker(tx, layout, no_grad, dynamic_offsets)

@@ -10,12 +10,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jopt.core import all_finite, apply_updates, call_update, global_norm
+from jopt.combinators import update_and_apply
+from jopt.core import all_finite, global_norm
 from jopt.core.errors import JoptError
 from jopt.data import Augment, Batching, augment_batch
 from jopt.fused import (
     FusedState,
-    on_buffers,
+    layout_scope,
     state_to_packed,
     state_to_per_leaf,
     unread_buffers,
@@ -187,8 +188,6 @@ def make_train_step(
             frozen_leaves[key] = unread_leaves(tx, p)
         return frozen_leaves[key]
 
-    if layout is not None:
-        tx = on_buffers(tx, layout)
     loss_fn = spec.per_example()
     augment = augment or Augment()
     augment.check(kind)
@@ -300,20 +299,19 @@ def make_train_step(
 
         # Every optimizer gets what any needs: polyak_sgd value=, lbfgs grad=/value_fn=,
         # sophia obj_fn=, sam (opaque) grad_fn=. Unused closures are never traced (free).
-        updates, opt_state = call_update(
-            tx,
-            grads,
-            opt_state,
-            state.params,
+        extra = dict(
             value=loss + pen,
             grad=grads,
             value_fn=value_fn,
             obj_fn=value_fn,
             grad_fn=lambda p, i: jax.grad(value_fn)(p),
         )
+        # tx runs on the buffers with the layout in force (jopt.fused.on_buffers); a
+        # non-finite guard goes around the update and its application (one lax.cond).
+        with layout_scope(layout):
+            params, opt_state = update_and_apply(tx, grads, opt_state, state.params, **extra)
         if layout is not None:
             opt_state = FusedState(opt_state, state.opt_state.offsets)
-        params = apply_updates(state.params, updates)
         new_state = state._replace(
             params=params, opt_state=opt_state, step=state.step + 1, model_state=ms
         )
