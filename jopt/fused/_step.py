@@ -29,7 +29,8 @@ from typing import Any
 
 import jax
 
-from jopt.core import GradientTransformation, apply_updates, call_update
+from jopt.combinators import update_and_apply
+from jopt.core import GradientTransformation, call_update
 from jopt.fused._classes import layout_scope
 from jopt.fused._fused import FusedState
 from jopt.fused._layout import PackLayout
@@ -69,9 +70,9 @@ def packed_step(
 
         out, grads = jax.value_and_grad(packed_loss, has_aux=has_aux)(packed)
         loss = out[0] if has_aux else out
-        with layout_scope(layout):
-            updates, inner = call_update(tx, grads, state.inner, packed, value=loss)
-        return apply_updates(packed, updates), FusedState(inner, state.offsets), out
+        with layout_scope(layout):  # a non-finite guard goes around the update and p + u
+            packed, inner = update_and_apply(tx, grads, state.inner, packed, value=loss)
+        return packed, FusedState(inner, state.offsets), out
 
     return step
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt.core import apply_updates, call_update
+from jopt.combinators import update_and_apply
 from jopt.core.errors import JoptError
 
 __all__ = [
@@ -89,8 +89,7 @@ def lr_find_run(
                 loss, g = jax.value_and_grad(loss_fn)(p)
             else:
                 loss, g = jax.value_and_grad(loss_fn)(p, batch)
-            u, s = call_update(tx, g, s, p, value=loss)
-            return (apply_updates(p, u), s), loss
+            return update_and_apply(tx, g, s, p, value=loss), loss
 
         _, losses = jax.lax.scan(body, (params, tx.init(params)), xs)
         return losses
