@@ -109,7 +109,7 @@ def test_bf16_mixed_per_leaf_equals_packed(bf16_mixed_run, tmp_path):
 
 
 def test_bf16_mixed_each_step_is_the_same_in_both_layouts(bf16_mixed_run):
-    """Every step of the bf16_mixed quickstart's first epoch, taken from the same state by the
+    """Each of the bf16_mixed quickstart's first 12 steps, taken from the same state by the
     packed and the per-leaf epoch (one batch each), gives the same parameters and optimizer
     state up to float32 rounding (1e-6); the run goes on from the per-leaf state."""
     cfg = load_config(os.path.join(bf16_mixed_run, "config.yaml"))
@@ -122,7 +122,7 @@ def test_bf16_mixed_each_step_is_the_same_in_both_layouts(bf16_mixed_run):
     epochs = [jax.jit(p.epoch_fn) for p in programs]
     b = cfg.batching.batch_size
     x, y = jnp.asarray(s.data.x_train), jnp.asarray(s.data.y_train)
-    for i in range(len(x) // b):
+    for i in range(12):
         xb, yb = x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]
         packed, state = (jax.device_get(e(state, xb, yb)[0]) for e in epochs)
         pair = [(t.params, t.opt_state) for t in (packed, state)]
