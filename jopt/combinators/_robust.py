@@ -186,7 +186,7 @@ class NonFiniteError(JoptError):
     """Training produced non-finite gradients more times in a row than allowed."""
 
 
-def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTransformation:
+def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> SkipTransformation:
     """Skip steps whose gradients hold a NaN or an Inf.
 
     Only gradients that ``tx`` reads count: a frozen parameter's gradient (``jopt.freeze``, a
@@ -196,6 +196,10 @@ def skip_nonfinite(tx: Any, max_consecutive: int | None = None) -> GradientTrans
     state is left as it was, and the counters ``consecutive`` and ``total`` grow. A finite
     step resets ``consecutive`` to 0. NaN is never applied, whatever the limit: the limit is
     enforced on the host by :func:`check_state`, which the training loop calls.
+
+    The result is a :class:`SkipTransformation`: an ordinary transformation that
+    :func:`update_and_apply` (``jopt run``'s step) applies with the guard around the update and
+    ``p + u`` together, which saves a pass over the parameters.
 
     Args:
         tx: the optimizer to guard.
