@@ -237,8 +237,8 @@ def place_group(
 
 @dataclasses.dataclass(frozen=True)
 class _WithArgs:
-    """A jitted ``fn(state, x, y, *extra)`` called as ``fn(state, x, y)``: ``extra`` (the leaf
-    offsets) is passed on every call."""
+    """A jitted or compiled ``fn(state, x, y, extra)`` called as ``fn(state, x, y)``: ``extra``
+    (the leaf offsets) is passed on every call."""
 
     fn: Any
     extra: tuple
@@ -267,10 +267,7 @@ def compile_group(
         # with one kernel per leaf size; as constants it compiles a kernel per leaf.
         offsets = program.layout.offsets()
         fn = jax.jit(program.epoch_offsets_fn, donate_argnums=0)
-        compiled = fn.lower(state, x, y, offsets).compile()
-
-        def epoch(state, x, y):
-            return compiled(state, x, y, offsets)
+        epoch = _WithArgs(fn.lower(state, x, y, offsets).compile(), offsets)
     else:
         epoch = jax.jit(program.epoch_fn, donate_argnums=0).lower(state, x, y).compile()
     eval_fn, eval_params = program.eval_fn, program.eval_params

@@ -61,11 +61,12 @@ def packed_step(
     """
 
     def step(packed, state, *batch):
-        offsets = state.offsets if len(state.offsets) == layout.num_leaves else None
+        offsets = layout.view_offsets(state.offsets)  # dynamic slices or static splits
 
         def packed_loss(p):
-            # Offsets as data: one compiled slicing kernel per leaf size, and a gradient that
-            # is one concatenation per buffer (see ``PackLayout.unpack``).
+            # Views: dynamic slices at offsets passed as data (one kernel per leaf size) or one
+            # split per buffer (PackLayout.dynamic_views); the gradient of either is one
+            # concatenation per buffer (see ``PackLayout.unpack``).
             return loss_fn(layout.unpack(p, offsets), *batch)
 
         out, grads = jax.value_and_grad(packed_loss, has_aux=has_aux)(packed)

@@ -299,17 +299,20 @@ def make_train_step(
 
         # Every optimizer gets what any needs: polyak_sgd value=, lbfgs grad=/value_fn=,
         # sophia obj_fn=, sam (opaque) grad_fn=. Unused closures are never traced (free).
-        extra = dict(
-            value=loss + pen,
-            grad=grads,
-            value_fn=value_fn,
-            obj_fn=value_fn,
-            grad_fn=lambda p, i: jax.grad(value_fn)(p),
-        )
         # tx runs on the buffers with the layout in force (jopt.fused.on_buffers); a
         # non-finite guard goes around the update and its application (one lax.cond).
         with layout_scope(layout):
-            params, opt_state = update_and_apply(tx, grads, opt_state, state.params, **extra)
+            params, opt_state = update_and_apply(
+                tx,
+                grads,
+                opt_state,
+                state.params,
+                value=loss + pen,
+                grad=grads,
+                value_fn=value_fn,
+                obj_fn=value_fn,
+                grad_fn=lambda p, i: jax.grad(value_fn)(p),
+            )
         if layout is not None:
             opt_state = FusedState(opt_state, state.opt_state.offsets)
         new_state = state._replace(
